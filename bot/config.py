@@ -1,0 +1,380 @@
+"""Load the policy files, overlay a profile, validate, and explain every problem in one line.
+
+`config/risk_policy.yaml` + `config/circuit_breakers.toml` + `config/slas.yaml` form one tree
+(their top-level keys are disjoint); `config/profiles/NAME.yaml` overlays that tree under
+`overlay:`. A problem is reported as
+`<file>: <dotted.key>: <what is wrong> (got <value>; expected <range or type>)`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import annotated_types
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from bot.core.policy import Policy
+
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+DEFAULT_PROFILE = "futures"
+
+# Which file holds each top-level key of the merged tree.
+SECTIONS: dict[str, str] = {
+    "position_sizing": "risk_policy",
+    "exits": "risk_policy",
+    "execution_costs": "risk_policy",
+    "orders": "risk_policy",
+    "circuit_breakers": "breakers",
+    "exchange_outage": "breakers",
+    "kill_switch": "breakers",
+    "reaction": "slas",
+    "alerts": "slas",
+    "incident_response": "slas",
+    "runbooks": "slas",
+    "key_management": "slas",
+    "retention": "slas",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    key: str
+    what: str
+    got: str
+    expected: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.what} (got {self.got}; expected {self.expected})"
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    policy: Policy
+    profile: str
+    files: tuple[Path, ...]
+    digest: str  # sha256 of the merged tree: recorded in evidence
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("GAMEDAY_CONFIG_DIR", DEFAULT_CONFIG_DIR))
+
+
+def known_profiles(directory: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in ((directory or config_dir()) / "profiles").glob("*.yaml"))
+
+
+def load_policy(
+    profile: str | None = DEFAULT_PROFILE,
+    *,
+    directory: Path | None = None,
+    policy_file: Path | None = None,
+    breakers_file: Path | None = None,
+    slas_file: Path | None = None,
+) -> LoadedPolicy:
+    """Load and validate; raise ConfigError listing every problem found."""
+    base = directory or config_dir()
+    paths = {
+        "risk_policy": policy_file or base / "risk_policy.yaml",
+        "breakers": breakers_file or base / "circuit_breakers.toml",
+        "slas": slas_file or base / "slas.yaml",
+    }
+    problems: list[Problem] = []
+    tree: dict[str, Any] = {}
+    provenance: dict[str, str] = {}
+    for role, path in paths.items():
+        data = _read_mapping(path, problems)
+        for key, value in data.items():
+            owner = SECTIONS.get(key)
+            if owner != role:
+                problems.append(_unknown_key(path.name, key, value, [k for k, r in SECTIONS.items()
+                                                                     if r == role]))
+                continue
+            tree[key] = value
+            provenance[key] = path.name
+    for key, role in SECTIONS.items():
+        provenance.setdefault(key, paths[role].name)
+
+    files = list(paths.values())
+    if profile is not None:
+        profile_path = base / "profiles" / f"{profile}.yaml"
+        if not profile_path.is_file():
+            problems.append(Problem("profiles", profile, "unknown profile", repr(profile),
+                                    "one of " + ", ".join(known_profiles(base))))
+        else:
+            files.append(profile_path)
+            overlay = _read_mapping(profile_path, problems)
+            extra = set(overlay) - {"description", "overlay"}
+            for key in sorted(extra):
+                problems.append(_unknown_key(profile_path.name, key, overlay[key],
+                                             ["description", "overlay"]))
+            body = overlay.get("overlay") or {}
+            if not isinstance(body, Mapping):
+                problems.append(Problem(profile_path.name, "overlay", "wrong type",
+                                        _show(body), "a mapping of policy keys"))
+            else:
+                _overlay(tree, body, (), provenance, profile_path.name)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        policy = Policy.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError([_explain(err, provenance) for err in exc.errors()]) from None
+    problems = check_invariants(policy, provenance)
+    if problems:
+        raise ConfigError(problems)
+    digest = "sha256:" + hashlib.sha256(
+        json.dumps(policy.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    return LoadedPolicy(policy, profile or "", tuple(files), digest)
+
+
+def check_invariants(policy: Policy, provenance: Mapping[str, str] | None = None) -> list[Problem]:
+    """Rules across fields: tiers in order, stop min <= max, reductions progressive."""
+    prov = provenance or {}
+    out: list[Problem] = []
+
+    def add(key: str, what: str, got: object, expected: str) -> None:
+        out.append(Problem(_file_for(key, prov), key, what, _show(got), expected))
+
+    def tiers(prefix: str, warning: float | None, critical: float, emergency: float | None) -> None:
+        if warning is not None and warning >= critical:
+            add(f"{prefix}.warning_pct", "tiers out of order", warning,
+                f"warning_pct < threshold_pct ({critical})")
+        if emergency is not None and emergency <= critical:
+            add(f"{prefix}.emergency_pct", "tiers out of order", emergency,
+                f"emergency_pct > threshold_pct ({critical})")
+
+    dd = policy.circuit_breakers.drawdown
+    tiers("circuit_breakers.drawdown", dd.warning_pct, dd.threshold_pct, dd.emergency_pct)
+    tiers("circuit_breakers.drawdown.peak", dd.peak.warning_pct, dd.peak.threshold_pct,
+          dd.peak.emergency_pct)
+    stop = policy.exits.stop_loss
+    if stop.min_pct > stop.max_pct:
+        add("exits.stop_loss.min_pct", "stop min above max", stop.min_pct,
+            f"<= exits.stop_loss.max_pct ({stop.max_pct})")
+    sizing = policy.position_sizing
+    if sizing.risk_per_trade > sizing.max_risk_per_trade:
+        add("position_sizing.risk_per_trade", "above its maximum", sizing.risk_per_trade,
+            f"<= position_sizing.max_risk_per_trade ({sizing.max_risk_per_trade})")
+    if sizing.max_position_pct > sizing.max_total_exposure_pct:
+        add("position_sizing.max_position_pct", "above total exposure cap", sizing.max_position_pct,
+            f"<= position_sizing.max_total_exposure_pct ({sizing.max_total_exposure_pct})")
+    bounds = sizing.zones.boundaries_atr_pct
+    if any(a >= b for a, b in zip(bounds, bounds[1:], strict=False)):
+        add("position_sizing.zones.boundaries_atr_pct", "zone boundaries not increasing", list(bounds),
+            "four strictly increasing ATR % values")
+    losses = policy.circuit_breakers.consecutive_losses
+    previous_losses, previous_mult = 0, 1.0
+    for i, step in enumerate(losses.size_reduction):
+        key = f"circuit_breakers.consecutive_losses.size_reduction[{i}]"
+        if step.losses <= previous_losses or step.losses >= losses.max_consecutive_losses:
+            add(f"{key}.losses", "steps out of order", step.losses,
+                f"increasing, between {previous_losses + 1} and "
+                f"{losses.max_consecutive_losses - 1} (below max_consecutive_losses)")
+        if step.size_multiplier > previous_mult:
+            add(f"{key}.size_multiplier", "reduction not progressive", step.size_multiplier,
+                f"<= {previous_mult} (each step at most the previous)")
+        previous_losses, previous_mult = step.losses, step.size_multiplier
+    inference = policy.circuit_breakers.latency.inference
+    if inference.p95_ms > inference.p99_ms:
+        add("circuit_breakers.latency.inference.p95_ms", "tiers out of order", inference.p95_ms,
+            f"<= p99_ms ({inference.p99_ms})")
+    backoff = policy.circuit_breakers.latency.backoff
+    if backoff.initial_ms > backoff.max_ms:
+        add("circuit_breakers.latency.backoff.initial_ms", "above its maximum", backoff.initial_ms,
+            f"<= max_ms ({backoff.max_ms})")
+    return out
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _read_mapping(path: Path, problems: list[Problem]) -> dict[str, Any]:
+    if not path.is_file():
+        problems.append(Problem(str(path), "(file)", "file not found", str(path),
+                                "an existing file (see config/ for the defaults)"))
+        return {}
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        detail = " ".join(str(exc).split())
+        problems.append(Problem(path.name, "(syntax)", "cannot parse", detail,
+                                "valid " + ("TOML" if path.suffix == ".toml" else "YAML")))
+        return {}
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        problems.append(Problem(path.name, "(top level)", "wrong type", _show(data), "a mapping"))
+        return {}
+    return data
+
+
+def _overlay(tree: dict[str, Any], overlay: Mapping[str, Any], prefix: tuple[str, ...],
+             provenance: dict[str, str], source: str) -> None:
+    for key, value in overlay.items():
+        path = (*prefix, str(key))
+        current = tree.get(key)
+        if isinstance(value, Mapping) and isinstance(current, dict):
+            _overlay(current, value, path, provenance, source)
+        else:
+            tree[key] = value
+            provenance[".".join(path)] = source
+
+
+def _file_for(dotted: str, provenance: Mapping[str, str]) -> str:
+    parts = dotted.replace("[", ".[").split(".")
+    for end in range(len(parts), 0, -1):
+        candidate = ".".join(parts[:end]).replace(".[", "[")
+        if candidate in provenance:
+            return provenance[candidate]
+    return "config"
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _field_info(loc: tuple[int | str, ...]) -> Any:
+    model: Any = Policy
+    info = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        info = model.model_fields.get(str(part))
+        if info is None:
+            return None
+        annotation = info.annotation
+        model = next((a for a in getattr(annotation, "__args__", ()) if isinstance(a, type)
+                      and issubclass(a, BaseModel)), annotation)
+    return info
+
+
+def _range_text(info: Any) -> str | None:
+    lower = upper = None
+    for meta in getattr(info, "metadata", []):
+        if isinstance(meta, annotated_types.Gt):
+            lower = f"({meta.gt}"
+        elif isinstance(meta, annotated_types.Ge):
+            lower = f"[{meta.ge}"
+        elif isinstance(meta, annotated_types.Lt):
+            upper = f"{meta.lt})"
+        elif isinstance(meta, annotated_types.Le):
+            upper = f"{meta.le}]"
+    if lower and upper:
+        return f"a number in {lower}, {upper}"
+    if lower:
+        return f"a number {'>' if lower[0] == '(' else '>='} {lower[1:]}"
+    if upper:
+        return f"a number {'<' if upper[-1] == ')' else '<='} {upper[:-1]}"
+    return None
+
+
+def _explain(err: Any, provenance: Mapping[str, str]) -> Problem:
+    loc = tuple(err["loc"])
+    key = _dotted(loc)
+    kind = err["type"]
+    got = _show(err.get("input"))
+    file = _file_for(key, provenance)
+    info = _field_info(loc)
+    if kind == "extra_forbidden":
+        parent = _field_info(loc[:-1])
+        allowed = _allowed_keys(parent) if loc[:-1] else sorted(Policy.model_fields)
+        return _unknown_key(file, key, err.get("input"), allowed)
+    if kind == "missing":
+        what = "missing section" if _is_model(info) else "missing key"
+        return Problem(file, key, what, "nothing", _expected(info))
+    if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+        return Problem(file, key, "out of range", got, _range_text(info) or err["msg"])
+    if kind == "literal_error":
+        return Problem(file, key, "not an allowed value", got, err["ctx"]["expected"])
+    if kind.endswith(("_type", "_parsing")):
+        return Problem(file, key, "wrong type", got, _expected(info))
+    return Problem(file, key, err["msg"].lower(), got, _expected(info))
+
+
+def _is_model(info: Any) -> bool:
+    annotation = getattr(info, "annotation", None)
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _allowed_keys(info: Any) -> list[str]:
+    annotation = getattr(info, "annotation", None)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return sorted(annotation.model_fields)
+    return []
+
+
+def _expected(info: Any) -> str:
+    if info is None:
+        return "see config/ for the defaults"
+    if _is_model(info):
+        return "a table with keys " + ", ".join(_allowed_keys(info))
+    rng = _range_text(info)
+    if rng:
+        return rng
+    annotation = info.annotation
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return names.get(annotation, str(annotation).replace("typing.", ""))
+
+
+def _unknown_key(file: str, key: str, value: object, allowed: list[str]) -> Problem:
+    leaf = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(leaf, allowed, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return Problem(file, key, "unknown key", _show(value), hint + "one of " + ", ".join(allowed))
+
+
+def _show(value: object) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def summary(loaded: LoadedPolicy) -> list[str]:
+    p = loaded.policy
+    cb = p.circuit_breakers
+    dd = cb.drawdown
+    peak = (f"; from peak {dd.peak.threshold_pct}%"
+            f"{f' (emergency {dd.peak.emergency_pct}%)' if dd.peak.emergency_pct else ''}"
+            if dd.peak.enabled else "")
+    return [
+        f"profile {loaded.profile or '(base files only)'}: ok ({loaded.digest[:19]})",
+        f"  sizing: kelly x{p.position_sizing.kelly_fraction}, risk/trade "
+        f"{p.position_sizing.risk_per_trade:.0%} (max {p.position_sizing.max_risk_per_trade:.0%}), "
+        f"position <= {p.position_sizing.max_position_pct:.0%}, exposure <= "
+        f"{p.position_sizing.max_total_exposure_pct:.0%}"
+        + (f", zones blocked {list(p.position_sizing.zones.blocked)}"
+           if p.position_sizing.zones.enabled else ""),
+        f"  drawdown: warning {dd.warning_pct}% / halt {dd.threshold_pct}% / emergency "
+        f"{dd.emergency_pct}%{peak}; cooldown {dd.cooldown_minutes:g} min",
+        f"  losses: halt at {cb.consecutive_losses.max_consecutive_losses}, steps "
+        + (", ".join(f"{s.losses}->x{s.size_multiplier}" for s in cb.consecutive_losses.size_reduction)
+           or "none"),
+        f"  volatility: spread {cb.volatility.spread.max_spread_bps} bps, ATR x"
+        f"{cb.volatility.atr.spike_threshold}, move {cb.volatility.price_move.max_move_pct}%",
+        f"  latency: ws {cb.latency.websocket.max_lag_seconds}s, inference p95 "
+        f"{cb.latency.inference.p95_ms}ms / p99 {cb.latency.inference.p99_ms}ms, placement "
+        f"{cb.latency.order_placement.max_ms}ms, fill {cb.latency.order_fill.max_ms}ms",
+        f"  orders: {'post-only ' if p.orders.post_only else ''}{p.orders.entry_type} entries; "
+        f"kill switch graceful timeout {p.kill_switch.graceful_timeout_minutes:g} min",
+    ]
