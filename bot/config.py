@@ -134,13 +134,20 @@ def load_policy(
     try:
         policy = Policy.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError([_explain(err, provenance) for err in exc.errors()]) from None
+        raise ConfigError(_without_typo_echoes([_explain(e, provenance) for e in exc.errors()])) from None
     problems = check_invariants(policy, provenance)
     if problems:
         raise ConfigError(problems)
     digest = "sha256:" + hashlib.sha256(
         json.dumps(policy.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
     return LoadedPolicy(policy, profile or "", tuple(files), digest)
+
+
+def _without_typo_echoes(problems: list[Problem]) -> list[Problem]:
+    """A misspelt key is reported once, as unknown with its suggestion, not also as missing."""
+    suggested = {p.key.rsplit(".", 1)[0] + "." + p.what.split("'")[1]
+                 for p in problems if p.what.startswith("unknown key, did you mean")}
+    return [p for p in problems if not (p.what == "missing key" and p.key in suggested)]
 
 
 def check_invariants(policy: Policy, provenance: Mapping[str, str] | None = None) -> list[Problem]:
@@ -341,8 +348,8 @@ def _expected(info: Any) -> str:
 def _unknown_key(file: str, key: str, value: object, allowed: list[str]) -> Problem:
     leaf = key.rsplit(".", 1)[-1]
     close = difflib.get_close_matches(leaf, allowed, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    return Problem(file, key, "unknown key", _show(value), hint + "one of " + ", ".join(allowed))
+    what = f"unknown key, did you mean '{close[0]}'?" if close else "unknown key"
+    return Problem(file, key, what, _show(value), "one of " + ", ".join(allowed))
 
 
 def _show(value: object) -> str:
@@ -365,8 +372,9 @@ def summary(loaded: LoadedPolicy) -> list[str]:
         f"{p.position_sizing.max_total_exposure_pct:.0%}"
         + (f", zones blocked {list(p.position_sizing.zones.blocked)}"
            if p.position_sizing.zones.enabled else ""),
-        f"  drawdown: warning {dd.warning_pct}% / halt {dd.threshold_pct}% / emergency "
-        f"{dd.emergency_pct}%{peak}; cooldown {dd.cooldown_minutes:g} min",
+        f"  drawdown (intraday): warning {dd.warning_pct}% / halt {dd.threshold_pct}%"
+        f"{f' / emergency {dd.emergency_pct}%' if dd.emergency_pct else ''}{peak}; "
+        f"cooldown {dd.cooldown_minutes:g} min",
         f"  losses: halt at {cb.consecutive_losses.max_consecutive_losses}, steps "
         + (", ".join(f"{s.losses}->x{s.size_multiplier}" for s in cb.consecutive_losses.size_reduction)
            or "none"),

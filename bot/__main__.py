@@ -1,0 +1,58 @@
+"""python -m bot run | killswitch | config check | audit verify"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bot.config import ConfigError, load_policy, summary
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_policy(
+            None if (args.policy or args.breakers) and not args.profile else args.profile or "futures",
+            policy_file=args.policy, breakers_file=args.breakers,
+        )
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    print("\n".join(summary(loaded)))
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from bot.io.audit import main_verify
+
+    return main_verify([str(args.file)])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    config = commands.add_parser("config", help="policy configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser("check", help="validate the policy files and a profile")
+    check.add_argument("--profile", help="config/profiles/NAME.yaml (default: futures)")
+    check.add_argument("--policy", type=Path, help="a risk_policy.yaml to check instead of config/'s")
+    check.add_argument("--breakers", type=Path, help="a circuit_breakers.toml to check instead")
+    check.set_defaults(handler=_config_check)
+
+    audit = commands.add_parser("audit", help="audit log tools")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser("verify", help="verify the hash chain of an audit log")
+    verify.add_argument("file", type=Path)
+    verify.set_defaults(handler=_audit_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
