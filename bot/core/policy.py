@@ -36,11 +36,15 @@ class VolatilityScaling(Strict):
     atr_factor: Positive = 1.5
 
 
+def _unit_multipliers() -> dict[Zone, float]:
+    return {"Z1": 1.0, "Z2": 1.0, "Z3": 1.0, "Z4": 1.0, "Z5": 1.0}
+
+
 class Zones(Strict):
     enabled: bool = False
     boundaries_atr_pct: tuple[Positive, Positive, Positive, Positive] = (0.25, 0.5, 1.0, 2.0)
     size_multipliers: dict[Zone, Annotated[float, Field(ge=0, le=1)]] = Field(
-        default_factory=lambda: dict.fromkeys(ZONES, 1.0)
+        default_factory=_unit_multipliers
     )
     blocked: tuple[Zone, ...] = ()
 
