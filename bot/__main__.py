@@ -26,7 +26,7 @@ def _config_check(args: argparse.Namespace) -> int:
 def _audit_verify(args: argparse.Namespace) -> int:
     from bot.io.audit import main_verify
 
-    return main_verify([str(args.file)])
+    return main_verify([str(args.file), *(["--head", args.head] if args.head else [])])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_commands.add_parser("verify", help="verify the hash chain of an audit log")
     verify.add_argument("file", type=Path)
+    verify.add_argument("--head", help="the last record's hash, kept elsewhere: also detects a cut-off tail")
     verify.set_defaults(handler=_audit_verify)
     return parser
 

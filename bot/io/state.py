@@ -6,6 +6,9 @@ digest or does not parse raises `CorruptStateError`, and the bot refuses to trad
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -29,3 +32,75 @@ class StateStore(Protocol):
     def delete(self, key: str) -> None: ...
     def ping(self) -> None: ...
     def close(self) -> None: ...
+
+
+ENVELOPE_VERSION = 1
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, ASCII only, no NaN/Infinity."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def value_digest(value: JsonObject) -> str:
+    return hashlib.sha256(canonical_json(value).encode("ascii")).hexdigest()
+
+
+def check_key(key: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"state key must be a non-empty string, got {key!r}")
+
+
+def encode_envelope(value: JsonObject) -> str:
+    """`{"v": 1, "sha256": <digest of canonical JSON of value>, "value": value}` as canonical JSON.
+
+    Refuses what would not round-trip: a non-object, non-string keys, NaN/Infinity, non-JSON types.
+    """
+    if not isinstance(value, dict):
+        raise TypeError(f"state values are JSON objects (dict), got {type(value).__name__}")
+    try:
+        value_text = canonical_json(value)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"state value is not storable as JSON: {exc}") from exc
+    if json.loads(value_text) != value:
+        raise TypeError("state value does not round-trip through JSON (tuples, or non-string keys?)")
+    digest = hashlib.sha256(value_text.encode("ascii")).hexdigest()
+    return canonical_json({"v": ENVELOPE_VERSION, "sha256": digest, "value": value})
+
+
+def decode_envelope(raw: str | bytes, *, store: str, key: str) -> JsonObject:
+    """The value inside an envelope; CorruptStateError("<store>:<key>: <what is wrong>") if damaged."""
+    where = f"{store}:{key}"
+    try:
+        envelope = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptStateError(f"{where}: stored value is not valid JSON ({exc})") from None
+    if not isinstance(envelope, dict) or set(envelope) != {"v", "sha256", "value"}:
+        raise CorruptStateError(f"{where}: stored value is not a state envelope {{v, sha256, value}}")
+    if envelope["v"] != ENVELOPE_VERSION:
+        raise CorruptStateError(f"{where}: unknown envelope version {envelope['v']!r} (expected {ENVELOPE_VERSION})")
+    value = envelope["value"]
+    if not isinstance(value, dict):
+        raise CorruptStateError(f"{where}: envelope value is not a JSON object")
+    try:
+        digest = value_digest(value)
+    except ValueError as exc:
+        raise CorruptStateError(f"{where}: envelope value is not canonical JSON ({exc})") from None
+    if envelope["sha256"] != digest:
+        raise CorruptStateError(
+            f"{where}: sha256 mismatch (stored {str(envelope['sha256'])[:16]}…, computed {digest[:16]}…): "
+            "the value was altered"
+        )
+    return value
+
+
+def open_store(target: str | os.PathLike[str], *, prefix: str = "gameday:") -> StateStore:
+    """"redis://…" / "rediss://…" / "unix://…" -> RedisStore (keys under `prefix`); anything else is a SQLite path."""
+    text = os.fspath(target)
+    if text.startswith(("redis://", "rediss://", "unix://")):
+        from bot.io.state_redis import RedisStore
+
+        return RedisStore(text, prefix=prefix)
+    from bot.io.state_sqlite import SqliteStore
+
+    return SqliteStore(text)
