@@ -1,0 +1,391 @@
+"""The bot's brain: market data, fills and operator commands in; order intents out.
+
+Pure and synchronous. Every input first feeds the breaker board (so a breaker judges every
+event, on real equity), then exits are planned before entries, and every order passes the risk
+gate. Exits, stops and flattening are never blocked by a halt. Arithmetic that fails while
+accounting for a fill halts trading (fail closed) instead of letting orders through.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bot.core.breakers.base import (
+    BarClosed,
+    BookUpdate,
+    EquityUpdate,
+    FeedLag,
+    InferenceTiming,
+    OrderLatency,
+    TradeClosed,
+)
+from bot.core.breakers.board import BoardStatus, BreakerBoard, ResumeResult
+from bot.core.clock import Clock
+from bot.core.costs import entry_allowed_by_edge
+from bot.core.events import EventBus
+from bot.core.exits import ExitState, check_exit, plan_exits
+from bot.core.killswitch import KillResult, KillStatus, KillSwitch
+from bot.core.market import Bar, BookTick, IncrementalATR
+from bot.core.policy import Policy
+from bot.core.risk import Decision, GateContext, OrderIntent, Purpose, RiskGate, Side
+from bot.core.sizing import size_position, zone_for
+from bot.core.strategy import Strategy
+
+SNAPSHOT_VERSION = 1
+_EPS = 1e-12
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    intent: OrderIntent
+    type: Literal["market", "limit"]
+    time_in_force: Literal["GTC", "IOC", "GTX"] = "GTC"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAll:
+    symbol: str
+    reason: str
+
+
+Intent = PlaceOrder | CancelAll
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    client_id: str
+    side: Side
+    qty: float
+    price: float
+    fee: float
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    trading: Literal["active", "reduced", "paused", "halted"]
+    killswitch: KillStatus
+    board: BoardStatus
+    position_qty: float
+    entry_price: float
+    equity: float
+    peak_equity: float
+    flattening: bool
+
+    @property
+    def trading_summary(self) -> str:
+        """active | paused | halted, counting the kill switch (what scenarios' `final` checks)."""
+        if self.killswitch.engaged:
+            return "paused" if self.killswitch.mode == "pause" else "halted"
+        return "active" if self.trading == "reduced" else self.trading
+
+
+class Engine:
+    def __init__(self, policy: Policy, clock: Clock, bus: EventBus, *, symbol: str, equity: float,
+                 verify: Callable[[str | None], bool], qty_step: float = 0.001, run_id: str = "0",
+                 trade_entries: bool = True) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.bus = bus
+        self.symbol = symbol
+        self.qty_step = qty_step
+        self.trade_entries = trade_entries
+        self.board = BreakerBoard(policy, bus, clock)
+        self.killswitch = KillSwitch(policy, bus, clock, verify)
+        self.gate = RiskGate(policy)
+        self.strategy = Strategy.for_policy(policy)
+        self.atr = IncrementalATR(policy.circuit_breakers.volatility.atr.atr_periods)
+        self.wallet = equity
+        self.peak_equity = equity
+        self.position_qty = 0.0
+        self.entry_price = 0.0
+        self.exit_state: ExitState | None = None
+        self.mark = 0.0
+        self.bid = 0.0
+        self.ask = 0.0
+        self._trade_pnl = 0.0
+        self._trade_reason = "exit"
+        self._in_flight: dict[str, OrderIntent] = {}
+        self._resting_entry_notional = 0.0
+        self._flattening = False
+        self._seq = 0
+        self._run_id = run_id
+
+    # --- market data ------------------------------------------------------------------------
+
+    def on_book(self, tick: BookTick) -> list[Intent]:
+        self.board.observe(BookUpdate(tick))
+        if tick.is_sane():
+            self.bid, self.ask, self.mark = tick.bid, tick.ask, tick.mid
+            self._observe_equity()
+        return self._safety_intents()
+
+    def on_bar(self, bar: Bar, *, infer: Callable[[Bar], Any] | None = None) -> list[Intent]:
+        """A closed bar. `infer` wraps the strategy call so the runtime can time it."""
+        self.board.observe(BarClosed(bar))
+        if not bar.is_sane():
+            return self._safety_intents()
+        atr = self.atr.update(bar)
+        self.mark = bar.close
+        self._observe_equity()
+        intents = self._safety_intents()
+        signal = (infer or self.strategy.update)(bar)
+        if self.exit_state is not None and not self._flattening:
+            hit = check_exit(self.exit_state, bar, atr)
+            if hit is not None and not self._exit_in_flight():
+                purpose: Purpose = "stop" if hit.reason == "stop" else (
+                    "take_profit" if hit.reason == "take_profit" else "exit")
+                self._trade_reason = hit.reason
+                intents.extend(self._close_position(purpose))
+        if (self.trade_entries and signal.side is not None and abs(self.position_qty) < _EPS
+                and not self._in_flight and atr is not None):
+            intents.extend(self._entry(signal.side, signal.expected_edge, signal.win_prob, signal.payoff, atr))
+        return intents
+
+    def on_feed_lag(self, lag_ms: float) -> list[Intent]:
+        self.board.observe(FeedLag(self.clock.now_ms(), lag_ms))
+        return self._safety_intents()
+
+    def on_inference(self, ms: float) -> list[Intent]:
+        self.board.observe(InferenceTiming(self.clock.now_ms(), ms))
+        return self._safety_intents()
+
+    def on_order_latency(self, kind: Literal["placement", "fill"], ms: float) -> list[Intent]:
+        self.board.observe(OrderLatency(self.clock.now_ms(), kind, ms))
+        return self._safety_intents()
+
+    def on_timer(self) -> list[Intent]:
+        now = self.clock.now_ms()
+        self.board.on_timer(now)
+        if self.killswitch.on_timer(now):
+            self._trade_reason = "killswitch"
+            return self._flatten("kill switch graceful timeout")
+        return self._safety_intents()
+
+    def next_deadline_ms(self) -> int | None:
+        deadlines = [d for d in (self.board.next_deadline_ms(), self.killswitch.status().deadline_ms)
+                     if d is not None]
+        return min(deadlines) if deadlines else None
+
+    # --- orders and fills -------------------------------------------------------------------
+
+    def on_fill(self, fill: Fill) -> list[Intent]:
+        """Account for a fill; a fill whose numbers cannot be accounted for halts trading."""
+        try:
+            self._account(fill)
+        except (ArithmeticError, ValueError, TypeError) as exc:
+            self.board.fail_closed(f"P&L arithmetic failed on fill {fill.client_id}: {exc}")
+        self._in_flight.pop(fill.client_id, None)
+        if abs(self.position_qty) < _EPS:
+            self._flattening = False
+        return self._safety_intents()
+
+    def on_order_done(self, client_id: str) -> None:
+        """The order is no longer working (rejected, cancelled, expired, or never placed)."""
+        intent = self._in_flight.pop(client_id, None)
+        if intent is not None and intent.purpose == "flatten":
+            self._flattening = False
+
+    def on_orders_cancelled(self) -> None:
+        for client_id in [c for c, i in self._in_flight.items() if not i.risk_reducing]:
+            del self._in_flight[client_id]
+        self._resting_entry_notional = 0.0
+
+    def adopt_position(self, qty: float, entry: float) -> None:
+        """Reconciliation found a position the engine did not know: manage it with exits."""
+        if not (math.isfinite(qty) and math.isfinite(entry) and entry > 0):
+            self.board.fail_closed(f"exchange reported an unusable position: qty={qty!r} entry={entry!r}")
+            return
+        self.position_qty, self.entry_price = qty, entry
+        self._trade_pnl = 0.0
+        if abs(qty) < _EPS:
+            self.exit_state = None
+            return
+        side: Side = "buy" if qty > 0 else "sell"
+        plan = plan_exits(side, entry, self.atr.value, self.policy.exits)
+        self.exit_state = ExitState.from_plan(plan, self.atr.value, self.policy.exits)
+        self.bus.emit("position.opened", self.clock.now_ms(), symbol=self.symbol, qty=qty, entry=entry,
+                      exit=None, pnl=None, reason="reconciled")
+
+    def set_wallet(self, wallet: float) -> None:
+        """The exchange's wallet balance (reconciliation)."""
+        if math.isfinite(wallet):
+            self.wallet = wallet
+            self._observe_equity()
+
+    # --- operator ---------------------------------------------------------------------------
+
+    def engage_killswitch(self, mode: str, reason: str, actor: str, credential: str | None
+                          ) -> tuple[KillResult, list[Intent]]:
+        result = self.killswitch.engage(mode, reason, actor, credential)
+        if not result.accepted:
+            return result, []
+        intents: list[Intent] = []
+        if result.cancel_all or result.flatten:
+            self._trade_reason = "killswitch"
+            intents = self._flatten(f"kill switch {mode}: {reason}")
+        return result, intents
+
+    def clear_killswitch(self, actor: str, credential: str | None) -> KillResult:
+        return self.killswitch.clear(actor, credential)
+
+    def manual_resume(self, actor: str) -> ResumeResult:
+        return self.board.manual_resume(actor, self.clock.now_ms())
+
+    def status(self) -> EngineStatus:
+        board = self.board.status()
+        return EngineStatus(board.state, self.killswitch.status(), board, self.position_qty,
+                            self.entry_price, self.equity, self.peak_equity, self._flattening)
+
+    @property
+    def equity(self) -> float:
+        return self.wallet + self.position_qty * (self.mark - self.entry_price) if self.mark else self.wallet
+
+    # --- persistence ------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"v": SNAPSHOT_VERSION, "board": self.board.snapshot(),
+                "killswitch": self.killswitch.snapshot(), "peak_equity": self.peak_equity,
+                "seq": self._seq}
+
+    def restore(self, data: dict[str, Any]) -> None:
+        if data.get("v") != SNAPSHOT_VERSION:
+            raise ValueError(f"engine snapshot version {data.get('v')!r}, expected {SNAPSHOT_VERSION}")
+        self.board.restore(data["board"])
+        self.killswitch.restore(data["killswitch"])
+        self.peak_equity = float(data["peak_equity"])
+        self._seq = int(data["seq"])
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _observe_equity(self) -> None:
+        equity = self.equity
+        if equity > self.peak_equity:
+            self.peak_equity = equity
+        self.board.observe(EquityUpdate(self.clock.now_ms(), equity))
+
+    def _safety_intents(self) -> list[Intent]:
+        """Flatten while an emergency or the kill switch asks for it and something is open."""
+        wants = self.board.status().flatten_requested or self.killswitch.status().flatten_requested
+        if wants and not self._flattening and (abs(self.position_qty) > _EPS or self._in_flight):
+            self._trade_reason = "emergency" if self.board.status().flatten_requested else "killswitch"
+            return self._flatten("flatten requested: " + "; ".join(self.board.status().reasons))
+        return []
+
+    def _flatten(self, reason: str) -> list[Intent]:
+        intents: list[Intent] = [CancelAll(self.symbol, reason)]
+        self.on_orders_cancelled()
+        self._flattening = True
+        intents.extend(self._close_position("flatten"))
+        if len(intents) == 1:
+            self._flattening = False
+        return intents
+
+    def _close_position(self, purpose: Purpose) -> list[Intent]:
+        qty = abs(self.position_qty)
+        if qty < _EPS:
+            return []
+        side: Side = "sell" if self.position_qty > 0 else "buy"
+        intent = OrderIntent(self._next_id(purpose), self.symbol, side, qty, None, True, purpose)
+        return self._gated(PlaceOrder(intent, "market"))
+
+    def _exit_in_flight(self) -> bool:
+        return any(i.risk_reducing for i in self._in_flight.values())
+
+    def _entry(self, side: Side, edge: float, win_prob: float, payoff: float, atr: float) -> list[Intent]:
+        status = self.board.status()
+        price = self.mark
+        size = size_position(self.policy, equity=self.equity, price=price, atr=atr, win_prob=win_prob,
+                             payoff=payoff, open_exposure=self._open_exposure(),
+                             size_factor=status.size_factor)
+        qty = math.floor(size.qty / self.qty_step + 1e-9) * self.qty_step
+        if qty <= 0:
+            return []
+        post_only = self.policy.orders.post_only
+        atr_bps = atr / price * 10_000
+        edge_check = entry_allowed_by_edge(self.policy.execution_costs, edge, qty * price, atr_bps, post_only)
+        if not edge_check.allowed:
+            return []
+        limit = self.policy.orders.entry_type == "limit" or post_only
+        limit_price = (self.bid if side == "buy" else self.ask) if limit else None
+        if limit and not limit_price:
+            return []
+        intent = OrderIntent(self._next_id("entry"), self.symbol, side, qty, limit_price, False, "entry",
+                             post_only=post_only)
+        order = PlaceOrder(intent, "limit" if limit else "market", "GTX" if post_only else "GTC")
+        return self._gated(order)
+
+    def _gated(self, order: PlaceOrder) -> list[Intent]:
+        decision = self._check(order.intent)
+        if not decision.allowed:
+            if decision.fail_closed:
+                self.board.fail_closed(decision.reason)
+            return []
+        self._in_flight[order.intent.client_id] = order.intent
+        if order.type == "limit" and not order.intent.risk_reducing and order.intent.price:
+            self._resting_entry_notional += order.intent.qty * order.intent.price
+        return [order]
+
+    def _check(self, intent: OrderIntent) -> Decision:
+        atr = self.atr.value
+        zone = zone_for(atr / self.mark * 100, self.policy.position_sizing.zones) if atr and self.mark else None
+        ctx = GateContext(equity=self.equity, position_qty=self.position_qty,
+                          position_notional=abs(self.position_qty) * self.mark,
+                          open_exposure=self._open_exposure(), mark_price=self.mark,
+                          board=self.board.status(), killswitch=self.killswitch.status(),
+                          now_ms=self.clock.now_ms(), zone=zone)
+        return self.gate.check(intent, ctx)
+
+    def _open_exposure(self) -> float:
+        return abs(self.position_qty) * self.mark + self._resting_entry_notional
+
+    def _account(self, fill: Fill) -> None:
+        values = (fill.qty, fill.price, fill.fee)
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values) or fill.qty <= 0 \
+                or fill.price <= 0:
+            raise ArithmeticError(f"unusable fill numbers qty={fill.qty!r} price={fill.price!r} fee={fill.fee!r}")
+        signed = fill.qty if fill.side == "buy" else -fill.qty
+        old = self.position_qty
+        new = old + signed
+        realised = 0.0
+        if abs(old) < _EPS or (old > 0) == (signed > 0):
+            self.entry_price = (self.entry_price * abs(old) + fill.price * fill.qty) / abs(new)
+        else:
+            closed = min(abs(signed), abs(old))
+            realised = closed * (fill.price - self.entry_price) * (1 if old > 0 else -1)
+            if abs(new) < _EPS:
+                new = 0.0
+            elif (new > 0) != (old > 0):
+                self.entry_price = fill.price
+        self.wallet += realised - fill.fee
+        self._trade_pnl += realised - fill.fee
+        self.position_qty = new
+        intent = self._in_flight.get(fill.client_id)
+        if intent is not None and intent.purpose == "entry" and intent.price:
+            self._resting_entry_notional = max(0.0, self._resting_entry_notional - fill.qty * intent.price)
+        now = self.clock.now_ms()
+        if abs(old) < _EPS and abs(new) > _EPS:
+            side: Side = "buy" if new > 0 else "sell"
+            plan = plan_exits(side, self.entry_price, self.atr.value, self.policy.exits)
+            self.exit_state = ExitState.from_plan(plan, self.atr.value, self.policy.exits)
+            self.bus.emit("position.opened", now, symbol=self.symbol, qty=new, entry=self.entry_price,
+                          exit=None, pnl=None, reason="entry")
+        elif abs(old) > _EPS and abs(new) < _EPS:
+            pnl = self._trade_pnl
+            self.bus.emit("position.closed", now, symbol=self.symbol, qty=old, entry=self.entry_price,
+                          exit=fill.price, pnl=round(pnl, 8), reason=self._trade_reason)
+            self.exit_state = None
+            self.entry_price = 0.0
+            self._trade_pnl = 0.0
+            self._trade_reason = "exit"
+            self.board.observe(TradeClosed(now, pnl))
+        if not math.isfinite(self.wallet):
+            raise ArithmeticError(f"wallet became {self.wallet!r}")
+        self._observe_equity()
+
+    def _next_id(self, purpose: str) -> str:
+        self._seq += 1
+        return f"gd-{self._run_id}-{purpose[:2]}-{self._seq}"

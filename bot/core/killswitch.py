@@ -1,0 +1,148 @@
+"""The manual kill switch (C2.kill_switch): immediate, graceful or pause; authenticated.
+
+- immediate: cancel every order, flatten every position, halt.
+- graceful: no new entries; positions exit at their targets; when `graceful_timeout_minutes`
+  have passed (`deadline_ms`) whatever is left is flattened (`on_timer` reports it once).
+- pause: no new entries; positions keep being managed (stops, targets, time exits).
+
+Every request is authenticated by `verify(credential)` (a pure check the io layer supplies)
+when `kill_switch.require_auth` is true. A rejected request emits `killswitch.rejected{reason}`
+and changes nothing. Engaging while engaged escalates to the stricter mode
+(pause < graceful < immediate); a weaker request is refused with a reason, never applied
+silently. A graceful deadline never moves once set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bot.core.clock import Clock
+from bot.core.events import EventBus
+from bot.core.policy import Policy
+
+KillMode = Literal["immediate", "graceful", "pause"]
+MODE_RANK: dict[str, int] = {"pause": 1, "graceful": 2, "immediate": 3}
+SNAPSHOT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class KillResult:
+    accepted: bool
+    reason: str
+    mode: KillMode | None = None
+    cancel_all: bool = False  # cancel every resting order now
+    flatten: bool = False  # close every position now
+    halt: bool = False  # no new entries (true for every engaged mode)
+    deadline_ms: int | None = None  # graceful: when the remainder is flattened
+
+
+@dataclass(frozen=True, slots=True)
+class KillStatus:
+    engaged: bool
+    mode: KillMode | None = None
+    reason: str | None = None
+    actor: str | None = None
+    engaged_at_ms: int | None = None
+    deadline_ms: int | None = None
+    flatten_requested: bool = False
+
+    @property
+    def blocks_entries(self) -> bool:
+        return self.engaged
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"engaged": self.engaged, "mode": self.mode, "reason": self.reason, "actor": self.actor,
+                "engaged_at_ms": self.engaged_at_ms, "deadline_ms": self.deadline_ms,
+                "flatten_requested": self.flatten_requested}
+
+
+class KillSwitch:
+    def __init__(self, policy: Policy, bus: EventBus, clock: Clock,
+                 verify: Callable[[str | None], bool]) -> None:
+        self._policy = policy.kill_switch
+        self._bus = bus
+        self._clock = clock
+        self._verify = verify
+        self._status = KillStatus(engaged=False)
+
+    def status(self) -> KillStatus:
+        return self._status
+
+    def _auth_problem(self, credential: str | None) -> str | None:
+        if not self._policy.require_auth:
+            return None
+        if credential is None or credential == "":
+            return "missing credentials"
+        try:
+            ok = self._verify(credential)
+        except Exception as exc:  # a broken verifier rejects: never engage/clear unauthenticated
+            return f"credential check failed: {type(exc).__name__}"
+        return None if ok is True else "bad credentials"
+
+    def _reject(self, what: str, reason: str, actor: str) -> KillResult:
+        s = self._status  # unchanged: a rejected request changes nothing
+        text = f"{what} rejected: {reason}"
+        self._bus.emit("killswitch.rejected", self._clock.now_ms(), reason=text, actor=actor)
+        return KillResult(False, text, s.mode)
+
+    def engage(self, mode: str, reason: str, actor: str, credential: str | None) -> KillResult:
+        problem = self._auth_problem(credential)
+        if problem is not None:
+            return self._reject("kill switch", problem, actor)
+        if mode not in MODE_RANK:
+            return self._reject("kill switch", f"unknown mode {mode!r} (immediate, graceful, pause)", actor)
+        m: KillMode = "immediate" if mode == "immediate" else "graceful" if mode == "graceful" else "pause"
+        s = self._status
+        if s.engaged and s.mode is not None and MODE_RANK[m] < MODE_RANK[s.mode]:
+            return KillResult(False, f"refused: already engaged in {s.mode}, stricter than {m}; "
+                              "clear it first to change to a weaker mode", s.mode, halt=True,
+                              deadline_ms=s.deadline_ms)
+        now = self._clock.now_ms()
+        deadline: int | None = None
+        if m == "graceful":
+            deadline = s.deadline_ms if s.mode == "graceful" and s.deadline_ms is not None else (
+                now + int(self._policy.graceful_timeout_minutes * 60_000))
+        flatten = m == "immediate" or s.flatten_requested
+        engaged_at = s.engaged_at_ms if s.engaged and s.engaged_at_ms is not None else now
+        self._status = KillStatus(True, m, reason, actor, engaged_at, deadline, flatten)
+        self._bus.emit("killswitch.engaged", now, mode=m, reason=reason, actor=actor)
+        return KillResult(True, f"engaged {m} by {actor}: {reason}", m, cancel_all=m == "immediate",
+                          flatten=m == "immediate", halt=True, deadline_ms=deadline)
+
+    def on_timer(self, now_ms: int) -> bool:
+        """True once, when a graceful kill's timeout has passed: flatten what is left now."""
+        s = self._status
+        if s.mode != "graceful" or s.deadline_ms is None or now_ms < s.deadline_ms or s.flatten_requested:
+            return False
+        self._status = KillStatus(s.engaged, s.mode, s.reason, s.actor, s.engaged_at_ms, s.deadline_ms, True)
+        return True
+
+    def clear(self, actor: str, credential: str | None) -> KillResult:
+        problem = self._auth_problem(credential)
+        if problem is not None:
+            return self._reject("kill switch clear", problem, actor)
+        was = self._status
+        self._status = KillStatus(engaged=False)
+        self._bus.emit("killswitch.cleared", self._clock.now_ms(), actor=actor)
+        text = f"cleared by {actor}" + ("" if was.engaged else " (was not engaged)")
+        return KillResult(True, text, None)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"version": SNAPSHOT_VERSION, **self._status.to_dict()}
+
+    def restore(self, data: dict[str, Any]) -> None:
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"kill switch snapshot version {data.get('version')!r}; expected {SNAPSHOT_VERSION}")
+        mode = data["mode"]
+        if mode is not None and mode not in MODE_RANK:
+            raise ValueError(f"kill switch snapshot mode {mode!r} not one of {sorted(MODE_RANK)}")
+        self._status = KillStatus(
+            engaged=bool(data["engaged"]), mode=mode, reason=data["reason"], actor=data["actor"],
+            engaged_at_ms=None if data["engaged_at_ms"] is None else int(data["engaged_at_ms"]),
+            deadline_ms=None if data["deadline_ms"] is None else int(data["deadline_ms"]),
+            flatten_requested=bool(data["flatten_requested"]),
+        )
+        if self._status.engaged and self._status.mode is None:
+            raise ValueError("kill switch snapshot: engaged without a mode")

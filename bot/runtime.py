@@ -1,0 +1,549 @@
+"""The asyncio shell around the core: feeds it, carries out its intents on an Exchange.
+
+The same `Trader` runs in sim mode (virtual clock, in-process exchange, driven bar by bar by
+the harness) and as the real bot process (wall clock, ccxt, driven by `bot.live`). It never
+sleeps: anything that must wait (Retry-After, a ban, resolving an unknown outcome, the stale-feed
+deadline) becomes a deadline, and the driver calls `on_timer()` at `next_deadline_ms()`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from bot.core.clock import Clock
+from bot.core.engine import CancelAll, Engine, Fill, Intent, PlaceOrder
+from bot.core.events import Event, EventBus
+from bot.core.market import Bar, BookTick
+from bot.core.policy import Policy
+from bot.core.risk import OrderIntent
+from bot.io.audit import AuditLog
+from bot.io.exchange import (
+    AuthError,
+    ClockSkewError,
+    Exchange,
+    ExchangeError,
+    NotFoundError,
+    OrderRejectedError,
+    OrderState,
+    OrderRequest,
+    RateLimitedError,
+    RetryableError,
+    UnknownOutcomeError,
+)
+from bot.io.state import CorruptStateError, StateStore, StateStoreError
+
+PERSISTED_EVENTS = frozenset({"breaker.tripped", "breaker.reset", "trading.halted", "trading.paused",
+                              "trading.resumed", "killswitch.engaged", "killswitch.cleared",
+                              "sizing.reduced", "position.closed"})
+
+
+class StartupRefused(Exception):
+    """The bot will not trade: the reason says why and what to fix."""
+
+
+@dataclass(frozen=True)
+class TraderConfig:
+    symbol: str = "BTCUSDT"
+    bar_ms: int = 300_000
+    state_key: str = "bot"
+    actor: str = "bot"
+    reconcile_every_ms: int = 60_000
+    heartbeat_ms: int = 30_000  # countdownCancelAll is renewed this often, armed for 3x
+    retry_initial_ms: int = 500
+    retry_max_ms: int = 30_000
+    resolve_attempts: int = 20
+    qty_step: float = 0.001
+    trade_entries: bool = True
+
+
+@dataclass
+class _Retry:
+    order: PlaceOrder
+    attempts: int = 0
+
+
+@dataclass
+class _Pending:
+    """An order whose outcome we must learn by querying (unknown outcome, or not yet filled)."""
+
+    order: PlaceOrder
+    placed_ms: int
+    unknown: bool
+    attempts: int = 0
+    filled: float = 0.0
+    due_ms: int = 0
+
+
+@dataclass
+class FeedState:
+    last_event_ms: int | None = None
+    stale: bool = False
+    lag_ms: float = 0.0
+    messages: int = 0
+
+
+@dataclass
+class Trader:
+    policy: Policy
+    exchange: Exchange
+    store: StateStore
+    audit: AuditLog
+    clock: Clock
+    bus: EventBus
+    verify: Any  # Callable[[str | None], bool]: the kill-switch credential check
+    config: TraderConfig = field(default_factory=TraderConfig)
+    marker_path: Path | None = None
+    engine: Engine = field(init=False)
+    feed: FeedState = field(default_factory=FeedState)
+    _retries: list[_Retry] = field(default_factory=list)
+    _pending: dict[str, _Pending] = field(default_factory=dict)
+    _blocked_until_ms: int = 0
+    _exchange_down: bool = False
+    _dirty: bool = False
+    _next_reconcile_ms: int = 0
+    _next_heartbeat_ms: int | None = None
+    _time_offset_ms: int = 0
+    _started: bool = False
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check the key, restore state, obey the marker file, reconcile. Raises StartupRefused."""
+        now = self.clock.now_ms()
+        restrictions = await self.exchange.fetch_api_restrictions()
+        problems = [name for name, on in (
+            ("withdrawals are enabled", restrictions.enable_withdrawals),
+            ("internal transfers are enabled", restrictions.enable_internal_transfer),
+            ("universal transfer is permitted", restrictions.permits_universal_transfer),
+            ("there is no IP restriction", not restrictions.ip_restrict)) if on]
+        if problems:
+            self._refuse("API key too powerful: " + ", ".join(problems)
+                         + " - disable them on the exchange and restrict the key to this host's IP")
+        balance = await self.exchange.fetch_balance()
+        self.engine = Engine(self.policy, self.clock, self.bus, symbol=self.config.symbol,
+                             equity=balance.wallet, verify=self.verify, qty_step=self.config.qty_step,
+                             run_id=format(now % 36**6, "x"), trade_entries=self.config.trade_entries)
+        self.bus.subscribe(self._on_event)
+        try:
+            saved = self.store.get(self.config.state_key)
+        except CorruptStateError as exc:
+            self._refuse(f"corrupt state, refusing to trade: {exc} - inspect the store, then clear the key "
+                         f"'{self.config.state_key}' only if the breaker state is known")
+        except StateStoreError as exc:
+            self._refuse(f"state store unreachable: {exc}")
+        if saved is not None:
+            try:
+                self.engine.restore(saved)
+            except (KeyError, ValueError, TypeError) as exc:
+                self._refuse(f"corrupt state, refusing to trade: '{self.config.state_key}': {exc}")
+        marker = self._read_marker()
+        if marker is not None and not self.engine.killswitch.status().engaged:
+            self.engine.killswitch.restore(marker)
+        if saved is not None or marker is not None:
+            status = self.engine.status()
+            self.bus.emit("state.restored", now, breakers=status.board.to_dict(),
+                          killswitch=status.killswitch.to_dict())
+        self._started = True
+        await self.reconcile()
+        self._persist(force=True)
+
+    async def close(self) -> None:
+        if self._started:
+            self._persist(force=True)
+
+    def status(self) -> dict[str, Any]:
+        s = self.engine.status()
+        return {"trading": s.trading_summary, "killswitch": "engaged" if s.killswitch.engaged else "clear",
+                "position": "open" if abs(s.position_qty) > 1e-12 else "flat",
+                "equity": s.equity, "peak_equity": s.peak_equity, "board": s.board.to_dict(),
+                "kill": s.killswitch.to_dict()}
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    async def on_book(self, tick: BookTick, event_ts_ms: int | None = None) -> None:
+        intents = self._feed_message(event_ts_ms if event_ts_ms is not None else tick.ts_ms)
+        intents += self.engine.on_book(tick)
+        await self._execute(intents)
+
+    async def on_bar(self, bar: Bar, event_ts_ms: int | None = None) -> None:
+        intents = self._feed_message(event_ts_ms if event_ts_ms is not None else bar.ts_ms)
+        started = self.clock.now_ms()
+
+        def infer(b: Bar) -> Any:
+            signal = self.engine.strategy.update(b)
+            intents.extend(self.engine.on_inference(self.clock.now_ms() - started))
+            return signal
+
+        intents += self.engine.on_bar(bar, infer=infer)
+        await self._execute(intents)
+        await self._poll_pending()
+
+    async def on_timer(self) -> None:
+        now = self.clock.now_ms()
+        intents: list[Intent] = []
+        limit_ms = self.policy.circuit_breakers.latency.websocket.max_lag_seconds * 1000
+        if self.feed.last_event_ms is not None:
+            silent = now - self.feed.last_event_ms
+            if silent >= limit_ms:
+                if not self.feed.stale:
+                    self.feed.stale = True
+                    self.bus.emit("feed.stale", now, lag_ms=silent)
+                intents += self.engine.on_feed_lag(silent)
+        intents += self.engine.on_timer()
+        await self._execute(intents)
+        await self._poll_pending()
+        if self._retries and now >= self._blocked_until_ms:
+            retries, self._retries = self._retries, []
+            for retry in retries:
+                await self._place(retry.order, retry.attempts)
+        if now >= self._next_reconcile_ms:
+            await self.reconcile()
+        if self._next_heartbeat_ms is not None and now >= self._next_heartbeat_ms:
+            await self._heartbeat()
+        self._persist()
+
+    def next_deadline_ms(self) -> int | None:
+        candidates: list[float] = [self._next_reconcile_ms]
+        engine_deadline = self.engine.next_deadline_ms()
+        if engine_deadline is not None:
+            candidates.append(engine_deadline)
+        if self.feed.last_event_ms is not None and not self.feed.stale:
+            limit_ms = self.policy.circuit_breakers.latency.websocket.max_lag_seconds * 1000
+            candidates.append(self.feed.last_event_ms + math.ceil(limit_ms))
+        if self._retries:
+            candidates.append(self._blocked_until_ms)
+        candidates.extend(p.due_ms for p in self._pending.values())
+        if self._next_heartbeat_ms is not None:
+            candidates.append(self._next_heartbeat_ms)
+        return int(min(candidates))
+
+    def record_inference(self, ms: float) -> None:
+        self.engine.on_inference(ms)
+
+    # --- operator ---------------------------------------------------------------------------
+
+    async def engage_killswitch(self, mode: str, reason: str, actor: str, credential: str | None) -> bool:
+        result, intents = self.engine.engage_killswitch(mode, reason, actor, credential)
+        self.audit.append(actor, "killswitch.engage" if result.accepted else "killswitch.rejected",
+                          {"mode": mode, "reason": reason, "accepted": result.accepted,
+                           "why": result.reason}, self.clock.now_ms())
+        if result.accepted:
+            self._write_marker()
+            self._persist(force=True)
+            await self._execute(intents)
+        return result.accepted
+
+    async def clear_killswitch(self, actor: str, credential: str | None) -> bool:
+        result = self.engine.clear_killswitch(actor, credential)
+        self.audit.append(actor, "killswitch.clear" if result.accepted else "killswitch.rejected",
+                          {"accepted": result.accepted, "why": result.reason}, self.clock.now_ms())
+        if result.accepted:
+            if self.marker_path is not None:
+                self.marker_path.unlink(missing_ok=True)
+            self._persist(force=True)
+        return result.accepted
+
+    async def manual_resume(self, actor: str) -> bool:
+        result = self.engine.manual_resume(actor)
+        self.audit.append(actor, "trading.resume", {"accepted": result.accepted, "why": result.reason},
+                          self.clock.now_ms())
+        self._persist(force=True)
+        return result.accepted
+
+    # --- reconciliation ---------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        now = self.clock.now_ms()
+        self._next_reconcile_ms = now + self.config.reconcile_every_ms
+        try:
+            balance = await self.exchange.fetch_balance()
+            positions = await self.exchange.fetch_positions(self.config.symbol)
+        except ExchangeError as exc:
+            self._mark_down("rest", exc)
+            return
+        self._mark_up("rest")
+        qty = sum(p.qty for p in positions)
+        self.engine.set_wallet(balance.wallet)
+        engine_qty = self.engine.position_qty
+        if abs(qty - engine_qty) > self.config.qty_step / 2 and not self._pending:
+            entry = positions[0].entry_price if positions else 0.0
+            self.engine.adopt_position(qty, entry if qty else 0.0)
+            self.bus.emit("order.reconciled", now, client_id=None, side=None, qty=qty, price=entry,
+                          reduce_only=None, code=None, status="position_adopted")
+            await self._execute(self.engine.on_timer())
+
+    # --- carrying out intents ---------------------------------------------------------------
+
+    async def _execute(self, intents: list[Intent]) -> None:
+        flatten = False
+        for intent in intents:
+            if isinstance(intent, CancelAll):
+                flatten = True
+                await self._cancel_all(intent)
+            else:
+                await self._place(intent)
+        if flatten:
+            await self._confirm_flat()
+        self._persist()
+
+    async def _cancel_all(self, intent: CancelAll) -> None:
+        try:
+            count = await self.exchange.cancel_all_orders(intent.symbol)
+        except ExchangeError as exc:
+            self._mark_down("rest", exc)
+            self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="critical",
+                          title=f"cancel-all failed during flatten: {exc}")
+            return
+        self.engine.on_orders_cancelled()
+        self._pending = {k: p for k, p in self._pending.items() if p.order.intent.risk_reducing}
+        self.audit.append(self.config.actor, "orders.cancel_all", {"count": count, "reason": intent.reason},
+                          self.clock.now_ms())
+        self.bus.emit("orders.cancelled", self.clock.now_ms(), count=count)
+
+    async def _place(self, order: PlaceOrder, attempts: int = 0) -> None:
+        intent = order.intent
+        request = OrderRequest(intent.symbol, intent.side, intent.qty, order.type, intent.client_id,
+                               intent.price, order.time_in_force, intent.reduce_only)
+        started = self.clock.now_ms()
+        if started < self._blocked_until_ms:
+            self._defer(order, attempts)
+            return
+        try:
+            state = await self.exchange.create_order(request)
+        except ClockSkewError as exc:
+            await self._resync_time(exc)
+            if attempts < 1:
+                await self._place(order, attempts + 1)
+            else:
+                self._give_up(order, exc)
+            return
+        except RateLimitedError as exc:
+            wait_ms = int((exc.retry_after_s or self._backoff_ms(attempts) / 1000) * 1000)
+            self._blocked_until_ms = max(self._blocked_until_ms, self.clock.now_ms() + wait_ms)
+            if exc.banned:
+                self._mark_down("rest", exc)
+            self._defer(order, attempts + 1)
+            return
+        except UnknownOutcomeError as exc:
+            self._emit_order("order.unknown", intent, code=exc.code)
+            self._pending[intent.client_id] = _Pending(order, started, unknown=True, due_ms=self.clock.now_ms())
+            await self._poll_pending()
+            return
+        except OrderRejectedError as exc:
+            self._emit_order("order.rejected", intent, code=exc.code)
+            self.engine.on_order_done(intent.client_id)
+            if intent.risk_reducing:
+                self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="critical",
+                              title=f"{intent.purpose} order rejected ({exc.code}): reconciling")
+                await self.reconcile()
+            return
+        except AuthError as exc:
+            self._emit_order("order.rejected", intent, code=exc.code)
+            self.engine.on_order_done(intent.client_id)
+            self.engine.board.fail_closed(f"exchange refused our credentials: {exc}")
+            return
+        except (RetryableError, ExchangeError) as exc:
+            self._mark_down("rest", exc)
+            self._defer(order, attempts + 1)
+            return
+        self._mark_up("rest")
+        latency = self.clock.now_ms() - started
+        await self._execute(self.engine.on_order_latency("placement", latency))
+        self.audit.append(self.config.actor, "order.place",
+                          {"client_id": intent.client_id, "side": intent.side, "qty": intent.qty,
+                           "price": intent.price, "reduce_only": intent.reduce_only,
+                           "purpose": intent.purpose}, self.clock.now_ms())
+        self._emit_order("order.placed", intent, type=order.type, purpose=intent.purpose,
+                         post_only=intent.post_only)
+        pending = _Pending(order, started, unknown=False)
+        self._pending[intent.client_id] = pending
+        await self._apply_state(pending, state)
+        if intent.risk_reducing or self._pending:
+            self._arm_heartbeat()
+
+    def _defer(self, order: PlaceOrder, attempts: int) -> None:
+        if order.intent.risk_reducing and attempts <= 50:
+            self._retries.append(_Retry(order, attempts))
+            self._blocked_until_ms = max(self._blocked_until_ms, self.clock.now_ms() + self._backoff_ms(attempts))
+        else:
+            self.engine.on_order_done(order.intent.client_id)
+
+    def _give_up(self, order: PlaceOrder, exc: Exception) -> None:
+        self._emit_order("order.rejected", order.intent, code=getattr(exc, "code", None))
+        self.engine.on_order_done(order.intent.client_id)
+
+    def _backoff_ms(self, attempts: int) -> int:
+        return int(min(self.config.retry_initial_ms * 2 ** attempts, self.config.retry_max_ms))
+
+    async def _poll_pending(self) -> None:
+        now = self.clock.now_ms()
+        for client_id, pending in list(self._pending.items()):
+            if pending.due_ms > now:
+                continue
+            try:
+                state = await self.exchange.fetch_order(self.config.symbol, client_id)
+            except NotFoundError:
+                del self._pending[client_id]
+                self._emit_order("order.reconciled", pending.order.intent, status="not_found")
+                self.engine.on_order_done(client_id)
+                continue
+            except ExchangeError:
+                pending.attempts += 1
+                if pending.attempts >= self.config.resolve_attempts:
+                    del self._pending[client_id]
+                    self.bus.emit("alert.sent", now, channel="log", severity="critical",
+                                  title=f"order {client_id} outcome still unknown after {pending.attempts} queries")
+                    self.engine.on_order_done(client_id)
+                else:
+                    pending.due_ms = now + self._backoff_ms(pending.attempts)
+                continue
+            if pending.unknown:
+                pending.unknown = False
+                self._emit_order("order.reconciled", pending.order.intent, status=state.status)
+            await self._apply_state(pending, state)
+
+    async def _apply_state(self, pending: _Pending, state: OrderState) -> None:
+        intent = pending.order.intent
+        new_fill = state.filled_qty - pending.filled
+        if new_fill > 1e-12:
+            pending.filled = state.filled_qty
+            price = state.avg_price if state.avg_price is not None else math.nan
+            maker = pending.order.time_in_force == "GTX"
+            costs = self.policy.execution_costs
+            fee_rate = costs.maker_fee if maker else costs.taker_fee
+            fill = Fill(intent.client_id, intent.side, new_fill, price, new_fill * price * fee_rate,
+                        self.clock.now_ms())
+            if pending.order.type == "market":
+                await self._execute(self.engine.on_order_latency("fill", self.clock.now_ms() - pending.placed_ms))
+            self._emit_order("order.filled", intent, qty=new_fill, price=price)
+            await self._execute(self.engine.on_fill(fill))
+        if state.status in ("filled", "canceled", "rejected", "expired"):
+            self._pending.pop(intent.client_id, None)
+            if state.status != "filled":
+                self.engine.on_order_done(intent.client_id)
+        else:
+            pending.due_ms = self.clock.now_ms() + (250 if pending.order.type == "market" else self.config.bar_ms)
+
+    async def _confirm_flat(self) -> None:
+        try:
+            positions = await self.exchange.fetch_positions(self.config.symbol)
+            orders = await self.exchange.fetch_open_orders(self.config.symbol)
+        except ExchangeError as exc:
+            self._mark_down("rest", exc)
+            return
+        if not any(abs(p.qty) > 1e-12 for p in positions) and not orders:
+            self.bus.emit("account.flat", self.clock.now_ms())
+            self.audit.append(self.config.actor, "account.flat", {}, self.clock.now_ms())
+
+    async def _heartbeat(self) -> None:
+        """Dead-man switch: while orders rest, the exchange cancels them if we stop renewing."""
+        self._next_heartbeat_ms = None
+        if not self._pending:
+            try:
+                await self.exchange.countdown_cancel_all(self.config.symbol, 0)
+            except ExchangeError:
+                pass
+            return
+        self._arm_heartbeat()
+
+    def _arm_heartbeat(self) -> None:
+        if self._next_heartbeat_ms is not None:
+            return
+        self._next_heartbeat_ms = self.clock.now_ms() + self.config.heartbeat_ms
+
+    async def _resync_time(self, exc: ClockSkewError) -> None:
+        try:
+            server = await self.exchange.fetch_time_ms()
+        except ExchangeError:
+            return
+        self._time_offset_ms = server - self.clock.now_ms()
+        resync = getattr(self.exchange, "set_time_offset_ms", None)
+        if resync is not None:
+            resync(self._time_offset_ms)
+        self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="warning",
+                      title=f"clock outside recvWindow ({exc.code}); resynced by {self._time_offset_ms} ms")
+
+    # --- feed -------------------------------------------------------------------------------
+
+    def _feed_message(self, event_ts_ms: int) -> list[Intent]:
+        now = self.clock.now_ms()
+        lag = max(0, now - event_ts_ms)
+        self.feed.messages += 1
+        self.feed.lag_ms = lag
+        if self.feed.last_event_ms is None or event_ts_ms > self.feed.last_event_ms:
+            self.feed.last_event_ms = event_ts_ms
+        limit_ms = self.policy.circuit_breakers.latency.websocket.max_lag_seconds * 1000
+        if self.feed.stale and lag < limit_ms:
+            self.feed.stale = False
+            self.bus.emit("feed.recovered", now, lag_ms=lag)
+        elif not self.feed.stale and lag >= limit_ms:
+            self.feed.stale = True
+            self.bus.emit("feed.stale", now, lag_ms=lag)
+        return self.engine.on_feed_lag(lag)
+
+    # --- bookkeeping ------------------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        if event.name in PERSISTED_EVENTS:
+            self._dirty = True
+
+    def _persist(self, force: bool = False) -> None:
+        if not (self._dirty or force):
+            return
+        try:
+            self.store.put(self.config.state_key, self.engine.snapshot())
+            self._dirty = False
+        except StateStoreError as exc:
+            self.engine.board.fail_closed(f"state store unreachable, cannot persist breaker state: {exc}")
+
+    def _mark_down(self, scope: Literal["rest", "ws", "all"], exc: Exception) -> None:
+        if not self._exchange_down:
+            self._exchange_down = True
+            self.bus.emit("exchange.down", self.clock.now_ms(), scope=scope, error=str(exc)[:200])
+
+    def _mark_up(self, scope: Literal["rest", "ws", "all"]) -> None:
+        if self._exchange_down:
+            self._exchange_down = False
+            self.bus.emit("exchange.up", self.clock.now_ms(), scope=scope, error=None)
+
+    def _emit_order(self, name: str, intent: OrderIntent, **extra: Any) -> None:
+        fields: dict[str, Any] = {"client_id": intent.client_id, "side": intent.side, "qty": intent.qty,
+                                  "price": intent.price, "reduce_only": intent.reduce_only, "code": None}
+        fields.update(extra)
+        self.bus.emit(name, self.clock.now_ms(), **fields)
+
+    def _refuse(self, reason: str) -> None:
+        now = self.clock.now_ms()
+        self.bus.emit("startup.refused", now, reason=reason)
+        self.audit.append(self.config.actor, "startup.refused", {"reason": reason}, now)
+        raise StartupRefused(reason)
+
+    def _read_marker(self) -> dict[str, Any] | None:
+        if self.marker_path is None or not self.marker_path.exists():
+            return None
+        try:
+            data = json.loads(self.marker_path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            return data
+        except (OSError, ValueError) as exc:
+            # An unreadable marker still means someone pulled the switch: stay stopped.
+            return {"version": 1, "engaged": True, "mode": "immediate", "actor": "marker",
+                    "reason": f"unreadable emergency marker ({exc})", "engaged_at_ms": None,
+                    "deadline_ms": None, "flatten_requested": True}
+
+    def _write_marker(self) -> None:
+        if self.marker_path is None:
+            return
+        self.marker_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.marker_path.with_suffix(".tmp")
+        with open(tmp, "w") as fh:
+            json.dump(self.engine.killswitch.snapshot(), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.marker_path)

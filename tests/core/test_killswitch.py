@@ -1,0 +1,158 @@
+"""Kill switch: modes, authentication, escalation, graceful timeout, persistence."""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+import pytest
+from breaker_support import MINUTE, POLICIES, PROFILES, T0
+
+from bot.core.clock import VirtualClock
+from bot.core.events import Event, EventBus
+from bot.core.killswitch import KillStatus, KillSwitch
+
+TOKEN = "s3cret-operator-token"
+
+
+def verify(credential: str | None) -> bool:
+    return credential is not None and hmac.compare_digest(credential.encode(), TOKEN.encode())
+
+
+def make(profile: str = "futures") -> tuple[KillSwitch, VirtualClock, list[Event]]:
+    clock = VirtualClock(T0)
+    bus = EventBus()
+    events: list[Event] = []
+    bus.subscribe(events.append)
+    return KillSwitch(POLICIES[profile], bus, clock, verify), clock, events
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_immediate_cancels_flattens_and_halts(profile: str) -> None:
+    ks, _, events = make(profile)
+    res = ks.engage("immediate", "security breach", "alice", TOKEN)
+    assert res.accepted and res.cancel_all and res.flatten and res.halt and res.mode == "immediate"
+    assert [e.to_dict() for e in events] == [
+        {"name": "killswitch.engaged", "ts_ms": T0, "mode": "immediate", "reason": "security breach",
+         "actor": "alice"}]
+    s = ks.status()
+    assert s.engaged and s.mode == "immediate" and s.flatten_requested and s.blocks_entries
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_graceful_blocks_entries_and_flattens_at_timeout(profile: str) -> None:
+    ks, clock, _ = make(profile)
+    timeout = int(POLICIES[profile].kill_switch.graceful_timeout_minutes * MINUTE)
+    res = ks.engage("graceful", "model deployment", "bob", TOKEN)
+    assert res.accepted and res.halt and not res.flatten and not res.cancel_all
+    assert res.deadline_ms == T0 + timeout
+    assert ks.status().blocks_entries and not ks.status().flatten_requested
+    clock.advance(timeout - 1)
+    assert ks.on_timer(clock.now_ms()) is False
+    clock.advance(1)
+    assert ks.on_timer(clock.now_ms()) is True
+    assert ks.status().flatten_requested
+    assert ks.on_timer(clock.now_ms() + 1) is False  # reported once; status keeps the request
+
+
+def test_graceful_deadline_fires_through_virtual_clock_timer() -> None:
+    ks, clock, _ = make()
+    res = ks.engage("graceful", "deploy", "bob", TOKEN)
+    assert res.deadline_ms is not None
+    fired: list[int] = []
+    clock.call_at(res.deadline_ms, lambda: fired.append(clock.now_ms()) if ks.on_timer(clock.now_ms()) else None)
+    clock.advance(int(POLICIES["futures"].kill_switch.graceful_timeout_minutes * MINUTE) + 5 * MINUTE)
+    assert fired == [res.deadline_ms]
+
+
+def test_pause_blocks_entries_keeps_managing_positions() -> None:
+    ks, _, _ = make()
+    res = ks.engage("pause", "investigating", "carol", TOKEN)
+    assert res.accepted and res.halt and not res.flatten and not res.cancel_all and res.deadline_ms is None
+    assert ks.on_timer(T0 + 10**9) is False
+
+
+@pytest.mark.parametrize("credential", [None, "", "wrong-token", TOKEN + "x"])
+@pytest.mark.parametrize("action", ["engage", "clear"])
+def test_bad_or_missing_credentials_rejected_and_change_nothing(credential: str | None, action: str) -> None:
+    ks, _, events = make()
+    if action == "clear":
+        ks.engage("pause", "ops", "alice", TOKEN)
+    events.clear()
+    before = ks.status()
+    if action == "engage":
+        res = ks.engage("immediate", "prank", "mallory", credential)
+    else:
+        res = ks.clear("mallory", credential)
+    assert not res.accepted
+    assert ks.status() == before
+    assert [e.name for e in events] == ["killswitch.rejected"]
+    reason = events[0].fields["reason"]
+    assert ("missing credentials" if not credential else "bad credentials") in reason
+    assert TOKEN not in reason and (not credential or credential not in reason)
+
+
+def test_verifier_that_raises_rejects() -> None:
+    clock, bus = VirtualClock(T0), EventBus()
+
+    def broken(_: str | None) -> bool:
+        raise RuntimeError("vault down")
+
+    ks = KillSwitch(POLICIES["futures"], bus, clock, broken)
+    assert not ks.engage("immediate", "x", "a", TOKEN).accepted
+    assert ks.status() == KillStatus(engaged=False)
+
+
+def test_unknown_mode_rejected() -> None:
+    ks, _, events = make()
+    assert not ks.engage("nuke", "x", "a", TOKEN).accepted
+    assert not ks.status().engaged and [e.name for e in events] == ["killswitch.rejected"]
+
+
+def test_escalates_never_downgrades_silently() -> None:
+    ks, clock, events = make()
+    assert ks.engage("pause", "p", "a", TOKEN).accepted
+    clock.advance(MINUTE)
+    g = ks.engage("graceful", "g", "a", TOKEN)
+    assert g.accepted and ks.status().mode == "graceful"
+    clock.advance(MINUTE)
+    again = ks.engage("graceful", "g2", "a", TOKEN)
+    assert again.deadline_ms == g.deadline_ms  # a repeated graceful never extends the deadline
+    assert ks.engage("immediate", "i", "a", TOKEN).accepted and ks.status().mode == "immediate"
+    n = len(events)
+    for weaker in ("pause", "graceful"):
+        res = ks.engage(weaker, "w", "a", TOKEN)
+        assert not res.accepted and "immediate" in res.reason
+    assert ks.status().mode == "immediate" and len(events) == n
+    assert ks.status().engaged_at_ms == T0
+
+
+def test_clear_with_credentials() -> None:
+    ks, _, events = make()
+    ks.engage("immediate", "x", "alice", TOKEN)
+    res = ks.clear("alice", TOKEN)
+    assert res.accepted and not ks.status().engaged
+    assert events[-1].name == "killswitch.cleared" and events[-1].fields["actor"] == "alice"
+
+
+def test_snapshot_restore_keeps_mode_and_deadline() -> None:
+    ks, clock, _ = make()
+    res = ks.engage("graceful", "deploy", "bob", TOKEN)
+    snap = json.loads(json.dumps(ks.snapshot()))
+    clock2, bus2 = VirtualClock(T0 + MINUTE), EventBus()
+    events2: list[Event] = []
+    bus2.subscribe(events2.append)
+    fresh = KillSwitch(POLICIES["futures"], bus2, clock2, verify)
+    fresh.restore(snap)
+    assert fresh.status() == ks.status() and events2 == []
+    assert res.deadline_ms is not None
+    assert fresh.on_timer(res.deadline_ms) is True
+    with pytest.raises(ValueError, match="mode"):
+        fresh.restore({**snap, "mode": "bogus"})
+
+
+def test_no_auth_policy_accepts_without_credential() -> None:
+    p = POLICIES["futures"]
+    policy = p.model_copy(update={"kill_switch": p.kill_switch.model_copy(update={"require_auth": False})})
+    ks = KillSwitch(policy, EventBus(), VirtualClock(T0), verify)
+    assert ks.engage("pause", "x", "a", None).accepted
