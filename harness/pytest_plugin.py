@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+import harness.pytest_services as _services
+from harness import collect as _collect
+
+# Scenario collection, running, evidence and the end-of-session table (harness/collect.py).
+pytest_addoption = _collect.pytest_addoption
+pytest_collect_file = _collect.pytest_collect_file
+pytest_runtest_makereport = _collect.pytest_runtest_makereport
+pytest_terminal_summary = _collect.pytest_terminal_summary
+
 MARKERS = {
     "gate": "runs on every merge: fast, deterministic controls checks",
     "drill": "game-day drill: production thresholds, real time",
@@ -15,3 +24,6 @@ MARKERS = {
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    # Service fixtures (gameday_redis, gameday_toxiproxy, toxiproxy_clean) for scenarios and tests.
+    if not config.pluginmanager.is_registered(_services):
+        config.pluginmanager.register(_services, "harness.pytest_services")
