@@ -1,0 +1,162 @@
+"""Seeded market data for the testnet: a regime-switching random walk and an OHLCV CSV loader.
+
+The walk's volatility follows a Markov chain over three regimes (calm / normal / stormy) that
+switches at bar boundaries, so a seed gives the same quiet stretches and the same storms every
+run. Prices move in log space; `vol_bps` is the standard deviation of one bar's log return in
+the normal regime, and a bar is built from `substeps` smaller steps so it has a real high/low.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REGIME_VOL = {"calm": 0.4, "normal": 1.0, "stormy": 3.0}
+REGIME_TRANSITIONS: dict[str, tuple[tuple[str, float], ...]] = {
+    "calm": (("calm", 0.95), ("normal", 0.05)),
+    "normal": (("calm", 0.03), ("normal", 0.94), ("stormy", 0.03)),
+    "stormy": (("normal", 0.10), ("stormy", 0.90)),
+}
+CSV_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    """One OHLCV bar. `open_time` is Binance's kline `t`; the bar covers [open_time, open_time + bar_ms)."""
+
+    open_time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+    def close_time(self, bar_ms: int) -> int:
+        return self.open_time + bar_ms - 1
+
+    def is_sane(self) -> bool:
+        values = (self.open, self.high, self.low, self.close)
+        return (all(math.isfinite(v) and v > 0 for v in values) and math.isfinite(self.volume)
+                and self.volume >= 0 and self.low <= min(self.open, self.close)
+                and self.high >= max(self.open, self.close))
+
+
+class RegimeWalk:
+    """A seeded geometric random walk whose volatility regime follows a Markov chain."""
+
+    def __init__(self, seed: int, start_price: float, vol_bps: float, *, regime: str = "normal",
+                 regime_vol: dict[str, float] | None = None,
+                 transitions: dict[str, tuple[tuple[str, float], ...]] | None = None) -> None:
+        if not (math.isfinite(start_price) and start_price > 0):
+            raise ValueError(f"start_price must be a positive number, got {start_price!r}")
+        if not (math.isfinite(vol_bps) and vol_bps >= 0):
+            raise ValueError(f"vol_bps must be >= 0, got {vol_bps!r}")
+        self._rng = random.Random(seed)
+        self.price = float(start_price)
+        self.vol_bps = float(vol_bps)
+        self.regime_vol = dict(regime_vol or REGIME_VOL)
+        self.transitions = dict(transitions or REGIME_TRANSITIONS)
+        if regime not in self.regime_vol:
+            raise ValueError(f"unknown regime {regime!r}; allowed: {sorted(self.regime_vol)}")
+        self.regime = regime
+
+    def step(self, fraction: float = 1.0) -> float:
+        """Move the price by a step worth `fraction` of a bar's variance; returns the new price."""
+        sigma = self.vol_bps / 10_000 * self.regime_vol[self.regime] * math.sqrt(max(fraction, 0.0))
+        self.price *= math.exp(self._rng.gauss(0.0, sigma))
+        return self.price
+
+    def switch_regime(self) -> str:
+        """One Markov transition (called at each bar boundary)."""
+        u = self._rng.random()
+        acc = 0.0
+        for name, p in self.transitions[self.regime]:
+            acc += p
+            if u < acc:
+                self.regime = name
+                break
+        return self.regime
+
+    def volume(self) -> float:
+        base = 10.0 * self.regime_vol[self.regime]
+        return round(base * (0.5 + self._rng.random()), 3)
+
+    def bar(self, open_time: int, substeps: int = 12) -> Candle:
+        """A whole bar from `substeps` steps, then a regime transition."""
+        open_ = high = low = self.price
+        for _ in range(substeps):
+            p = self.step(1.0 / substeps)
+            high = max(high, p)
+            low = min(low, p)
+        candle = Candle(open_time, open_, high, low, self.price, self.volume())
+        self.switch_regime()
+        return candle
+
+
+def generate_candles(seed: int, start_price: float, vol_bps: float, bars: int, bar_ms: int,
+                     start_ms: int = 0, *, decimals: int = 2) -> list[Candle]:
+    """`bars` consecutive candles from a RegimeWalk, prices rounded to `decimals`."""
+    if bars < 0:
+        raise ValueError(f"bars must be >= 0, got {bars}")
+    if bar_ms <= 0:
+        raise ValueError(f"bar_ms must be > 0, got {bar_ms}")
+    walk = RegimeWalk(seed, start_price, vol_bps)
+    out: list[Candle] = []
+    for i in range(bars):
+        c = walk.bar(start_ms + i * bar_ms)
+        out.append(Candle(c.open_time, round(c.open, decimals), round(c.high, decimals),
+                          round(c.low, decimals), round(c.close, decimals), c.volume))
+    return out
+
+
+def write_csv(path: str | Path, candles: Iterable[Candle]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        for c in candles:
+            writer.writerow([c.open_time, repr(c.open), repr(c.high), repr(c.low), repr(c.close), repr(c.volume)])
+
+
+def load_csv(path: str | Path, bar_ms: int | None = None) -> list[Candle]:
+    """Load an OHLCV fixture (columns ts,open,high,low,close,volume; ts = bar open time in ms).
+
+    Rows must be sane and strictly increasing in time; when `bar_ms` is given, consecutive rows
+    must be exactly one bar apart. Errors name the file and line.
+    """
+    path = Path(path)
+    candles: list[Candle] = []
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None or tuple(h.strip().lower() for h in header) != CSV_COLUMNS:
+            raise ValueError(f"{path}:1: header must be {','.join(CSV_COLUMNS)}, got {header!r}")
+        for lineno, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != len(CSV_COLUMNS):
+                raise ValueError(f"{path}:{lineno}: expected {len(CSV_COLUMNS)} columns, got {len(row)}")
+            try:
+                c = Candle(int(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5]))
+            except ValueError as exc:
+                raise ValueError(f"{path}:{lineno}: not a number: {exc}") from None
+            if not c.is_sane():
+                raise ValueError(f"{path}:{lineno}: inconsistent bar (need 0 < low <= open,close <= high, "
+                                 f"volume >= 0): {row}")
+            if candles:
+                gap = c.open_time - candles[-1].open_time
+                if gap <= 0:
+                    raise ValueError(f"{path}:{lineno}: ts {c.open_time} is not after {candles[-1].open_time}")
+                if bar_ms is not None and gap != bar_ms:
+                    raise ValueError(f"{path}:{lineno}: ts gap {gap} ms, expected bar_ms={bar_ms}")
+            candles.append(c)
+    return candles
+
+
+def infer_bar_ms(candles: Sequence[Candle]) -> int | None:
+    """The smallest gap between consecutive candles (None for fewer than two)."""
+    gaps = [b.open_time - a.open_time for a, b in zip(candles, candles[1:], strict=False)]
+    return min(gaps) if gaps else None
