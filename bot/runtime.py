@@ -29,8 +29,8 @@ from bot.io.exchange import (
     ExchangeError,
     NotFoundError,
     OrderRejectedError,
-    OrderState,
     OrderRequest,
+    OrderState,
     RateLimitedError,
     RetryableError,
     UnknownOutcomeError,
@@ -57,6 +57,7 @@ class TraderConfig:
     retry_initial_ms: int = 500
     retry_max_ms: int = 30_000
     resolve_attempts: int = 20
+    outage_probe_ms: int = 10_000
     qty_step: float = 0.001
     trade_entries: bool = True
 
@@ -109,6 +110,7 @@ class Trader:
     _next_heartbeat_ms: int | None = None
     _time_offset_ms: int = 0
     _started: bool = False
+    _deferred_intents: list[Intent] = field(default_factory=list)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -183,6 +185,11 @@ class Trader:
         await self._execute(intents)
         await self._poll_pending()
 
+    async def on_feed_alive(self, event_ts_ms: int) -> None:
+        """A market-data message that carries no closed bar or book change (a kline update in
+        progress, a mark price): proof the feed is alive, with its event time for the lag."""
+        await self._execute(self._feed_message(event_ts_ms))
+
     async def on_timer(self) -> None:
         now = self.clock.now_ms()
         intents: list[Intent] = []
@@ -203,6 +210,9 @@ class Trader:
                 await self._place(retry.order, retry.attempts)
         if now >= self._next_reconcile_ms:
             await self.reconcile()
+        if self._deferred_intents:
+            deferred, self._deferred_intents = self._deferred_intents, []
+            await self._execute(deferred)
         if self._next_heartbeat_ms is not None and now >= self._next_heartbeat_ms:
             await self._heartbeat()
         self._persist()
@@ -220,6 +230,8 @@ class Trader:
         candidates.extend(p.due_ms for p in self._pending.values())
         if self._next_heartbeat_ms is not None:
             candidates.append(self._next_heartbeat_ms)
+        if self._deferred_intents:
+            candidates.append(self.clock.now_ms())
         return int(min(candidates))
 
     def record_inference(self, ms: float) -> None:
@@ -265,6 +277,8 @@ class Trader:
             positions = await self.exchange.fetch_positions(self.config.symbol)
         except ExchangeError as exc:
             self._mark_down("rest", exc)
+            self._next_reconcile_ms = now + (self.config.outage_probe_ms if self._exchange_down
+                                             else self.config.reconcile_every_ms)
             return
         self._mark_up("rest")
         qty = sum(p.qty for p in positions)
@@ -287,7 +301,7 @@ class Trader:
                 await self._cancel_all(intent)
             else:
                 await self._place(intent)
-        if flatten:
+        if flatten and not any(isinstance(i, PlaceOrder) for i in intents):
             await self._confirm_flat()
         self._persist()
 
@@ -422,6 +436,8 @@ class Trader:
                 await self._execute(self.engine.on_order_latency("fill", self.clock.now_ms() - pending.placed_ms))
             self._emit_order("order.filled", intent, qty=new_fill, price=price)
             await self._execute(self.engine.on_fill(fill))
+            if intent.purpose == "flatten" and abs(self.engine.position_qty) < 1e-12:
+                await self._confirm_flat()
         if state.status in ("filled", "canceled", "rejected", "expired"):
             self._pending.pop(intent.client_id, None)
             if state.status != "filled":
@@ -502,14 +518,23 @@ class Trader:
             self.engine.board.fail_closed(f"state store unreachable, cannot persist breaker state: {exc}")
 
     def _mark_down(self, scope: Literal["rest", "ws", "all"], exc: Exception) -> None:
-        if not self._exchange_down:
-            self._exchange_down = True
-            self.bus.emit("exchange.down", self.clock.now_ms(), scope=scope, error=str(exc)[:200])
+        if self._exchange_down:
+            return
+        self._exchange_down = True
+        now = self.clock.now_ms()
+        self.bus.emit("exchange.down", now, scope=scope, error=str(exc)[:200])
+        if abs(self.engine.position_qty) > 1e-12:
+            self.bus.emit("alert.sent", now, channel="log", severity="critical",
+                          title="exchange unreachable with a position open: manual intervention may be needed")
+        # Probe again soon rather than at the next routine reconcile.
+        self._next_reconcile_ms = min(self._next_reconcile_ms, now + self.config.outage_probe_ms)
+        self._deferred_intents.extend(self.engine.on_exchange_status(True, scope))
 
     def _mark_up(self, scope: Literal["rest", "ws", "all"]) -> None:
         if self._exchange_down:
             self._exchange_down = False
             self.bus.emit("exchange.up", self.clock.now_ms(), scope=scope, error=None)
+            self._deferred_intents.extend(self.engine.on_exchange_status(False, scope))
 
     def _emit_order(self, name: str, intent: OrderIntent, **extra: Any) -> None:
         fields: dict[str, Any] = {"client_id": intent.client_id, "side": intent.side, "qty": intent.qty,

@@ -17,6 +17,7 @@ from bot.core.breakers.base import (
     BarClosed,
     BookUpdate,
     EquityUpdate,
+    ExchangeStatus,
     FeedLag,
     InferenceTiming,
     OrderLatency,
@@ -163,6 +164,11 @@ class Engine:
         if self.killswitch.on_timer(now):
             self._trade_reason = "killswitch"
             return self._flatten("kill switch graceful timeout")
+        return self._safety_intents()
+
+    def on_exchange_status(self, down: bool, scope: str) -> list[Intent]:
+        """The venue became unreachable or reachable again (exchange-outage decision matrix)."""
+        self.board.observe(ExchangeStatus(self.clock.now_ms(), down, scope))
         return self._safety_intents()
 
     def next_deadline_ms(self) -> int | None:

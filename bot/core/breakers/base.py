@@ -104,9 +104,18 @@ class TimerTick:
     ts_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class ExchangeStatus:
+    """The venue became unreachable (down) or reachable again."""
+
+    ts_ms: int
+    down: bool
+    scope: str = "rest"
+
+
 BreakerInput = (
     EquityUpdate | TradeClosed | BookUpdate | BarClosed | FeedLag | InferenceTiming | OrderLatency
-    | TimerTick
+    | TimerTick | ExchangeStatus
 )
 
 
@@ -130,7 +139,7 @@ def input_problem(x: object) -> str | None:
         if x.kind not in ("placement", "fill"):
             return f"order latency kind {x.kind!r} not one of placement, fill"
         return None if math.isfinite(x.ms) and x.ms >= 0 else f"order latency ms not valid ({x.ms})"
-    if isinstance(x, TimerTick):
+    if isinstance(x, TimerTick | ExchangeStatus):
         return None
     return f"unknown input type {type(x).__name__}"
 

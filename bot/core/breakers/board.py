@@ -25,6 +25,7 @@ from bot.core.breakers.base import (
     BreakerInput,
     BreakerVerdict,
     EquityUpdate,
+    ExchangeStatus,
     FeedLag,
     InferenceTiming,
     OrderLatency,
@@ -35,6 +36,7 @@ from bot.core.breakers.base import (
 from bot.core.breakers.consecutive_losses import ConsecutiveLossesBreaker
 from bot.core.breakers.drawdown import IntradayDrawdown, PeakDrawdown
 from bot.core.breakers.latency import InferenceLatencyBreaker, OrderLatencyBreaker, WebsocketLagBreaker
+from bot.core.breakers.outage import ExchangeOutageBreaker
 from bot.core.breakers.volatility import AtrSpikeBreaker, PriceMoveBreaker, SpreadBreaker
 from bot.core.clock import Clock
 from bot.core.events import EventBus
@@ -103,11 +105,12 @@ def build_breakers(policy: Policy) -> list[Breaker]:
         out.append(OrderLatencyBreaker("placement", lat.order_placement, lat.backoff))
     if lat.order_fill.enabled:
         out.append(OrderLatencyBreaker("fill", lat.order_fill, lat.backoff))
+    out.append(ExchangeOutageBreaker(policy.exchange_outage))
     return out
 
 
 _INPUT_TYPES: tuple[type, ...] = (EquityUpdate, TradeClosed, BookUpdate, BarClosed, FeedLag,
-                                  InferenceTiming, OrderLatency, TimerTick)
+                                  InferenceTiming, OrderLatency, TimerTick, ExchangeStatus)
 
 
 class BreakerBoard:

@@ -1,0 +1,215 @@
+"""The Trader on the in-process exchange: the safety behaviour a user relies on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.runtime import StartupRefused
+from tests.runtime.sim_world import SYMBOL, TOKEN, World
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def test_adopts_a_position_opened_while_it_was_down_and_protects_it(world: World) -> None:
+    async def scenario() -> None:
+        world.give_position(0.01)
+        await world.trader.start()
+        await world.bars(1)
+
+    run(scenario())
+    opened = world.of("position.opened")
+    assert opened and opened[0].fields["reason"] == "reconciled"
+    assert world.trader.engine.exit_state is not None, "an adopted position must get a stop"
+
+
+def test_immediate_kill_switch_cancels_and_flattens(world: World) -> None:
+    async def scenario() -> None:
+        world.give_position(0.05)
+        await world.trader.start()
+        await world.bars(2)
+        assert await world.trader.engage_killswitch("immediate", "drill", "risk-officer", TOKEN)
+        await world.bars(1)
+
+    run(scenario())
+    assert world.position() == 0
+    names = world.names()
+    assert names.index("killswitch.engaged") < names.index("orders.cancelled") < names.index("account.flat")
+    assert json.loads((world.dir / "EMERGENCY_STOP").read_text())["engaged"] is True
+    assert world.trader.status()["trading"] == "halted"
+
+
+@pytest.mark.parametrize("credential", ["wrong-token", None])
+def test_bad_kill_switch_credentials_change_nothing_and_are_audited(world: World, credential: str | None) -> None:
+    async def scenario() -> None:
+        world.give_position(0.05)
+        await world.trader.start()
+        assert not await world.trader.engage_killswitch("immediate", "drill", "intruder", credential)
+        await world.bars(1)
+
+    run(scenario())
+    assert world.position() == 0.05
+    assert "killswitch.engaged" not in world.names() and world.of("killswitch.rejected")
+    audit = [json.loads(line) for line in (world.dir / "audit.jsonl").read_text().splitlines()]
+    assert any(r["action"] == "killswitch.rejected" and r["actor"] == "intruder" for r in audit)
+    assert not (world.dir / "EMERGENCY_STOP").exists()
+
+
+def test_unknown_outcome_is_resolved_by_query_never_by_a_second_order(world: World) -> None:
+    async def scenario() -> None:
+        world.give_position(0.05)
+        await world.trader.start()
+        world.exchange_engine.unknown_outcome_next(1)
+        assert await world.trader.engage_killswitch("immediate", "drill", "risk-officer", TOKEN)
+        await world.bars(2)
+
+    run(scenario())
+    unknown = world.of("order.unknown")
+    assert len(unknown) == 1
+    client_id = unknown[0].fields["client_id"]
+    assert any(e.fields.get("client_id") == client_id for e in world.of("order.reconciled"))
+    booked = [r for r in world.exchange_engine.order_log
+              if r["event"] in ("new", "placed", "booked", "filled") and r.get("client_id") == client_id]
+    client_ids = [r.get("client_id") for r in world.exchange_engine.order_log if r.get("client_id")]
+    assert booked and client_ids.count(client_id) == len([r for r in world.exchange_engine.order_log
+                                                          if r.get("client_id") == client_id])
+    placements = {r.get("order_id") for r in world.exchange_engine.order_log if r.get("client_id") == client_id}
+    assert len(placements) == 1, "one client id, one exchange order"
+    assert world.position() == 0
+
+
+def test_halt_never_blocks_the_stop(world: World) -> None:
+    async def scenario() -> None:
+        world.give_position(0.05)
+        await world.trader.start()
+        await world.bars(1)
+        world.trader.engine.board.fail_closed("test: halted by an operator-visible fault")
+        stop = world.trader.engine.exit_state
+        assert stop is not None
+        world.exchange_engine.set_price(SYMBOL, stop.stop * 0.995)
+        await world.bars(1)
+
+    run(scenario())
+    closed = world.of("position.closed")
+    assert closed and closed[-1].fields["reason"] == "stop"
+    assert world.trader.status()["trading"] == "halted"
+    assert world.position() == 0
+
+
+def test_a_fill_the_bot_cannot_account_for_halts_trading(world: World) -> None:
+    from bot.core.engine import Fill
+
+    async def scenario() -> None:
+        await world.trader.start()
+        await world.bars(1)
+        world.trader.engine.on_fill(Fill("gd-x-en-1", "buy", 0.01, float("nan"), 0.0, world.clock.now_ms()))
+
+    run(scenario())
+    assert world.trader.status()["trading"] == "halted"
+    assert any("P&L arithmetic failed" in str(e.fields.get("reason", "")) for e in world.of("trading.halted"))
+
+
+def test_restart_restores_a_halt_and_does_not_resume_by_itself(world: World) -> None:
+    async def scenario() -> None:
+        await world.trader.start()
+        await world.bars(1)
+        world.trader.engine.board.fail_closed("test halt")
+        await world.bars(1)
+        await world.trader.close()
+        world.trader = world.new_trader()
+        await world.trader.start()
+        await world.bars(30)
+
+    run(scenario())
+    assert world.of("state.restored")
+    assert world.trader.status()["trading"] == "halted"
+    restored_at = world.names().index("state.restored")
+    assert "trading.resumed" not in world.names()[restored_at:]
+
+
+def test_marker_file_keeps_the_kill_switch_when_the_store_is_lost(world: World, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        await world.trader.start()
+        assert await world.trader.engage_killswitch("pause", "maintenance", "ops", TOKEN)
+        await world.trader.close()
+        world.store.delete("bot")
+        world.trader = world.new_trader()
+        await world.trader.start()
+
+    run(scenario())
+    assert world.trader.status()["killswitch"] == "engaged"
+
+
+def test_corrupt_state_refuses_to_trade_with_a_reason(world: World) -> None:
+    import sqlite3
+
+    async def scenario() -> None:
+        await world.trader.start()
+        await world.trader.close()
+
+    run(scenario())
+    db = sqlite3.connect(world.dir / "state.db")
+    table = db.execute("select name from sqlite_master where type='table'").fetchone()[0]
+    columns = [row[1] for row in db.execute(f"pragma table_info({table})")]
+    db.execute(f"update {table} set {columns[1]} = ?", ('{"v":1,"sha256":"00","value":{}}',))
+    db.commit()
+    db.close()
+    world.trader = world.new_trader()
+    with pytest.raises(StartupRefused, match="corrupt state"):
+        run(world.trader.start())
+    assert world.of("startup.refused")
+
+
+def test_startup_refused_for_a_key_that_can_withdraw(world: World) -> None:
+    world.exchange_engine.set_permissions("test-key", {"enableWithdrawals": True})
+    with pytest.raises(StartupRefused, match="withdrawals are enabled"):
+        run(world.trader.start())
+    assert world.of("startup.refused")
+
+
+def test_rate_limit_on_flatten_waits_for_retry_after_then_completes(world: World) -> None:
+    async def scenario() -> None:
+        world.give_position(0.05)
+        await world.trader.start()
+        world.exchange_engine.fail_next("/fapi/v1/order", 1, 429, -1003, retry_after_s=7, method="POST")
+        engaged_at = world.clock.now_ms()
+        assert await world.trader.engage_killswitch("immediate", "drill", "risk-officer", TOKEN)
+        assert world.position() == 0.05
+        await world.bars(1)
+        flat = world.of("account.flat")
+        assert flat and flat[-1].ts_ms - engaged_at >= 7_000
+
+    run(scenario())
+    assert world.position() == 0
+
+
+def test_minor_exchange_outage_pauses_entries_and_major_outage_flattens_and_halts(world: World) -> None:
+    async def scenario() -> None:
+        world.give_position(0.05)
+        await world.trader.start()
+        await world.bars(1)
+        world.exchange_engine.fail_next("*", 10_000, 503, None)
+        await world.bars(3)  # 15 min: past the 5-minute major threshold
+        world.exchange_engine.reset_faults()
+        await world.bars(1)
+
+    run(scenario())
+    names = world.names()
+    down, paused, halted = (world.of(name)[0] for name in ("exchange.down", "trading.paused", "trading.halted"))
+    assert paused.ts_ms == down.ts_ms, "a minor outage pauses entries at once"
+    assert halted.ts_ms - down.ts_ms == 5 * 60_000, "a major outage halts when it has lasted major_after_minutes"
+    assert names.index("exchange.up") < names.index("account.flat"), "positions are closed once reachable"
+    assert world.position() == 0
+    assert world.trader.status()["trading"] == "halted"
