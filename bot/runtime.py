@@ -58,6 +58,8 @@ class TraderConfig:
     retry_max_ms: int = 30_000
     resolve_attempts: int = 20
     outage_probe_ms: int = 10_000
+    store_check_ms: int = 0  # ping the state store this often (0: only on writes); live: 250
+    rest_fallback_ms: int = 1_000  # while the WebSocket is silent, poll the book over REST this often
     qty_step: float = 0.001
     trade_entries: bool = True
 
@@ -111,6 +113,9 @@ class Trader:
     _time_offset_ms: int = 0
     _started: bool = False
     _deferred_intents: list[Intent] = field(default_factory=list)
+    _store_down: bool = False
+    _next_store_check_ms: int = 0
+    _next_rest_book_ms: int = 0
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -203,6 +208,11 @@ class Trader:
                 intents += self.engine.on_feed_lag(silent)
         intents += self.engine.on_timer()
         await self._execute(intents)
+        if self.feed.stale and self.config.rest_fallback_ms and now >= self._next_rest_book_ms:
+            await self._rest_fallback(now)
+        if (self.config.store_check_ms or self._store_down) and now >= self._next_store_check_ms:
+            self._next_store_check_ms = now + (self.config.store_check_ms or self.config.outage_probe_ms)
+            self._check_store()
         await self._poll_pending()
         if self._retries and now >= self._blocked_until_ms:
             retries, self._retries = self._retries, []
@@ -232,6 +242,10 @@ class Trader:
             candidates.append(self._next_heartbeat_ms)
         if self._deferred_intents:
             candidates.append(self.clock.now_ms())
+        if self.config.store_check_ms or self._store_down:
+            candidates.append(self._next_store_check_ms)
+        if self.feed.stale and self.config.rest_fallback_ms:
+            candidates.append(self._next_rest_book_ms)
         return int(min(candidates))
 
     def record_inference(self, ms: float) -> None:
@@ -509,13 +523,49 @@ class Trader:
             self._dirty = True
 
     def _persist(self, force: bool = False) -> None:
-        if not (self._dirty or force):
+        if not (self._dirty or force) or self._store_down:
             return
         try:
             self.store.put(self.config.state_key, self.engine.snapshot())
             self._dirty = False
         except StateStoreError as exc:
-            self.engine.board.fail_closed(f"state store unreachable, cannot persist breaker state: {exc}")
+            self._set_store_down(exc)
+
+    def _check_store(self) -> None:
+        try:
+            self.store.ping()
+        except StateStoreError as exc:
+            self._set_store_down(exc)
+            return
+        if self._store_down:
+            self._store_down = False
+            now = self.clock.now_ms()
+            self.bus.emit("alert.sent", now, channel="log", severity="info", title="state store reachable again")
+            self._deferred_intents.extend(self.engine.on_store_status(False))
+            self._persist(force=True)
+
+    def _set_store_down(self, exc: Exception) -> None:
+        """No new risk while breaker state cannot be persisted (fail closed); exits go on."""
+        self._dirty = True
+        if self._store_down:
+            return
+        self._store_down = True
+        now = self.clock.now_ms()
+        self._next_store_check_ms = now + (self.config.store_check_ms or self.config.outage_probe_ms)
+        self.bus.emit("alert.sent", now, channel="log", severity="critical",
+                      title=f"state store unreachable, new entries stopped: {str(exc)[:160]}")
+        self._deferred_intents.extend(self.engine.on_store_status(True))
+
+    async def _rest_fallback(self, now: int) -> None:
+        """WebSocket silent but REST may work: keep prices (and so exits and drawdown) current."""
+        self._next_rest_book_ms = now + self.config.rest_fallback_ms
+        try:
+            top = await self.exchange.fetch_book_top(self.config.symbol)
+        except ExchangeError as exc:
+            self._mark_down("all", exc)
+            return
+        self._mark_up("rest")
+        await self._execute(self.engine.on_book(BookTick(top.ts_ms, top.bid, top.ask)))
 
     def _mark_down(self, scope: Literal["rest", "ws", "all"], exc: Exception) -> None:
         if self._exchange_down:
@@ -525,7 +575,8 @@ class Trader:
         self.bus.emit("exchange.down", now, scope=scope, error=str(exc)[:200])
         if abs(self.engine.position_qty) > 1e-12:
             self.bus.emit("alert.sent", now, channel="log", severity="critical",
-                          title="exchange unreachable with a position open: manual intervention may be needed")
+                          title="URGENT: exchange unreachable with a position open - positions cannot be read "
+                                "or closed; manual intervention may be needed")
         # Probe again soon rather than at the next routine reconcile.
         self._next_reconcile_ms = min(self._next_reconcile_ms, now + self.config.outage_probe_ms)
         self._deferred_intents.extend(self.engine.on_exchange_status(True, scope))

@@ -21,6 +21,7 @@ from bot.core.breakers.base import (
     FeedLag,
     InferenceTiming,
     OrderLatency,
+    StoreStatus,
     TradeClosed,
 )
 from bot.core.breakers.board import BoardStatus, BreakerBoard, ResumeResult
@@ -119,10 +120,11 @@ class Engine:
 
     def on_book(self, tick: BookTick) -> list[Intent]:
         self.board.observe(BookUpdate(tick))
-        if tick.is_sane():
-            self.bid, self.ask, self.mark = tick.bid, tick.ask, tick.mid
-            self._observe_equity()
-        return self._safety_intents()
+        if not tick.is_sane():
+            return self._safety_intents()
+        self.bid, self.ask, self.mark = tick.bid, tick.ask, tick.mid
+        self._observe_equity()
+        return self._safety_intents() or self._tick_exit()
 
     def on_bar(self, bar: Bar, *, infer: Callable[[Bar], Any] | None = None) -> list[Intent]:
         """A closed bar. `infer` wraps the strategy call so the runtime can time it."""
@@ -164,6 +166,10 @@ class Engine:
         if self.killswitch.on_timer(now):
             self._trade_reason = "killswitch"
             return self._flatten("kill switch graceful timeout")
+        return self._safety_intents()
+
+    def on_store_status(self, down: bool) -> list[Intent]:
+        self.board.observe(StoreStatus(self.clock.now_ms(), down))
         return self._safety_intents()
 
     def on_exchange_status(self, down: bool, scope: str) -> list[Intent]:
@@ -297,6 +303,22 @@ class Engine:
         side: Side = "sell" if self.position_qty > 0 else "buy"
         intent = OrderIntent(self._next_id(purpose), self.symbol, side, qty, None, True, purpose)
         return self._gated(PlaceOrder(intent, "market"))
+
+    def _tick_exit(self) -> list[Intent]:
+        """Stop and take profit judged on the book too, so they work between bars and when only
+        REST prices arrive."""
+        state = self.exit_state
+        if state is None or self._flattening or self._exit_in_flight():
+            return []
+        long = state.side == "buy"
+        price = self.bid if long else self.ask
+        if (price <= state.stop) if long else (price >= state.stop):
+            self._trade_reason = "stop"
+            return self._close_position("stop")
+        if (price >= state.take_profit) if long else (price <= state.take_profit):
+            self._trade_reason = "take_profit"
+            return self._close_position("take_profit")
+        return []
 
     def _exit_in_flight(self) -> bool:
         return any(i.risk_reducing for i in self._in_flight.values())

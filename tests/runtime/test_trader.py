@@ -213,3 +213,71 @@ def test_minor_exchange_outage_pauses_entries_and_major_outage_flattens_and_halt
     assert names.index("exchange.up") < names.index("account.flat"), "positions are closed once reachable"
     assert world.position() == 0
     assert world.trader.status()["trading"] == "halted"
+
+
+class FlakyStore:
+    """A real store behind a switch: while `down`, every call fails as a lost Redis would."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        from bot.io.state import StateStoreError
+
+        method = getattr(self.inner, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise StateStoreError("connection refused (test)")
+            return method(*args, **kwargs)
+
+        return call
+
+
+def test_losing_the_state_store_stops_new_entries_and_alerts_then_recovers(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    world = World(tmp_path)
+    store = FlakyStore(world.store)
+    world.store = store  # type: ignore[assignment]
+    world.trader = world.new_trader()
+    world.trader.config = replace(world.trader.config, store_check_ms=250)
+
+    async def scenario() -> None:
+        await world.trader.start()
+        await world.bars(1)
+        store.down = True
+        lost_at = world.clock.now_ms()
+        await world.bars(1)
+        paused = [e for e in world.of("trading.paused") if e.ts_ms >= lost_at]
+        alerts = [e for e in world.of("alert.sent") if e.ts_ms >= lost_at]
+        assert paused and paused[0].ts_ms - lost_at <= 1_000, "entries stop within 1 s"
+        assert alerts and alerts[0].fields["severity"] == "critical" and alerts[0].ts_ms - lost_at <= 5_000
+        store.down = False
+        await world.bars(1)
+
+    run(scenario())
+    assert world.trader.status()["trading"] == "active"
+    assert world.store.get("bot") is not None
+
+
+def test_websocket_silent_falls_back_to_rest_prices_for_exits(world: World) -> None:
+    async def scenario() -> None:
+        world.give_position(0.05)
+        await world.trader.start()
+        await world.bars(1)
+        world.feed_alive = False
+        stop = world.trader.engine.exit_state
+        assert stop is not None
+        world.exchange_engine.set_price(SYMBOL, stop.stop * 0.99)
+        # no bar or book message reaches the bot now; only REST answers
+        for _ in range(20):
+            world.clock.advance(1_000)
+            await world.trader.on_timer()
+
+    run(scenario())
+    assert world.of("feed.stale")
+    closed = world.of("position.closed")
+    assert closed and closed[-1].fields["reason"] == "stop", "the stop fired on REST prices"
+    assert world.position() == 0

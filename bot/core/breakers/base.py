@@ -113,9 +113,17 @@ class ExchangeStatus:
     scope: str = "rest"
 
 
+@dataclass(frozen=True, slots=True)
+class StoreStatus:
+    """The state store stopped (down) or resumed answering."""
+
+    ts_ms: int
+    down: bool
+
+
 BreakerInput = (
     EquityUpdate | TradeClosed | BookUpdate | BarClosed | FeedLag | InferenceTiming | OrderLatency
-    | TimerTick | ExchangeStatus
+    | TimerTick | ExchangeStatus | StoreStatus
 )
 
 
@@ -139,7 +147,7 @@ def input_problem(x: object) -> str | None:
         if x.kind not in ("placement", "fill"):
             return f"order latency kind {x.kind!r} not one of placement, fill"
         return None if math.isfinite(x.ms) and x.ms >= 0 else f"order latency ms not valid ({x.ms})"
-    if isinstance(x, TimerTick | ExchangeStatus):
+    if isinstance(x, TimerTick | ExchangeStatus | StoreStatus):
         return None
     return f"unknown input type {type(x).__name__}"
 

@@ -29,6 +29,7 @@ from bot.core.breakers.base import (
     FeedLag,
     InferenceTiming,
     OrderLatency,
+    StoreStatus,
     TimerTick,
     TradeClosed,
     input_problem,
@@ -36,7 +37,7 @@ from bot.core.breakers.base import (
 from bot.core.breakers.consecutive_losses import ConsecutiveLossesBreaker
 from bot.core.breakers.drawdown import IntradayDrawdown, PeakDrawdown
 from bot.core.breakers.latency import InferenceLatencyBreaker, OrderLatencyBreaker, WebsocketLagBreaker
-from bot.core.breakers.outage import ExchangeOutageBreaker
+from bot.core.breakers.outage import ExchangeOutageBreaker, StateStoreBreaker
 from bot.core.breakers.volatility import AtrSpikeBreaker, PriceMoveBreaker, SpreadBreaker
 from bot.core.clock import Clock
 from bot.core.events import EventBus
@@ -106,11 +107,12 @@ def build_breakers(policy: Policy) -> list[Breaker]:
     if lat.order_fill.enabled:
         out.append(OrderLatencyBreaker("fill", lat.order_fill, lat.backoff))
     out.append(ExchangeOutageBreaker(policy.exchange_outage))
+    out.append(StateStoreBreaker())
     return out
 
 
 _INPUT_TYPES: tuple[type, ...] = (EquityUpdate, TradeClosed, BookUpdate, BarClosed, FeedLag,
-                                  InferenceTiming, OrderLatency, TimerTick, ExchangeStatus)
+                                  InferenceTiming, OrderLatency, TimerTick, ExchangeStatus, StoreStatus)
 
 
 class BreakerBoard:

@@ -1,4 +1,6 @@
-"""Exchange outage: the decision matrix of the exchange-outage runbook as a breaker.
+"""Outages of what the bot depends on.
+
+Exchange outage: the decision matrix of the exchange-outage runbook as a breaker.
 
 While the exchange is unreachable the minor action applies (pause new entries: exits keep
 trying); once it has been down for `major_after_minutes` the major action applies (close
@@ -9,7 +11,14 @@ from __future__ import annotations
 
 import math
 
-from bot.core.breakers.base import Breaker, BreakerInput, BreakerVerdict, ExchangeStatus, TimerTick
+from bot.core.breakers.base import (
+    Breaker,
+    BreakerInput,
+    BreakerVerdict,
+    ExchangeStatus,
+    StoreStatus,
+    TimerTick,
+)
 from bot.core.policy import HALT_ACTIONS, ExchangeOutage
 
 
@@ -71,3 +80,24 @@ class ExchangeOutageBreaker(Breaker):
     def _load(self, data: dict[str, object]) -> None:
         down = data.get("down_since")
         self._down_since = int(down) if isinstance(down, int | float) else None
+
+
+class StateStoreBreaker(Breaker):
+    """The shared state store is unreachable: breaker state cannot be persisted, so no new
+    risk is taken (fail closed) until it answers again; exits keep working."""
+
+    name = "state_store"
+    check = "connectivity"
+    inputs: tuple[type, ...] = (StoreStatus,)
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+
+    def observe(self, x: BreakerInput) -> BreakerVerdict | None:
+        if not isinstance(x, StoreStatus) or x.down == (self.verdict.action is not None):
+            return None
+        if x.down:
+            self.verdict = BreakerVerdict(self.name, self.check, "critical", 1.0, 0.0, action="pause_new_entries")
+        else:
+            self.verdict = BreakerVerdict(self.name, self.check, "ok", 0.0, 0.0)
+        return self.verdict
