@@ -32,6 +32,7 @@ from bot.core.breakers.base import (  # noqa: E402
 )
 from bot.core.breakers.board import BreakerBoard  # noqa: E402
 from bot.core.clock import VirtualClock  # noqa: E402
+from bot.core.engine import Engine, Fill, PlaceOrder  # noqa: E402
 from bot.core.events import EventBus  # noqa: E402
 from bot.core.market import Bar, BookTick  # noqa: E402
 from bot.core.policy import Policy  # noqa: E402
@@ -100,7 +101,50 @@ def bench_breaker_board(policy: Policy, n: int) -> list[int]:
     return out
 
 
-BENCHMARKS: dict[str, Benchmark] = {"breaker_board.observe (mixed stream)": bench_breaker_board}
+def bench_engine_on_bar(policy: Policy, n: int) -> list[int]:
+    """The full per-bar path: breakers, ATR, strategy, exits, sizing, costs, risk gate. Orders
+    the engine emits are filled at once at the bar close, so entries and exits both happen."""
+    rng = random.Random(11)
+    clock = VirtualClock(1_767_571_200_000)
+    engine = Engine(policy, clock, EventBus(), symbol="BTCUSDT", equity=10_000.0, verify=lambda c: False)
+    price = 60_000.0
+    bars: list[tuple[Bar, BookTick]] = []
+    for i in range(n + 500):
+        ts = clock.now_ms() + (i + 1) * 300_000
+        close = price * (1 + rng.gauss(0, 0.0012))
+        high, low = max(price, close) * (1 + abs(rng.gauss(0, 0.0005))), min(price, close) * (
+            1 - abs(rng.gauss(0, 0.0005)))
+        bars.append((Bar(ts, price, high, low, close), BookTick(ts, close - 0.5, close + 0.5)))
+        price = close
+    out: list[int] = []
+    fills = 0
+    now = time.perf_counter_ns
+    gc.disable()
+    try:
+        for i, (bar, tick) in enumerate(bars):
+            clock.advance_to(bar.ts_ms)
+            engine.on_book(tick)
+            t0 = now()
+            intents = engine.on_bar(bar)
+            elapsed = now() - t0
+            if i >= 500:
+                out.append(elapsed)
+            for intent in intents:
+                if isinstance(intent, PlaceOrder):
+                    o = intent.intent
+                    engine.on_fill(Fill(o.client_id, o.side, o.qty, bar.close, o.qty * bar.close * 0.0004, bar.ts_ms))
+                    fills += 1
+    finally:
+        gc.enable()
+    if fills < n // 200:
+        raise SystemExit(f"the engine barely traded ({fills} fills in {n} bars): the path was not exercised")
+    return out
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "breaker_board.observe (mixed stream)": bench_breaker_board,
+    "engine.on_bar (full path, per bar)": bench_engine_on_bar,
+}
 
 
 def timer_overhead_ns(n: int = 100_000) -> int:
