@@ -386,3 +386,40 @@ def summary(loaded: LoadedPolicy) -> list[str]:
         f"  orders: {'post-only ' if p.orders.post_only else ''}{p.orders.entry_type} entries; "
         f"kill switch graceful timeout {p.kill_switch.graceful_timeout_minutes:g} min",
     ]
+
+
+# Every time threshold of the policy: `time_scale` multiplies these (net-mode gate runs test
+# "WS lag > 5 s" at 0.5 s); a scaled run records the scale in its evidence.
+TIME_FIELDS: tuple[str, ...] = (
+    "circuit_breakers.drawdown.cooldown_minutes",
+    "circuit_breakers.consecutive_losses.cooldown_minutes",
+    "circuit_breakers.latency.websocket.max_lag_seconds",
+    "circuit_breakers.latency.inference.p95_ms",
+    "circuit_breakers.latency.inference.p99_ms",
+    "circuit_breakers.latency.order_placement.max_ms",
+    "circuit_breakers.latency.order_fill.max_ms",
+    "circuit_breakers.latency.backoff.initial_ms",
+    "circuit_breakers.latency.backoff.max_ms",
+    "exchange_outage.major_after_minutes",
+    "kill_switch.graceful_timeout_minutes",
+    "reaction.breaker_realtime_ms",
+    "reaction.kill_switch_immediate_flat_s",
+    "reaction.kill_switch_graceful_timeout_minutes",
+    "alerts.delivery_seconds",
+)
+
+
+def scale_time(policy: Policy, scale: float) -> Policy:
+    """The policy with every time threshold multiplied by `scale` (> 0)."""
+    if not (scale > 0 and scale == scale and scale != float("inf")):
+        raise ValueError(f"time scale must be a positive number, got {scale!r}")
+    if scale == 1.0:
+        return policy
+    tree = policy.model_dump()
+    for dotted in TIME_FIELDS:
+        *parents, leaf = dotted.split(".")
+        node = tree
+        for part in parents:
+            node = node[part]
+        node[leaf] = node[leaf] * scale
+    return Policy.model_validate(tree)

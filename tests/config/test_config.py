@@ -137,3 +137,16 @@ def test_profile_overlay_errors_name_the_profile_file(tmp_path: Path) -> None:
         "circuit_breakers.toml: circuit_breakers.drawdown.warning_pct: tiers out of order (got 2.0; expected "
         "warning_pct < threshold_pct (1.0))"
     ]
+
+
+def test_time_scale_multiplies_every_time_threshold_and_nothing_else() -> None:
+    from bot.config import TIME_FIELDS, scale_time
+
+    base = load_policy("futures").policy
+    scaled = scale_time(base, 0.1)
+    for dotted in TIME_FIELDS:
+        assert policy_value(scaled, dotted) == pytest.approx(float(policy_value(base, dotted)) * 0.1), dotted
+    assert scaled.circuit_breakers.drawdown.threshold_pct == base.circuit_breakers.drawdown.threshold_pct
+    assert scaled.position_sizing == base.position_sizing
+    with pytest.raises(ValueError, match="positive"):
+        scale_time(base, 0)
