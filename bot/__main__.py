@@ -29,6 +29,18 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return main_verify([str(args.file), *(["--head", args.head] if args.head else [])])
 
 
+def _run(args: argparse.Namespace) -> int:
+    from bot.live import main_run
+
+    return main_run(args)
+
+
+def _killswitch(args: argparse.Namespace) -> int:
+    from bot.killswitch_cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -47,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("file", type=Path)
     verify.add_argument("--head", help="the last record's hash, kept elsewhere: also detects a cut-off tail")
     verify.set_defaults(handler=_audit_verify)
+
+    from bot import killswitch_cli, live
+
+    run = commands.add_parser("run", help="run the bot against the testnet or the real venue")
+    live.add_arguments(run)
+    run.set_defaults(handler=_run)
+
+    kill = commands.add_parser("killswitch", help="engage / clear / show the kill switch (works with the bot down)")
+    killswitch_cli.add_arguments(kill)
+    kill.set_defaults(handler=_killswitch)
     return parser
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import ccxt
+import ccxt  # type: ignore[import-untyped]
 
 from bot.io.exchange import (
     ApiRestrictions,
@@ -398,7 +398,7 @@ class CcxtExchange:
     def __init__(self, api_key: str, secret: str, *, rest_url: str | None = None, ws_url: str | None = None,
                  timeout_ms: int = 10_000, enable_rate_limit: bool | None = None, client: Any = None) -> None:
         if client is None:
-            import ccxt.pro as ccxt_pro
+            import ccxt.pro as ccxt_pro  # type: ignore[import-untyped]
 
             client = ccxt_pro.binanceusdm(_client_config(
                 api_key, secret, timeout_ms, rest_url is None if enable_rate_limit is None else enable_rate_limit))
@@ -451,13 +451,10 @@ class CcxtExchange:
         return _positions(rows, symbol)
 
     async def fetch_all_positions(self) -> list[Position]:
-        await self._market_any()
-        rows = await self._call(self.client.fetch_positions)
-        return _positions(rows, None)
-
-    async def _market_any(self) -> None:
         if not self._markets_loaded:
             await self.load_markets()
+        rows = await self._call(self.client.fetch_positions)
+        return _positions(rows, None)
 
     async def fetch_book_top(self, symbol: str) -> BookTop:
         raw = await self._call(self.client.fapiPublicGetTickerBookTicker, {"symbol": symbol})
@@ -603,7 +600,10 @@ class SyncCcxtExchange:
         return len(open_orders)
 
     def countdown_cancel_all(self, symbol: str, countdown_ms: int) -> None:
-        self._call(self.client.fapiPrivatePostCountdownCancelAll, {"symbol": symbol, "countdownTime": int(countdown_ms)})
+        if countdown_ms < 0:
+            raise OrderRejectedError(f"countdown {countdown_ms} ms must be >= 0")
+        self._call(self.client.fapiPrivatePostCountdownCancelAll,
+                   {"symbol": symbol, "countdownTime": int(countdown_ms)})
 
     def fetch_api_restrictions(self) -> ApiRestrictions:
         return parse_restrictions(self._call(self.client.sapiGetAccountApiRestrictions))

@@ -1,0 +1,458 @@
+"""The standalone kill switch: works when the bot process is dead (risk_safety_checklist "Kill-Switch Usage").
+
+    python -m bot killswitch --mode immediate --reason "Security breach"
+    python -m bot killswitch --mode graceful  --reason "Model deployment"
+    python -m bot killswitch --mode pause     --reason "Investigating anomaly"
+    python -m bot killswitch --clear
+    python -m bot killswitch --status
+
+Every request is authenticated (the operator's token from --token-file or GAMEDAY_KILL_TOKEN,
+checked with hmac.compare_digest against the configured token, see bot.io.credentials) and every
+attempt, accepted or rejected, is appended to the audit log before anything is reported done.
+An accepted request writes the marker file (KillSwitch.snapshot() format) and the kill-switch
+entry of the engine snapshot in the state store, which the bot reads on its next start.
+`immediate` also talks to the exchange itself (sync ccxt): cancel every open order, then close
+every position with reduce-only market orders, retrying (Retry-After honoured) until the account
+is flat or the timeout passes. graceful and pause take no exchange action: the bot applies them.
+
+Exit codes: 0 done; 1 accepted but the account could not be confirmed flat (or a weaker mode was
+refused while a stricter one is engaged); 2 rejected (bad or missing credentials, bad input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.core.clock import Clock, WallClock
+from bot.core.events import Event, EventBus
+from bot.core.killswitch import KillSwitch
+from bot.core.policy import Policy
+from bot.io.audit import AuditLog
+from bot.io.credentials import CredentialError, load_api_credentials, load_verifier, presented_token
+from bot.io.exchange import (
+    AuthError,
+    ClockSkewError,
+    ExchangeError,
+    OrderRejectedError,
+    OrderRequest,
+    RateLimitedError,
+    RetryableError,
+    UnknownOutcomeError,
+)
+from bot.io.state import StateStore, StateStoreError, open_store
+from bot.live import _with_parent
+
+STATE_KEY = "bot"  # TraderConfig.state_key: the engine snapshot lives under this key
+
+
+class _NoSnapshot(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- state
+
+
+def read_marker(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return {"engaged": True, "unreadable": f"{type(exc).__name__}: {exc}"}
+    return data if isinstance(data, dict) else {"engaged": True, "unreadable": "not a JSON object"}
+
+
+def write_marker(path: Path, snapshot: dict[str, Any]) -> None:
+    """Atomically, fsynced: the bot treats the marker's presence as 'stay stopped'."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(snapshot, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def stored_killswitch(store: StateStore, key: str = STATE_KEY) -> dict[str, Any] | None:
+    saved = store.get(key)
+    if saved is None:
+        return None
+    ks = saved.get("killswitch")
+    return ks if isinstance(ks, dict) else None
+
+
+def store_killswitch(store: StateStore, snapshot: dict[str, Any], key: str = STATE_KEY) -> bool:
+    """Replace the kill-switch entry of the bot's engine snapshot; False when the bot never saved one
+    (then the marker file alone carries the state: the bot obeys it on start)."""
+
+    def change(current: dict[str, Any] | None) -> dict[str, Any]:
+        if current is None:
+            raise _NoSnapshot()
+        return {**current, "killswitch": snapshot}
+
+    try:
+        store.update(key, change)
+    except _NoSnapshot:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- flatten
+
+
+@dataclass
+class FlattenResult:
+    flat: bool
+    cancelled: int = 0
+    closes_sent: int = 0
+    rounds: int = 0
+    waits_s: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    positions_left: list[dict[str, Any]] = field(default_factory=list)
+    open_orders_left: int = 0
+
+
+class Flattener:
+    """Cancel every open order, then close every position reduce-only; retry until flat or timeout.
+
+    `exchange` is a SyncCcxtExchange (or anything with its methods). `sleep` and `monotonic` are
+    injectable so tests can assert the waits without waiting.
+    """
+
+    def __init__(self, exchange: Any, symbols: list[str], *, timeout_s: float = 60.0,
+                 sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic,
+                 wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 backoff_initial_s: float = 0.25, backoff_max_s: float = 5.0,
+                 log: Callable[[str], None] = lambda line: None) -> None:
+        self.ex = exchange
+        self.symbols = list(dict.fromkeys(symbols))
+        self.timeout_s = timeout_s
+        self.sleep = sleep
+        self.monotonic = monotonic
+        self.wall_ms = wall_ms
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.log = log
+        self._seq = 0
+        self._deadline = 0.0
+        self.result = FlattenResult(flat=False)
+
+    def _wait(self, seconds: float) -> None:
+        seconds = max(0.0, seconds)
+        self.result.waits_s.append(seconds)
+        self.sleep(seconds)
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run one exchange call, retrying retryable errors until the deadline."""
+        attempts = 0
+        while True:
+            try:
+                return fn(*args)
+            except RateLimitedError as exc:
+                wait = exc.retry_after_s if exc.retry_after_s is not None else self._backoff(attempts)
+                self._note(what, exc, wait)
+            except ClockSkewError as exc:
+                self._resync()
+                wait = 0.0 if attempts == 0 else self._backoff(attempts)
+                self._note(what, exc, wait)
+            except (RetryableError, UnknownOutcomeError) as exc:
+                # reads and cancels are safe to repeat; an order placement's unknown outcome is
+                # handled by the caller (it never reaches here: create_order is called directly)
+                wait = self._backoff(attempts)
+                self._note(what, exc, wait)
+            attempts += 1
+            if self.monotonic() + wait > self._deadline:
+                raise TimeoutError(f"{what}: gave up at the kill-switch deadline ({self.result.errors[-1]})")
+            self._wait(wait)
+
+    def _backoff(self, attempts: int) -> float:
+        return float(min(self.backoff_initial_s * 2 ** attempts, self.backoff_max_s))
+
+    def _note(self, what: str, exc: Exception, wait: float) -> None:
+        text = f"{what}: {type(exc).__name__}: {str(exc)[:160]}; retrying in {wait:.2f}s"
+        self.result.errors.append(text)
+        self.log(text)
+
+    def _resync(self) -> None:
+        try:
+            server = self.ex.fetch_time_ms()
+        except ExchangeError:
+            return
+        self.ex.set_time_offset_ms(server - self.wall_ms())
+
+    def _client_id(self) -> str:
+        self._seq += 1
+        return f"ks-{self.wall_ms():x}-{self._seq}"
+
+    def run(self) -> FlattenResult:
+        self._deadline = self.monotonic() + self.timeout_s
+        try:
+            while True:
+                self.result.rounds += 1
+                symbols = list(self.symbols)
+                for order in self._call("fetch open orders", self.ex.fetch_open_orders):
+                    if order.symbol not in symbols:
+                        symbols.append(order.symbol)
+                for symbol in symbols:  # cancels first: nothing may open while we close
+                    self.result.cancelled += self._call(f"cancel all {symbol}", self.ex.cancel_all_orders, symbol)
+                positions = self._call("fetch positions", self.ex.fetch_all_positions)
+                for pos in positions:
+                    self._close(pos)
+                positions = self._call("fetch positions", self.ex.fetch_all_positions)
+                orders = self._call("fetch open orders", self.ex.fetch_open_orders)
+                self.result.positions_left = [{"symbol": p.symbol, "qty": p.qty} for p in positions]
+                self.result.open_orders_left = len(orders)
+                if not positions and not orders:
+                    self.result.flat = True
+                    return self.result
+                if self.monotonic() + self.backoff_initial_s > self._deadline:
+                    return self.result
+                self._wait(self.backoff_initial_s)
+        except TimeoutError as exc:
+            self.result.errors.append(str(exc))
+            return self.result
+
+    def _close(self, pos: Any) -> None:
+        qty = abs(pos.qty)
+        if not (math.isfinite(qty) and qty > 0):
+            return
+        request = OrderRequest(pos.symbol, "sell" if pos.qty > 0 else "buy", qty, "market", self._client_id(),
+                               reduce_only=True)
+        attempts = 0
+        while True:
+            try:
+                self.ex.create_order(request)
+                self.result.closes_sent += 1
+                return
+            except UnknownOutcomeError as exc:
+                # never resend blindly: learn what happened; the next round re-reads the position,
+                # and a reduce-only close can never flip or grow it
+                self._note(f"close {pos.symbol}", exc, 0.0)
+                self.result.closes_sent += 1
+                try:
+                    self._call(f"query {request.client_id}", self.ex.fetch_order, pos.symbol, request.client_id)
+                except ExchangeError:
+                    pass
+                return
+            except OrderRejectedError as exc:  # e.g. -2022: already closed; the next round checks
+                self._note(f"close {pos.symbol}", exc, 0.0)
+                return
+            except RateLimitedError as exc:
+                wait = exc.retry_after_s if exc.retry_after_s is not None else self._backoff(attempts)
+                self._note(f"close {pos.symbol}", exc, wait)
+            except ClockSkewError as exc:
+                self._resync()
+                wait = 0.0 if attempts == 0 else self._backoff(attempts)
+                self._note(f"close {pos.symbol}", exc, wait)
+            except RetryableError as exc:  # nothing happened on the exchange: safe to send again
+                wait = self._backoff(attempts)
+                self._note(f"close {pos.symbol}", exc, wait)
+            attempts += 1
+            if self.monotonic() + wait > self._deadline:
+                raise TimeoutError(f"close {pos.symbol}: gave up at the kill-switch deadline")
+            self._wait(wait)
+
+
+# --------------------------------------------------------------------------- command
+
+
+def _actor(args: argparse.Namespace) -> str:
+    name = args.actor or os.environ.get("GAMEDAY_OPERATOR") or getpass.getuser()
+    return f"operator:{name}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--mode", choices=["immediate", "graceful", "pause"], help="engage in this mode")
+    action.add_argument("--clear", action="store_true", help="clear the kill switch")
+    action.add_argument("--status", action="store_true", help="print the kill-switch state")
+    parser.add_argument("--reason", help="why (required with --mode)")
+    parser.add_argument("--profile", default="futures", help="config/profiles/NAME.yaml (default: futures)")
+    parser.add_argument("--token-file", type=Path, help="the operator's token (mode 0600); else env GAMEDAY_KILL_TOKEN")
+    parser.add_argument("--auth-token-file", type=Path,
+                        help="the configured token the bot accepts (0600; the token or sha256:<hex>); "
+                             "else env GAMEDAY_KILL_TOKEN_FILE, else state/kill_token")
+    parser.add_argument("--actor", help="operator name for the audit log (default: GAMEDAY_OPERATOR or login)")
+    parser.add_argument("--state", default="state/bot.db", help="state store: SQLite path or redis://… "
+                                                                "(default: state/bot.db)")
+    parser.add_argument("--audit", type=Path, default=Path("state/audit.jsonl"), help="audit log (JSONL)")
+    parser.add_argument("--marker", type=Path, help="marker file (default: policy kill_switch.marker_file)")
+    parser.add_argument("--exchange", choices=["testnet", "binance"], default="binance")
+    parser.add_argument("--testnet-url", help="testnet REST base URL (with --exchange testnet)")
+    parser.add_argument("--symbol", action="append", help="symbol(s) to cancel orders on (default: BTCUSDT); "
+                                                          "every open position is closed")
+    parser.add_argument("--key-file", type=Path, help="API key file (mode 0600); else env GAMEDAY_API_KEY/SECRET")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to keep trying to flatten (default 60)")
+
+
+def run(args: argparse.Namespace, *, exchange_factory: Callable[..., Any] | None = None,
+        sleep: Callable[[float], None] = time.sleep, clock: Clock | None = None) -> int:
+    from bot.config import ConfigError, load_policy
+
+    clock = clock or WallClock()
+    out, err = sys.stdout, sys.stderr
+    if args.mode and not (args.reason and args.reason.strip()):
+        print("killswitch: --reason TEXT is required with --mode", file=err)
+        return 2
+    try:
+        policy: Policy = load_policy(args.profile).policy
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=err)
+        return 2
+    marker = Path(args.marker or policy.kill_switch.marker_file)
+    actor = _actor(args)
+    try:
+        audit = AuditLog(_with_parent(args.audit))
+    except Exception as exc:
+        print(f"killswitch: cannot open the audit log {args.audit}: {exc}; refusing to act unaudited", file=err)
+        return 2
+    try:
+        store = open_store(_with_parent(args.state))
+    except (StateStoreError, OSError) as exc:
+        print(f"killswitch: state store {args.state} unavailable ({exc}); the marker file still works", file=err)
+        store = None
+    try:
+        return _run(args, policy, marker, actor, audit, store, clock, exchange_factory, sleep, out, err)
+    finally:
+        audit.close()
+        if store is not None:
+            store.close()
+
+
+def _run(args: argparse.Namespace, policy: Policy, marker: Path, actor: str, audit: AuditLog,
+         store: StateStore | None, clock: Clock, exchange_factory: Callable[..., Any] | None,
+         sleep: Callable[[float], None], out: Any, err: Any) -> int:
+    current = None
+    store_problem = None
+    if store is not None:
+        try:
+            current = stored_killswitch(store)
+        except StateStoreError as exc:
+            store_problem = str(exc)
+    marker_data = read_marker(marker)
+
+    if args.status:
+        audit.append(actor, "killswitch.status", {}, clock.now_ms())
+        status = {"marker_file": str(marker), "marker": marker_data, "store": current,
+                  "store_problem": store_problem,
+                  "engaged": bool((marker_data or {}).get("engaged")) or bool((current or {}).get("engaged"))}
+        print(json.dumps(status, indent=2, sort_keys=True), file=out)
+        return 0
+
+    verify, auth_problem = load_verifier(args.auth_token_file)
+    credential: str | None = None
+    token_problem: str | None = None
+    try:
+        credential = presented_token(args.token_file)
+    except CredentialError as exc:
+        token_problem = str(exc)
+
+    bus = EventBus()
+    rejected: list[Event] = []
+    bus.subscribe(lambda e: rejected.append(e) if e.name == "killswitch.rejected" else None)
+    ks = KillSwitch(policy, bus, clock, verify)
+    base = current if current is not None else marker_data
+    if base is not None and "unreadable" not in base:
+        try:
+            ks.restore(base)
+        except (KeyError, ValueError, TypeError):
+            pass  # a damaged record: start from clear, the request below writes a fresh one
+
+    if args.clear:
+        result = ks.clear(actor, credential)
+        action = "killswitch.clear"
+        details: dict[str, Any] = {"accepted": result.accepted, "why": result.reason}
+    else:
+        result = ks.engage(args.mode, args.reason, actor, credential)
+        action = "killswitch.engage"
+        details = {"mode": args.mode, "reason": args.reason, "accepted": result.accepted, "why": result.reason,
+                   "via": "cli"}
+    if not result.accepted:
+        why = result.reason
+        if rejected:
+            extra = token_problem or auth_problem
+            if extra:
+                why = f"{why} ({extra})"
+            details["why"] = why
+        audit.append(actor, "killswitch.rejected", {**details, "request": action}, clock.now_ms())
+        print(f"killswitch: {why}", file=err)
+        return 2 if rejected else 1
+    audit.append(actor, action, details, clock.now_ms())
+
+    snapshot = ks.snapshot()
+    stored = False
+    if args.clear:
+        marker.unlink(missing_ok=True)
+    else:
+        write_marker(marker, snapshot)
+    if store is not None:
+        try:
+            stored = store_killswitch(store, snapshot)
+        except StateStoreError as exc:
+            print(f"killswitch: state store not updated ({exc}); the marker file holds the state", file=err)
+    print(f"killswitch: {result.reason} (marker {'removed' if args.clear else 'written'}: {marker}; "
+          f"state store {'updated' if stored else 'has no bot snapshot yet' if store is not None else 'unavailable'})",
+          file=out)
+    if args.clear or args.mode != "immediate":
+        return 0
+    return _flatten(args, actor, audit, clock, exchange_factory, sleep, out, err)
+
+
+def _flatten(args: argparse.Namespace, actor: str, audit: AuditLog, clock: Clock,
+             exchange_factory: Callable[..., Any] | None, sleep: Callable[[float], None], out: Any, err: Any) -> int:
+    from bot.io.exchange_ccxt import SyncCcxtExchange
+
+    try:
+        creds = load_api_credentials(args.key_file)
+    except CredentialError as exc:
+        audit.append(actor, "killswitch.flatten", {"flat": False, "error": str(exc)}, clock.now_ms())
+        print(f"killswitch: cannot flatten: {exc}", file=err)
+        return 1
+    if exchange_factory is not None:
+        ex = exchange_factory(creds)
+    elif args.exchange == "testnet":
+        if not args.testnet_url:
+            print("killswitch: --exchange testnet needs --testnet-url URL", file=err)
+            return 2
+        ex = SyncCcxtExchange(creds.api_key, creds.secret, rest_url=args.testnet_url)
+    else:
+        ex = SyncCcxtExchange(creds.api_key, creds.secret)
+    flattener = Flattener(ex, args.symbol or ["BTCUSDT"], timeout_s=args.timeout, sleep=sleep,
+                          log=lambda line: print(f"killswitch: {line}", file=err))
+    try:
+        result = flattener.run()
+    except AuthError as exc:
+        result = flattener.result
+        result.errors.append(f"exchange refused the API key: {exc}")
+    finally:
+        close = getattr(ex, "close", None)
+        if close is not None:
+            close()
+    audit.append(actor, "killswitch.flatten",
+                 {"flat": result.flat, "cancelled": result.cancelled, "closes_sent": result.closes_sent,
+                  "rounds": result.rounds, "positions_left": result.positions_left,
+                  "open_orders_left": result.open_orders_left, "errors": result.errors[-5:]}, clock.now_ms())
+    if result.flat:
+        audit.append(actor, "account.flat", {"via": "killswitch_cli"}, clock.now_ms())
+        print(f"killswitch: account flat ({result.cancelled} orders cancelled, {result.closes_sent} closes sent)",
+              file=out)
+        return 0
+    print(f"killswitch: account NOT confirmed flat: positions {result.positions_left}, open orders "
+          f"{result.open_orders_left}; last error: {result.errors[-1] if result.errors else 'none'}", file=err)
+    return 1

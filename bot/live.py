@@ -1,0 +1,391 @@
+"""The live driver: the real bot process (`python -m bot run`).
+
+Wall clock; policy from a profile; `CcxtExchange` on the real venue or a testnet; the state
+store (`--state PATH|redis://…`); the audit log; the kill-switch marker file; a `Trader`.
+It runs the market feed (ccxt.pro) and a timer loop (`on_timer` at `next_deadline_ms()`, at
+least every 200 ms), serialising every call into the Trader with one lock. Every bot event is
+written as one JSON line to `--events FILE` (or stdout), flushed per line, so another process
+can follow it. SIGTERM / SIGINT stop it cleanly (state persisted, connections closed).
+
+Startup: the key's restrictions are checked first; a key that can withdraw or transfer, or has
+no IP restriction, makes the bot refuse (`startup.refused`, exit code 3, one line on stderr).
+A key the exchange refuses, or an unusable reply, refuses the same way. Open orders and
+positions are reconciled (a position opened while the bot was down is adopted).
+
+With `--control-port`, the control API (bot.io.control) is served on loopback; its calls take the
+same lock as the feed and the timer. While running, the marker file is watched: a kill switch engaged by the standalone CLI
+(`python -m bot killswitch`) takes effect at once; a clear by the CLI (marker removed, store
+entry cleared) is honoured too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import IO, Any, cast
+
+from bot.core.clock import WallClock
+from bot.core.events import Event, EventBus
+from bot.core.market import Bar, BookTick
+from bot.io.audit import AuditLog
+from bot.io.credentials import (
+    CredentialError,
+    auth_file_path,
+    load_api_credentials,
+    load_verifier,
+    read_private_file,
+)
+from bot.io.exchange import ExchangeError, RetryableError, UnknownOutcomeError
+from bot.io.feed import TIMEFRAME_MS, MarketFeed
+from bot.io.state import StateStoreError, open_store
+from bot.runtime import StartupRefused, Trader, TraderConfig
+
+EXIT_OK, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 2, 3, 4
+TIMER_MAX_S = 0.2
+TIMER_MIN_S = 0.01
+
+
+class EventWriter:
+    """One JSON object per line per bot event, flushed per line."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.count = 0
+
+    def __call__(self, event: Event) -> None:
+        self.stream.write(json.dumps(event.to_dict(), default=str, separators=(",", ":")) + "\n")
+        self.stream.flush()
+        self.count += 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="futures", help="config/profiles/NAME.yaml (default: futures)")
+    parser.add_argument("--exchange", choices=["testnet", "binance"], default="testnet",
+                        help="testnet (needs --testnet-url) or the real Binance USD-M venue")
+    parser.add_argument("--testnet-url", help="testnet REST base URL, e.g. http://127.0.0.1:8900")
+    parser.add_argument("--ws-url", help="testnet WebSocket URL (default: the REST URL's host, ws://…/ws)")
+    parser.add_argument("--symbol", default="BTCUSDT")
+    parser.add_argument("--timeframe", default="5m", choices=sorted(TIMEFRAME_MS, key=TIMEFRAME_MS.__getitem__))
+    parser.add_argument("--events", type=Path, help="append bot events here as JSON lines (default: stdout)")
+    parser.add_argument("--state", default="state/bot.db", help="SQLite path or redis://… (default: state/bot.db)")
+    parser.add_argument("--audit", type=Path, default=Path("state/audit.jsonl"), help="audit log (JSONL)")
+    parser.add_argument("--marker", type=Path, help="kill-switch marker file (default: policy kill_switch.marker_file)")
+    parser.add_argument("--key-file", type=Path, help="API key file (mode 0600); else env GAMEDAY_API_KEY/SECRET")
+    parser.add_argument("--auth-token-file", type=Path,
+                        help="configured kill-switch token (0600); else env GAMEDAY_KILL_TOKEN_FILE, "
+                             "else state/kill_token")
+    parser.add_argument("--no-entries", action="store_true", help="manage exits only; open no new positions")
+    parser.add_argument("--control-port", type=int,
+                        help="serve the control API (bot.io.control) on 127.0.0.1:PORT (0: any free port); "
+                             "token from env GAMEDAY_CONTROL_TOKEN, else the configured kill-switch token")
+    parser.add_argument("--store-check-ms", type=int, default=0,
+                        help="ping the state store this often (0: only on writes)")
+    parser.add_argument("--time-scale", type=float, default=1.0,
+                        help="multiply every time threshold of the policy (net-mode gate runs; default 1.0)")
+    parser.add_argument("--startup-attempts", type=int, default=5,
+                        help="tries to reach the exchange at start before giving up (exit 4)")
+
+
+def ws_url_for(rest_url: str) -> str:
+    base = rest_url.rstrip("/")
+    if base.startswith("https://"):
+        return "wss://" + base[len("https://"):] + "/ws"
+    return "ws://" + base.removeprefix("http://") + "/ws"
+
+
+def main_run(args: argparse.Namespace) -> int:
+    """`python -m bot run`: returns the process exit code."""
+    from bot.config import ConfigError, load_policy, scale_time
+
+    if args.exchange == "testnet" and not args.testnet_url:
+        print("run: --exchange testnet needs --testnet-url URL", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        policy = scale_time(load_policy(args.profile).policy, args.time_scale)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:
+        print(f"run: --time-scale: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        creds = load_api_credentials(args.key_file)
+    except CredentialError as exc:
+        print(f"run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    stream: IO[str]
+    if args.events is not None:
+        args.events.parent.mkdir(parents=True, exist_ok=True)
+        stream = open(args.events, "a", buffering=1)  # noqa: SIM115 - closed below
+    else:
+        stream = sys.stdout
+    try:
+        return asyncio.run(_run(args, policy, creds, stream))
+    finally:
+        if stream is not sys.stdout:
+            stream.close()
+
+
+async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str]) -> int:
+    from bot.io.exchange_ccxt import CcxtExchange
+
+    clock = WallClock()
+    bus = EventBus()
+    bus.subscribe(EventWriter(stream))
+    verify, _ = load_verifier(args.auth_token_file)
+    marker = Path(args.marker or policy.kill_switch.marker_file)
+    if args.exchange == "testnet":
+        exchange = CcxtExchange(creds.api_key, creds.secret, rest_url=args.testnet_url,
+                                ws_url=args.ws_url or ws_url_for(args.testnet_url))
+    else:
+        exchange = CcxtExchange(creds.api_key, creds.secret)
+    audit = None
+    store = None
+    try:
+        audit = AuditLog(_with_parent(args.audit))
+        store = open_store(_with_parent(args.state))
+        config = TraderConfig(symbol=args.symbol, bar_ms=TIMEFRAME_MS[args.timeframe],
+                              trade_entries=not args.no_entries, store_check_ms=max(0, args.store_check_ms))
+        trader = Trader(policy, exchange, store, audit, clock, bus, verify, config=config, marker_path=marker)
+        code = await _start(trader, args, bus, audit, clock)
+        if code != EXIT_OK:
+            return code
+        driver = LiveDriver(trader, exchange, bus, clock, marker, store, timeframe=args.timeframe)
+        control = None
+        if args.control_port is not None:
+            token = os.environ.get("GAMEDAY_CONTROL_TOKEN") or _plain_token(args.auth_token_file)
+            if not token:
+                print("run: --control-port needs a token: env GAMEDAY_CONTROL_TOKEN or a plain (not sha256:) "
+                      "kill-switch token file", file=sys.stderr)
+                await trader.close()
+                return EXIT_USAGE
+            from bot.io.control import ControlServer
+
+            control = ControlServer(cast(Trader, LockedTrader(trader, driver.lock)), token, port=args.control_port)
+            await control.start()
+        print(f"bot: running {args.symbol} {args.timeframe} on {args.exchange} "
+              f"(state {args.state}, audit {args.audit}, marker {marker})", file=sys.stderr, flush=True)
+        try:
+            await driver.run()
+        finally:
+            if control is not None:
+                await control.stop()
+        await trader.close()
+        return EXIT_OK
+    except (StateStoreError, OSError) as exc:
+        print(f"run: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        with contextlib.suppress(Exception):
+            await exchange.close()
+        if store is not None:
+            store.close()
+        if audit is not None:
+            audit.close()
+
+
+async def _start(trader: Trader, args: argparse.Namespace, bus: EventBus, audit: AuditLog, clock: WallClock) -> int:
+    attempts = max(1, args.startup_attempts)
+    for attempt in range(attempts):
+        try:
+            await trader.start()
+            return EXIT_OK
+        except StartupRefused as exc:
+            print(f"startup refused: {exc}", file=sys.stderr)
+            return EXIT_REFUSED
+        except (RetryableError, UnknownOutcomeError) as exc:
+            if attempt + 1 < attempts:
+                await asyncio.sleep(min(2.0 ** attempt, 10.0))
+                continue
+            reason = f"exchange unreachable after {attempts} attempts: {exc}"
+            code = EXIT_UNREACHABLE
+        except ExchangeError as exc:  # the key refused, an unusable reply: a human must act
+            reason = f"cannot verify the exchange account: {type(exc).__name__}: {exc}"
+            code = EXIT_REFUSED
+        break
+    now = clock.now_ms()
+    bus.emit("startup.refused", now, reason=reason)
+    audit.append(trader.config.actor, "startup.refused", {"reason": reason}, now)
+    print(f"startup refused: {reason}", file=sys.stderr)
+    return code
+
+
+class LockedTrader:
+    """The Trader's operator surface with every call taken under the driver's lock (control API)."""
+
+    def __init__(self, trader: Trader, lock: asyncio.Lock) -> None:
+        self._trader = trader
+        self._lock = lock
+
+    def status(self) -> dict[str, Any]:
+        return self._trader.status()
+
+    async def engage_killswitch(self, mode: str, reason: str, actor: str, credential: str | None) -> bool:
+        async with self._lock:
+            return await self._trader.engage_killswitch(mode, reason, actor, credential)
+
+    async def clear_killswitch(self, actor: str, credential: str | None) -> bool:
+        async with self._lock:
+            return await self._trader.clear_killswitch(actor, credential)
+
+    async def manual_resume(self, actor: str) -> bool:
+        async with self._lock:
+            return await self._trader.manual_resume(actor)
+
+
+def _plain_token(path: Path | None) -> str | None:
+    try:
+        text = read_private_file(auth_file_path(path), "kill-switch token file").strip()
+    except CredentialError:
+        return None
+    return None if not text or text.startswith("sha256:") else text
+
+
+class LiveDriver:
+    """Runs the feed and the timer loop around a started Trader until SIGTERM/SIGINT or `stop()`."""
+
+    def __init__(self, trader: Trader, exchange: Any, bus: EventBus, clock: WallClock, marker: Path,
+                 store: Any, *, timeframe: str = "5m") -> None:
+        self.trader = trader
+        self.exchange = exchange
+        self.bus = bus
+        self.clock = clock
+        self.marker = marker
+        self.store = store
+        self.lock = asyncio.Lock()
+        self.stopping = asyncio.Event()
+        self.feed = MarketFeed(exchange.client, trader.config.symbol, timeframe=timeframe,
+                               on_bar=self._on_bar, on_book=self._on_book, on_status=self._feed_status,
+                               on_alive=self._on_alive)
+        self._marker_seen: tuple[int, int] | None = self._marker_stat()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        feed = asyncio.create_task(self._feed_forever())
+        try:
+            await self._timer_loop()
+        finally:
+            feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await feed
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+
+    async def _feed_forever(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                await self.feed.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. markets not loadable yet: try again shortly
+                self._feed_status(False, f"feed: {type(exc).__name__}: {str(exc)[:200]}")
+                await asyncio.sleep(1.0)
+
+    async def _timer_loop(self) -> None:
+        while not self.stopping.is_set():
+            deadline = self.trader.next_deadline_ms()
+            delay = TIMER_MAX_S if deadline is None else (deadline - self.clock.now_ms()) / 1000
+            delay = min(TIMER_MAX_S, max(TIMER_MIN_S, delay))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+            if self.stopping.is_set():
+                break
+            self._watch_marker()
+            await self._guarded(self.trader.on_timer())
+
+    async def _on_bar(self, bar: Bar, event_ts_ms: int) -> None:
+        await self._guarded(self.trader.on_bar(bar, event_ts_ms))
+
+    async def _on_book(self, tick: BookTick, event_ts_ms: int) -> None:
+        await self._guarded(self.trader.on_book(tick, event_ts_ms))
+
+    async def _on_alive(self, event_ts_ms: int) -> None:
+        await self._guarded(self.trader.on_feed_alive(event_ts_ms))
+
+    async def _guarded(self, call: Awaitable[None]) -> None:
+        async with self.lock:
+            try:
+                await call
+            except Exception as exc:  # a bug must not kill the process holding positions: fail closed
+                text = f"runtime error {type(exc).__name__}: {str(exc)[:200]}"
+                print(f"bot: {text}", file=sys.stderr, flush=True)
+                self.trader.engine.board.fail_closed(text)
+
+    def _feed_status(self, up: bool, error: str | None) -> None:
+        self.bus.emit("exchange.up" if up else "exchange.down", self.clock.now_ms(), scope="ws", error=error)
+
+    # --- the standalone kill switch's marker ------------------------------------------------
+
+    def _marker_stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.marker)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def _watch_marker(self) -> None:
+        seen = self._marker_stat()
+        if seen == self._marker_seen:
+            return
+        self._marker_seen = seen
+        ks = self.trader.engine.killswitch
+        now = self.clock.now_ms()
+        if seen is not None:
+            data = _read_json(self.marker)
+            if data is None or not isinstance(data.get("engaged"), bool):
+                data = {"version": 1, "engaged": True, "mode": "immediate", "actor": "marker",
+                        "reason": "unreadable emergency marker", "engaged_at_ms": now, "deadline_ms": None,
+                        "flatten_requested": True}
+            if not data.get("engaged") or ks.status().engaged and ks.status().mode == data.get("mode"):
+                return
+            try:
+                ks.restore(data)
+            except (KeyError, ValueError, TypeError) as exc:
+                print(f"bot: kill-switch marker unusable ({exc}); engaging immediate", file=sys.stderr, flush=True)
+                ks.restore({"version": 1, "engaged": True, "mode": "immediate", "actor": "marker",
+                            "reason": f"unusable emergency marker ({exc})", "engaged_at_ms": now,
+                            "deadline_ms": None, "flatten_requested": True})
+            s = ks.status()
+            self.bus.emit("killswitch.engaged", now, mode=s.mode, reason=s.reason, actor=s.actor)
+            return
+        if not ks.status().engaged:
+            return
+        try:  # marker removed: honour it only when the store says an operator cleared it
+            saved = self.store.get(self.trader.config.state_key)
+        except StateStoreError:
+            return
+        stored = (saved or {}).get("killswitch")
+        if isinstance(stored, dict) and stored.get("engaged") is False:
+            ks.restore(stored)
+            self.bus.emit("killswitch.cleared", now, actor="operator (killswitch CLI)")
+
+
+def _with_parent(target: str | Path) -> str | Path:
+    """Create the parent directory of a file path (not of a redis:// URL)."""
+    text = str(target)
+    if "://" not in text:
+        Path(text).parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
