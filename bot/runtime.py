@@ -264,6 +264,21 @@ class Trader:
             await self._execute(intents)
         return result.accepted
 
+    async def apply_external_killswitch(self, snapshot: dict[str, Any]) -> None:
+        """A kill switch engaged outside this process (the standalone CLI wrote the marker and the
+        store while we run): adopt it, announce it, and act on it now."""
+        before = self.engine.killswitch.status()
+        self.engine.killswitch.restore(snapshot)
+        status = self.engine.killswitch.status()
+        if not status.engaged or (before.engaged and before.mode == status.mode):
+            return
+        now = self.clock.now_ms()
+        self.bus.emit("killswitch.engaged", now, mode=status.mode, reason=status.reason, actor=status.actor)
+        self.audit.append(status.actor or "marker", "killswitch.adopt",
+                          {"mode": status.mode, "reason": status.reason}, now)
+        self._persist(force=True)
+        await self._execute(self.engine.on_timer())
+
     async def clear_killswitch(self, actor: str, credential: str | None) -> bool:
         result = self.engine.clear_killswitch(actor, credential)
         self.audit.append(actor, "killswitch.clear" if result.accepted else "killswitch.rejected",

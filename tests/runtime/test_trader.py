@@ -281,3 +281,17 @@ def test_websocket_silent_falls_back_to_rest_prices_for_exits(world: World) -> N
     closed = world.of("position.closed")
     assert closed and closed[-1].fields["reason"] == "stop", "the stop fired on REST prices"
     assert world.position() == 0
+
+
+def test_a_kill_switch_engaged_from_outside_is_announced_and_acted_on_at_once(world: World) -> None:
+    async def scenario() -> None:
+        world.give_position(0.05)
+        await world.trader.start()
+        await world.trader.apply_external_killswitch(
+            {"version": 1, "engaged": True, "mode": "immediate", "reason": "cli drill", "actor": "operator:cli",
+             "engaged_at_ms": world.clock.now_ms(), "deadline_ms": None, "flatten_requested": True})
+
+    run(scenario())
+    engaged = world.of("killswitch.engaged")
+    assert len(engaged) == 1 and engaged[0].fields["actor"] == "operator:cli"
+    assert world.of("account.flat") and world.position() == 0
