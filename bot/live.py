@@ -12,8 +12,7 @@ no IP restriction, makes the bot refuse (`startup.refused`, exit code 3, one lin
 A key the exchange refuses, or an unusable reply, refuses the same way. Open orders and
 positions are reconciled (a position opened while the bot was down is adopted).
 
-With `--control-port`, the control API (bot.io.control) is served on loopback; its calls take the
-same lock as the feed and the timer. While running, the marker file is watched: a kill switch engaged by the standalone CLI
+While running, the marker file is watched: a kill switch engaged by the standalone CLI
 (`python -m bot killswitch`) takes effect at once; a clear by the CLI (marker removed, store
 entry cleared) is honoured too.
 """
@@ -29,25 +28,20 @@ import signal
 import sys
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from bot.core.clock import WallClock
 from bot.core.events import Event, EventBus
 from bot.core.market import Bar, BookTick
 from bot.io.audit import AuditLog
-from bot.io.credentials import (
-    CredentialError,
-    auth_file_path,
-    load_api_credentials,
-    load_verifier,
-    read_private_file,
-)
+from bot.io.credentials import CredentialError, load_api_credentials, load_verifier
 from bot.io.exchange import ExchangeError, RetryableError, UnknownOutcomeError
 from bot.io.feed import TIMEFRAME_MS, MarketFeed
 from bot.io.state import StateStoreError, open_store
 from bot.runtime import StartupRefused, Trader, TraderConfig
 
 EXIT_OK, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 2, 3, 4
+CONTROL_TOKEN_ENV = "GAMEDAY_CONTROL_TOKEN"
 TIMER_MAX_S = 0.2
 TIMER_MIN_S = 0.01
 
@@ -82,15 +76,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="configured kill-switch token (0600); else env GAMEDAY_KILL_TOKEN_FILE, "
                              "else state/kill_token")
     parser.add_argument("--no-entries", action="store_true", help="manage exits only; open no new positions")
-    parser.add_argument("--control-port", type=int,
-                        help="serve the control API (bot.io.control) on 127.0.0.1:PORT (0: any free port); "
-                             "token from env GAMEDAY_CONTROL_TOKEN, else the configured kill-switch token")
-    parser.add_argument("--store-check-ms", type=int, default=0,
-                        help="ping the state store this often (0: only on writes)")
-    parser.add_argument("--time-scale", type=float, default=1.0,
-                        help="multiply every time threshold of the policy (net-mode gate runs; default 1.0)")
     parser.add_argument("--startup-attempts", type=int, default=5,
                         help="tries to reach the exchange at start before giving up (exit 4)")
+    parser.add_argument("--time-scale", type=_positive_float, default=1.0,
+                        help="multiply every time threshold of the policy (bot.config.scale_time); "
+                             "game-day gates run production logic faster (default 1.0)")
+    parser.add_argument("--control-port", type=int, default=None,
+                        help="serve the control API (health, status, kill switch, resume) on 127.0.0.1:PORT; "
+                             "token from env GAMEDAY_CONTROL_TOKEN or --token-file (0 = any free port)")
+    parser.add_argument("--token-file", type=Path, help="control API token file (mode 0600); else env "
+                        "GAMEDAY_CONTROL_TOKEN")
+    parser.add_argument("--store-check-ms", type=int, default=250,
+                        help="ping the state store this often; losing it stops new entries (default 250)")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def control_token(token_file: Path | None, env: dict[str, str] | None = None) -> str | None:
+    """The control API token: --token-file (0600) first, else env GAMEDAY_CONTROL_TOKEN."""
+    from bot.io.credentials import read_private_file
+
+    env = dict(os.environ) if env is None else env
+    if token_file is not None:
+        return read_private_file(token_file, "control token file").strip() or None
+    return env.get(CONTROL_TOKEN_ENV) or None
 
 
 def ws_url_for(rest_url: str) -> str:
@@ -113,9 +130,17 @@ def main_run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
-    except ValueError as exc:
-        print(f"run: --time-scale: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    if args.control_port is not None:
+        try:
+            token = control_token(args.token_file)
+        except CredentialError as exc:
+            print(f"run: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if not token:
+            print(f"run: --control-port needs a token: set {CONTROL_TOKEN_ENV} or pass --token-file PATH (0600)",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        args.control_token = token
     try:
         creds = load_api_credentials(args.key_file)
     except CredentialError as exc:
@@ -149,41 +174,38 @@ async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str
         exchange = CcxtExchange(creds.api_key, creds.secret)
     audit = None
     store = None
+    control: Any = None
     try:
         audit = AuditLog(_with_parent(args.audit))
         store = open_store(_with_parent(args.state))
         config = TraderConfig(symbol=args.symbol, bar_ms=TIMEFRAME_MS[args.timeframe],
-                              trade_entries=not args.no_entries, store_check_ms=max(0, args.store_check_ms))
+                              trade_entries=not args.no_entries, store_check_ms=max(0, args.store_check_ms),
+                              # the outage re-probe is a time threshold too: scaled with the policy
+                              outage_probe_ms=max(250, round(TraderConfig.outage_probe_ms * args.time_scale)))
         trader = Trader(policy, exchange, store, audit, clock, bus, verify, config=config, marker_path=marker)
         code = await _start(trader, args, bus, audit, clock)
         if code != EXIT_OK:
             return code
         driver = LiveDriver(trader, exchange, bus, clock, marker, store, timeframe=args.timeframe)
-        control = None
         if args.control_port is not None:
-            token = os.environ.get("GAMEDAY_CONTROL_TOKEN") or _plain_token(args.auth_token_file)
-            if not token:
-                print("run: --control-port needs a token: env GAMEDAY_CONTROL_TOKEN or a plain (not sha256:) "
-                      "kill-switch token file", file=sys.stderr)
-                await trader.close()
-                return EXIT_USAGE
             from bot.io.control import ControlServer
 
-            control = ControlServer(cast(Trader, LockedTrader(trader, driver.lock)), token, port=args.control_port)
-            await control.start()
+            control = ControlServer(trader, args.control_token, "127.0.0.1", args.control_port)
+            port = await control.start()
+            print(f"bot: control API on http://127.0.0.1:{port}", file=sys.stderr, flush=True)
         print(f"bot: running {args.symbol} {args.timeframe} on {args.exchange} "
-              f"(state {args.state}, audit {args.audit}, marker {marker})", file=sys.stderr, flush=True)
-        try:
-            await driver.run()
-        finally:
-            if control is not None:
-                await control.stop()
+              f"(state {args.state}, audit {args.audit}, marker {marker}, time scale {args.time_scale})",
+              file=sys.stderr, flush=True)
+        await driver.run()
         await trader.close()
         return EXIT_OK
     except (StateStoreError, OSError) as exc:
         print(f"run: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     finally:
+        if control is not None:
+            with contextlib.suppress(Exception):
+                await control.stop()
         with contextlib.suppress(Exception):
             await exchange.close()
         if store is not None:
@@ -218,37 +240,6 @@ async def _start(trader: Trader, args: argparse.Namespace, bus: EventBus, audit:
     return code
 
 
-class LockedTrader:
-    """The Trader's operator surface with every call taken under the driver's lock (control API)."""
-
-    def __init__(self, trader: Trader, lock: asyncio.Lock) -> None:
-        self._trader = trader
-        self._lock = lock
-
-    def status(self) -> dict[str, Any]:
-        return self._trader.status()
-
-    async def engage_killswitch(self, mode: str, reason: str, actor: str, credential: str | None) -> bool:
-        async with self._lock:
-            return await self._trader.engage_killswitch(mode, reason, actor, credential)
-
-    async def clear_killswitch(self, actor: str, credential: str | None) -> bool:
-        async with self._lock:
-            return await self._trader.clear_killswitch(actor, credential)
-
-    async def manual_resume(self, actor: str) -> bool:
-        async with self._lock:
-            return await self._trader.manual_resume(actor)
-
-
-def _plain_token(path: Path | None) -> str | None:
-    try:
-        text = read_private_file(auth_file_path(path), "kill-switch token file").strip()
-    except CredentialError:
-        return None
-    return None if not text or text.startswith("sha256:") else text
-
-
 class LiveDriver:
     """Runs the feed and the timer loop around a started Trader until SIGTERM/SIGINT or `stop()`."""
 
@@ -263,8 +254,7 @@ class LiveDriver:
         self.lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.feed = MarketFeed(exchange.client, trader.config.symbol, timeframe=timeframe,
-                               on_bar=self._on_bar, on_book=self._on_book, on_status=self._feed_status,
-                               on_alive=self._on_alive)
+                               on_bar=self._on_bar, on_book=self._on_book, on_status=self._feed_status)
         self._marker_seen: tuple[int, int] | None = self._marker_stat()
 
     def stop(self) -> None:
@@ -313,9 +303,6 @@ class LiveDriver:
 
     async def _on_book(self, tick: BookTick, event_ts_ms: int) -> None:
         await self._guarded(self.trader.on_book(tick, event_ts_ms))
-
-    async def _on_alive(self, event_ts_ms: int) -> None:
-        await self._guarded(self.trader.on_feed_alive(event_ts_ms))
 
     async def _guarded(self, call: Awaitable[None]) -> None:
         async with self.lock:

@@ -6,6 +6,8 @@ import pytest
 
 import harness.pytest_services as _services
 from harness import collect as _collect
+from harness import runner as _runner  # noqa: F401  (registers RUNNERS["sim"])
+from harness.net import runner as _net_runner  # noqa: F401 - registers RUNNERS["net"]
 
 # Scenario collection, running, evidence and the end-of-session table (harness/collect.py).
 pytest_addoption = _collect.pytest_addoption

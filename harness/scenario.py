@@ -302,6 +302,8 @@ FAULTS: Mapping[str, FaultSpec] = {f.kind: f for f in (
            multiple=_P("number", gt=0, doc="ATR over baseline"), duration=_DUR),
     _fault("price_gap", "market", "sn", "the price moves pct in one bar",
            pct=_P("number", nonzero=True, doc="signed move in percent")),
+    _fault("winning_trade", "market", "sn", "count winning trades in a row (a win resets a loss streak)",
+           unfolds=True, count=_P("int", required=False, default=1, ge=1, doc="winning trades")),
     # latency
     _fault("ws_lag", "latency", "sn", "market data arrives lag late",
            lag=_P("duration", gt=0, doc="delay of each message"), duration=_DUR),
@@ -327,6 +329,8 @@ FAULTS: Mapping[str, FaultSpec] = {f.kind: f for f in (
     _fault("clock_skew", "exchange", "sn", "the bot's clock is off from the exchange's",
            offset=_P("offset", nonzero=True, doc="bot clock minus exchange clock")),
     _fault("stale_book", "exchange", "sn", "the order book stops updating", duration=_DUR),
+    _fault("malformed_fill", "exchange", "s", "the exchange reports fills with a non-finite price",
+           count=_P("int", required=False, default=1, ge=1, doc="how many fill reports")),
     # credentials
     _fault("credential_leak", "credentials", "sn", "an API secret shows up where it must not",
            where=_P("enum", choices=("log", "repo", "paste"))),
@@ -360,6 +364,8 @@ FINAL_VALUES: Mapping[str, tuple[str, ...]] = {
     "trading": ("active", "paused", "halted"),
     "killswitch": ("engaged", "clear"),
     "position": ("flat", "open"),
+    # no order was sent again while an earlier one's outcome was unknown (harness-computed)
+    "duplicate_orders": ("none", "some"),
 }
 _SCENARIO_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _STEP_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -393,6 +399,7 @@ class Position:
 class Account:
     equity: float = 10000.0
     position: Position | None = None
+    strategy: bool = True  # false: the bot places no entries of its own (trade_entries off)
 
 
 @dataclass(frozen=True)
@@ -461,6 +468,7 @@ class Final:
     trading: str | None = None
     killswitch: str | None = None
     position: str | None = None
+    duplicate_orders: str | None = None
     line: int = 0
 
     def checks(self) -> list[tuple[str, str]]:
@@ -618,7 +626,7 @@ TOP_KEYS: Mapping[str, bool] = {
 }
 MARKET_KEYS = {"generator": False, "start_price": False, "bars": False, "vol_bps": False,
                "file": False, "bar": False}
-ACCOUNT_KEYS = {"equity": False, "position": False}
+ACCOUNT_KEYS = {"equity": False, "position": False, "strategy": False}
 POSITION_KEYS = {"side": True, "qty_pct": False, "notional": False, "entry_offset_pct": False}
 STEP_KEYS = {"id": True, "at": True, "fault": True, "params": False}
 EVENT_KEYS = {"event": True, "match": False, "after": False, "within": False}
@@ -847,7 +855,11 @@ class _Loader:
                              allowed="qty_pct (percent of equity) or notional (quote currency)")
                 offset = self.number(p, "entry_offset_pct", "account.position", 0.0)
                 position = Position(side, qty_pct, notional, offset)
-        return Account(equity, position)
+        # YAML 1.1 reads a bare on/off as a boolean; accept both spellings.
+        raw_strategy = a.get("strategy", True)
+        strategy = raw_strategy if isinstance(raw_strategy, bool) else \
+            self.choice(a, "strategy", "account", ("on", "off"), "on") == "on"
+        return Account(equity, position, strategy)
 
     def steps(self, top: LMap, mode: str, market: Market) -> list[Step]:
         if "steps" not in top:

@@ -325,6 +325,8 @@ def test_fault_catalog_is_one_table_matching_design():
         "unknown_outcome": "sn", "clock_skew": "sn", "stale_book": "sn", "credential_leak": "sn",
         "key_revoked": "sn", "key_permissions": "sn", "bot_crash": "n", "restart": "sn",
         "redis_outage": "n", "kill_switch": "sn", "clear_kill_switch": "sn", "manual_resume": "sn",
+        # beyond DESIGN's list: a win (resets a loss streak), a fill with a non-finite price
+        "winning_trade": "sn", "malformed_fill": "s",
     }
     assert set(FAULTS) == set(expected_modes)
     for kind, modes in expected_modes.items():
@@ -333,4 +335,4 @@ def test_fault_catalog_is_one_table_matching_design():
     assert FAULTS["kill_switch"].params["credentials"].default == "valid"
     assert FAULTS["exchange_outage"].params["scope"].choices == ("rest", "ws", "all")
     assert FAULTS["credential_leak"].params["where"].choices == ("log", "repo", "paste")
-    assert {k for k, f in FAULTS.items() if f.unfolds} == {"drawdown", "loss_streak"}
+    assert {k for k, f in FAULTS.items() if f.unfolds} == {"drawdown", "loss_streak", "winning_trade"}

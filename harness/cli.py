@@ -1,0 +1,152 @@
+"""`gameday`: the harness's command line.
+
+    gameday run [PATHS ...] [-m EXPR] [--report DIR] [-- PYTEST ARGS ...]
+        Run scenarios (and any tests) with pytest in-process; evidence.jsonl and junit.xml go to
+        DIR (default reports/latest); the results table ends the output; the exit code is pytest's.
+    gameday testnet ...      the local Binance-compatible exchange simulator (python -m harness.testnet)
+    gameday toxiproxy ...    the embedded Toxiproxy-compatible server (python -m harness.toxiproxy)
+    gameday services         where Redis and Toxiproxy would come from, and why not
+
+A subcommand is a (name, help, add_arguments, handler) entry in `COMMANDS`; new ones (drills,
+reports) register there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_REPORT_DIR = "reports/latest"
+
+
+def project_root() -> Path:
+    import harness
+
+    return Path(harness.__file__).resolve().parent.parent
+
+
+def default_paths() -> list[str]:
+    """The project's scenario catalog (falls back to ./scenarios when installed elsewhere)."""
+    here = project_root() / "scenarios"
+    return [str(here if here.is_dir() else Path("scenarios"))]
+
+
+# --------------------------------------------------------------------------------------------
+# run
+# --------------------------------------------------------------------------------------------
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="scenario files or folders (default: the project's scenarios/)")
+    p.add_argument("-m", dest="markexpr", metavar="EXPR", default=None,
+                   help="only scenarios whose tags match EXPR, e.g. gate, 'gate and not net'")
+    p.add_argument("-k", dest="keyword", metavar="EXPR", default=None, help="only scenario ids matching EXPR")
+    p.add_argument("--report", metavar="DIR", default=DEFAULT_REPORT_DIR,
+                   help=f"where evidence.jsonl and junit.xml are written (default {DEFAULT_REPORT_DIR})")
+    p.set_defaults(pytest_args=[])
+
+
+def pytest_argv(args: argparse.Namespace) -> list[str]:
+    report = Path(args.report)
+    argv = [*(args.paths or default_paths()), "--gameday-evidence", str(report),
+            "--junitxml", str(report / "junit.xml")]
+    if args.markexpr:
+        argv += ["-m", args.markexpr]
+    if args.keyword:
+        argv += ["-k", args.keyword]
+    return argv + list(args.pytest_args or [])
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pytest
+
+    Path(args.report).mkdir(parents=True, exist_ok=True)
+    return int(pytest.main(pytest_argv(args)))
+
+
+# --------------------------------------------------------------------------------------------
+# delegating subcommands
+# --------------------------------------------------------------------------------------------
+
+
+def _passthrough(p: argparse.ArgumentParser) -> None:
+    p.set_defaults(args=[])
+
+
+def cmd_testnet(args: argparse.Namespace) -> int:
+    from harness.testnet.__main__ import main
+
+    return int(main(args.args) or 0)
+
+
+def cmd_toxiproxy(args: argparse.Namespace) -> int:
+    from harness.toxiproxy.__main__ import main
+
+    return int(main(args.args) or 0)
+
+
+def cmd_services(args: argparse.Namespace) -> int:
+    from harness.services import describe_chain
+
+    for line in describe_chain():
+        print(line)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# the command table
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace], int]
+    passthrough: bool = False  # the rest of the command line belongs to the delegate
+
+
+COMMANDS: list[Command] = [
+    Command("run", "run scenarios and tests; write evidence and JUnit XML", _run_args, cmd_run),
+    Command("testnet", "run the local Binance-compatible testnet server", _passthrough, cmd_testnet, True),
+    Command("toxiproxy", "run the embedded Toxiproxy-compatible server", _passthrough, cmd_toxiproxy, True),
+    Command("services", "show where Redis and Toxiproxy come from (or why not)", lambda p: None, cmd_services),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gameday", description="Chaos harness and readiness evidence for the "
+                                     "gameday trading bot.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.help,
+                           add_help=not command.passthrough)
+        command.add_arguments(p)
+        p.set_defaults(handler=command.handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    delegates = {c.name: c for c in COMMANDS if c.passthrough}
+    if argv and argv[0] in delegates:  # the delegate parses (and explains) its own arguments
+        return int(delegates[argv[0]].handler(argparse.Namespace(args=argv[1:])))
+    extra: list[str] = []
+    if "--" in argv:  # gameday run ... -- PYTEST ARGS
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    args = build_parser().parse_args(argv)
+    if extra:
+        if args.command != "run":
+            build_parser().error(f"'--' passes arguments to pytest and only works with run, not {args.command}")
+        args.pytest_args = extra
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

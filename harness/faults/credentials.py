@@ -1,0 +1,52 @@
+"""Credential faults: a leaked secret, a revoked key, a key with the wrong permissions.
+
+- credential_leak: the bot's (fake) API secret is written where it must not be - a log line
+  (`where: log`), a committed config file (`repo`) or a paste (`paste`) - under the scenario's
+  work directory. Nothing else: detection and response are the bot's and the runbook's job.
+- key_revoked: the exchange revokes the bot's API key (-2015 from then on).
+- key_permissions: the key has exactly the permissions named in `flags`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.runner import API_KEY, API_SECRET, START_MS, ActiveStep, FaultError, SimWorld
+
+LEAK_FILES = {
+    "log": ("logs/bot.log", "{ts} INFO exchange client configured key={key} secret={secret}\n"),
+    "repo": ("repo/config/settings.py", 'BINANCE_API_KEY = "{key}"\nBINANCE_API_SECRET = "{secret}"\n'),
+    "paste": ("paste/pastebin.txt", "debug dump {ts}: apiKey={key} secret={secret}\n"),
+}
+PERMISSION_FLAGS = {
+    "read": "enable_reading", "trade": "enable_futures", "futures": "enable_futures",
+    "withdraw": "enable_withdrawals", "internal_transfer": "enable_internal_transfer",
+    "universal_transfer": "permits_universal_transfer", "spot": "enable_spot_and_margin_trading",
+    "margin": "enable_margin", "ip_restrict": "ip_restrict",
+}
+
+
+async def credential_leak(world: SimWorld, step: ActiveStep) -> None:
+    name, template = LEAK_FILES[step.params["where"]]
+    path = world.workdir / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(template.format(ts=world.now - START_MS, key=API_KEY, secret=API_SECRET))
+    world.notes.append(f"{step.id}: leaked the bot's fake secret into {name}")
+
+
+async def key_revoked(world: SimWorld, step: ActiveStep) -> None:
+    world.xe.revoke_key(API_KEY)
+
+
+async def key_permissions(world: SimWorld, step: ActiveStep) -> None:
+    flags = [str(f) for f in step.params["flags"]]
+    unknown = [f for f in flags if f not in PERMISSION_FLAGS]
+    if unknown:
+        raise FaultError(f"key_permissions: unknown flag(s) {unknown}; allowed: {sorted(PERMISSION_FLAGS)}")
+    wanted = {PERMISSION_FLAGS[f] for f in flags}
+    world.xe.set_permissions(API_KEY, {attr: attr in wanted for attr in set(PERMISSION_FLAGS.values())})
+
+
+SIM: dict[str, Any] = {"credential_leak": credential_leak, "key_revoked": key_revoked,
+                       "key_permissions": key_permissions}

@@ -1,0 +1,280 @@
+"""Net-mode faults: each injects one step of a scenario into the real stack.
+
+How each kind is made real (DESIGN.md fault table, mode `n`):
+
+| kind | how |
+|---|---|
+| ws_lag | Toxiproxy `latency` toxic (lag ms) on the WebSocket proxy, downstream; removed after duration |
+| ws_disconnect | WebSocket proxy disabled (open sockets closed, new ones refused) for duration |
+| exchange_outage | REST and/or WebSocket proxy disabled for duration (scope rest / ws / all) |
+| order_latency | Toxiproxy `latency` toxic on the REST proxy (placement_ms, upstream, so every request pays it) |
+| redis_outage | Redis proxy disabled for duration |
+| bot_crash | the signal to the bot's process group; then the harness restarts the bot |
+| restart | SIGTERM, wait for the exit, start again |
+| spread_spike, price_gap, stale_book, clock_skew, http_errors, order_reject, | testnet admin API |
+| unknown_outcome, key_revoked, key_permissions, drawdown, atr_spike | testnet admin API |
+| kill_switch, clear_kill_switch, manual_resume | control API (Bearer token); bot down: the CLI |
+
+A fault that cannot be made real here (a loss streak needs trades the bot chose to make; an
+inference delay lives inside the bot; a fill delay separate from the placement delay; a leak
+detector the live bot does not run) raises `FaultNotInjectable`: the step is reported with the
+reason and the scenario is an ERROR, never a pass.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.net.runner import NetRun
+
+Revert = Callable[[], None]
+
+
+class FaultNotInjectable(Exception):
+    """This fault cannot be injected in net mode (the message says why)."""
+
+
+@dataclass
+class Injected:
+    """What an injection did: when it was in effect, and how to undo it (None: nothing to undo)."""
+
+    established_ms: int | None = None
+    revert: Revert | None = None
+    revert_after_ms: int | None = None  # the fault's duration (scaled); None: undone at the end only
+    notes: list[str] = field(default_factory=list)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# ------------------------------------------------------------------------------------------ network
+
+
+def _disable(run: NetRun, *short: str) -> Revert:
+    names = [run.stack.proxy_name(s) for s in short]
+    toxi = run.stack.toxi
+    assert toxi is not None
+    for name in names:
+        toxi.disable(name)
+
+    def revert() -> None:
+        for name in names:
+            toxi.enable(name)
+
+    return revert
+
+
+def ws_lag(run: NetRun, p: dict[str, Any]) -> Injected:
+    toxi, proxy = run.stack.toxi, run.stack.proxy_name("ws")
+    assert toxi is not None
+    name = toxi.add_latency(proxy, int(p["lag"]), 0, "downstream", name="gameday_ws_lag")
+    return Injected(now_ms(), lambda: toxi.remove_toxic(proxy, name), p["duration"])
+
+
+def ws_disconnect(run: NetRun, p: dict[str, Any]) -> Injected:
+    return Injected(now_ms(), _disable(run, "ws"), p["duration"])
+
+
+def exchange_outage(run: NetRun, p: dict[str, Any]) -> Injected:
+    scope = p["scope"]
+    proxies = {"rest": ("rest",), "ws": ("ws",), "all": ("rest", "ws")}[scope]
+    return Injected(now_ms(), _disable(run, *proxies), p["duration"])
+
+
+def redis_outage(run: NetRun, p: dict[str, Any]) -> Injected:
+    return Injected(now_ms(), _disable(run, "redis"), p["duration"])
+
+
+def order_latency(run: NetRun, p: dict[str, Any]) -> Injected:
+    if p["fill_ms"]:
+        raise FaultNotInjectable("order_latency fill_ms: the testnet fills market orders in the request "
+                                 "that places them, so a fill delay apart from the placement delay cannot "
+                                 "be made on the wire; use placement_ms (REST latency) in net mode")
+    if not p["placement_ms"]:
+        raise FaultNotInjectable("order_latency with placement_ms 0 injects nothing")
+    toxi, proxy = run.stack.toxi, run.stack.proxy_name("rest")
+    assert toxi is not None
+    # Upstream: each request reaches the exchange placement_ms late (a reply is one chunk later).
+    name = toxi.add_latency(proxy, round(p["placement_ms"]), 0, "upstream", name="gameday_rest_latency")
+    return Injected(now_ms(), lambda: toxi.remove_toxic(proxy, name))
+
+
+# ------------------------------------------------------------------------------------------ process
+
+
+def bot_crash(run: NetRun, p: dict[str, Any]) -> Injected:
+    sig = getattr(signal, p["signal"])
+    run.bot.kill(sig)
+    if sig != signal.SIGKILL:
+        if run.bot.wait_exit(run.stop_timeout_s) is None:
+            raise FaultNotInjectable(f"the bot did not exit within {run.stop_timeout_s} s of {p['signal']}")
+    restarted = run.restart_bot()
+    return Injected(restarted, notes=[f"bot {p['signal']} then restarted (pid {run.bot.pid})"])
+
+
+def restart(run: NetRun, p: dict[str, Any]) -> Injected:
+    run.bot.stop()
+    return Injected(run.restart_bot())
+
+
+# ------------------------------------------------------------------------------------------ testnet admin
+
+
+def spread_spike(run: NetRun, p: dict[str, Any]) -> Injected:
+    run.stack.admin("spread", {"bps": p["bps"], "symbol": run.symbol, "duration_ms": p["duration"]})
+    return Injected(now_ms(), lambda: run.stack.admin("spread/reset", {"symbol": run.symbol}), p["duration"])
+
+
+def price_gap(run: NetRun, p: dict[str, Any]) -> Injected:
+    run.stack.admin("price/jump", {"symbol": run.symbol, "pct": p["pct"]})
+    return Injected(now_ms())
+
+
+def stale_book(run: NetRun, p: dict[str, Any]) -> Injected:
+    run.stack.admin("feed/stall", {"duration_ms": p["duration"]})
+    return Injected(now_ms(), lambda: run.stack.admin("feed/reset", {}), p["duration"])
+
+
+def clock_skew(run: NetRun, p: dict[str, Any]) -> Injected:
+    # offset = bot clock - exchange clock; the testnet's server clock = true clock + offset_ms.
+    run.stack.admin("clock_skew", {"offset_ms": -int(p["offset"])})
+    return Injected(now_ms(), lambda: run.stack.admin("clock_skew", {"offset_ms": 0}))
+
+
+def http_errors(run: NetRun, p: dict[str, Any]) -> Injected:
+    body: dict[str, Any] = {"path": "*", "count": p["count"], "status": p["status"]}
+    if p["code"] is not None:
+        body["code"] = p["code"]
+    if p["retry_after"] is not None:
+        body["retry_after_s"] = max(1, round(p["retry_after"] / 1000))
+    run.stack.admin("fail", body)
+    return Injected(now_ms())
+
+
+def order_reject(run: NetRun, p: dict[str, Any]) -> Injected:
+    run.stack.admin("reject", {"count": p["count"], "code": p["code"]})
+    return Injected(now_ms())
+
+
+def unknown_outcome(run: NetRun, p: dict[str, Any]) -> Injected:
+    run.stack.admin("unknown_outcome", {"count": p["count"]})
+    return Injected(now_ms())
+
+
+def key_revoked(run: NetRun, p: dict[str, Any]) -> Injected:
+    run.stack.admin("keys/revoke", {"api_key": run.api_key})
+    return Injected(now_ms())
+
+
+_PERMISSION_FLAGS = {"withdraw": "enableWithdrawals", "trade": "enableFutures", "read": "enableReading",
+                     "transfer": "enableInternalTransfer", "universal_transfer": "permitsUniversalTransfer"}
+
+
+def key_permissions(run: NetRun, p: dict[str, Any]) -> Injected:
+    flags = {}
+    for name in p["flags"]:
+        flag = _PERMISSION_FLAGS.get(name, name)
+        flags[flag] = True
+    run.stack.admin("keys/permissions", {"api_key": run.api_key, "permissions": flags})
+    return Injected(now_ms())
+
+
+def drawdown(run: NetRun, p: dict[str, Any]) -> Injected:
+    """Move the price until the bot's equity is depth_pct below its current level (its peak)."""
+    acct = run.account()
+    qty = float(acct["positions"].get(run.symbol, {}).get("qty", 0.0))
+    if abs(qty) < 1e-12:
+        raise FaultNotInjectable("drawdown needs an open position to lose on; give the scenario "
+                                 "account.position")
+    equity = float(acct["wallet"]) + float(acct["unrealized_pnl"])
+    price = float(run.stack.admin("state", method="GET")["markets"][run.symbol]["price"])
+    loss = equity * p["depth_pct"] / 100.0
+    target = price - loss / qty
+    if target <= 0:
+        raise FaultNotInjectable(f"a {p['depth_pct']}% drawdown needs price {target:.2f}; the position is too small")
+    run.stack.admin("price", {"symbol": run.symbol, "price": target})
+    return Injected(now_ms(), notes=[f"drawdown: price {price:.2f} -> {target:.2f} (equity {equity:.2f})"])
+
+
+def atr_spike(run: NetRun, p: dict[str, Any]) -> Injected:
+    """Swing the price bar over bar by multiple x the per-bar volatility for the duration."""
+    price = float(run.stack.admin("state", method="GET")["markets"][run.symbol]["price"])
+    bar_real = max(run.bar_real_ms, 1)
+    bars = max(2, round(p["duration"] / bar_real))
+    amplitude = price * run.vol_bps / 10_000 * p["multiple"] * 2
+    prices = [price + (amplitude if i % 2 == 0 else -amplitude) for i in range(bars)]
+    run.stack.admin("price/path", {"symbol": run.symbol, "prices": prices, "step_ms": bar_real})
+    return Injected(now_ms())
+
+
+# ------------------------------------------------------------------------------------------ operator
+
+
+def kill_switch(run: NetRun, p: dict[str, Any]) -> Injected:
+    token = {"valid": run.token, "invalid": "not-the-token", "missing": None}[p["credentials"]]
+    body = {"mode": p["mode"], "reason": p["reason"], "actor": "gameday"}
+    sent = now_ms()  # the call returns after the bot acted: the SLA clock starts when it is sent
+    if run.bot.alive():
+        response = run.control.post("/killswitch", body, token)
+        if response.status_code not in (200, 401):
+            raise FaultNotInjectable(f"control API POST /killswitch answered {response.status_code}: "
+                                     f"{response.text[:200]}")
+        return Injected(sent, notes=[f"kill switch via control API: HTTP {response.status_code}"])
+    return Injected(sent, notes=[run.killswitch_cli(["--mode", p["mode"], "--reason", p["reason"]], token)])
+
+
+def clear_kill_switch(run: NetRun, p: dict[str, Any]) -> Injected:
+    if run.bot.alive():
+        response = run.control.post("/killswitch/clear", {"actor": "gameday"}, run.token)
+        if response.status_code != 200:
+            raise FaultNotInjectable(f"control API clear answered {response.status_code}: {response.text[:200]}")
+        return Injected(now_ms())
+    return Injected(now_ms(), notes=[run.killswitch_cli(["--clear"], run.token)])
+
+
+def manual_resume(run: NetRun, p: dict[str, Any]) -> Injected:
+    if not run.bot.alive():
+        raise FaultNotInjectable("manual_resume needs the running bot's control API; the bot is down")
+    response = run.control.post("/resume", {"actor": "gameday"}, run.token)
+    if response.status_code not in (200, 409):
+        raise FaultNotInjectable(f"control API /resume answered {response.status_code}: {response.text[:200]}")
+    return Injected(now_ms(), notes=[f"resume: HTTP {response.status_code}"])
+
+
+# ------------------------------------------------------------------------------------------ not injectable
+
+
+def _not_injectable(why: str) -> Callable[[NetRun, dict[str, Any]], Injected]:
+    def inject(run: NetRun, p: dict[str, Any]) -> Injected:
+        raise FaultNotInjectable(why)
+
+    return inject
+
+
+NET_FAULTS: dict[str, Callable[[NetRun, dict[str, Any]], Injected]] = {
+    "ws_lag": ws_lag, "ws_disconnect": ws_disconnect, "exchange_outage": exchange_outage,
+    "redis_outage": redis_outage, "order_latency": order_latency, "bot_crash": bot_crash, "restart": restart,
+    "spread_spike": spread_spike, "price_gap": price_gap, "stale_book": stale_book, "clock_skew": clock_skew,
+    "http_errors": http_errors, "order_reject": order_reject, "unknown_outcome": unknown_outcome,
+    "key_revoked": key_revoked, "key_permissions": key_permissions, "drawdown": drawdown, "atr_spike": atr_spike,
+    "kill_switch": kill_switch, "clear_kill_switch": clear_kill_switch, "manual_resume": manual_resume,
+    "loss_streak": _not_injectable("a loss streak is N losing trades the bot itself chose to open; the net "
+                                   "runner cannot make the live strategy enter on cue (run it in sim mode)"),
+    "winning_trade": _not_injectable("winning trades are trades the live strategy chose; not arrangeable in net mode"),
+    "inference_latency": _not_injectable("inference runs inside the bot process; there is no wire to slow "
+                                         "(run it in sim mode)"),
+    "credential_leak": _not_injectable("the live bot runs no leak detector the harness could trigger"),
+}
+
+
+def run_cli(argv: list[str], env: dict[str, str], cwd: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot", *argv], env=env, cwd=cwd, capture_output=True,  # noqa: S603
+                          text=True, timeout=timeout, check=False)

@@ -1,0 +1,692 @@
+"""Sim mode: one scenario, in-process, under virtual time, against the REAL bot core and runtime.
+
+A discrete-event loop over a `VirtualClock` that starts at 2026-01-05T00:00:00Z:
+
+- bars close every `bar_ms`; at each close the exchange (harness.testnet.engine) plays the bar
+  (its own seeded walk, or a fixture replayed relative to the current price) and the market-data
+  feed publishes a book tick and the closed bar;
+- between closes the loop advances straight to the next thing due: the Trader's own deadline
+  (`next_deadline_ms()` -> `on_timer()`), a scheduled step, a fault's next phase, a delayed feed
+  delivery. While the feed is healthy the kline stream proves it is alive (`on_feed_alive`) with
+  the true event time, exactly as often as the bot needs to notice (lazily, so a 400-bar
+  scenario stays in the milliseconds);
+- faults (harness.faults) only change what the bot sees: prices, spreads, fills, errors, feed
+  timing, credentials. None calls a breaker.
+
+What a run leaves is a `RunRecord` (harness.expect): every event, per-step timings and the end
+state. `run_sim` is registered as `harness.collect.RUNNERS["sim"]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import heapq
+import itertools
+import math
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bot.core.clock import VirtualClock
+from bot.core.events import Event, EventBus
+from bot.core.market import Bar, BookTick, IncrementalATR, RollingMean
+from bot.io.audit import AuditLog
+from bot.io.exchange import OrderRequest, OrderState, error_from_binance
+from bot.io.state import StateStore, open_store
+from bot.runtime import StartupRefused, Trader, TraderConfig
+from harness import collect
+from harness.expect import RunRecord, StepTiming
+from harness.scenario import FAULTS, Scenario, Step
+from harness.testnet.engine import Account as ExchangeAccount
+from harness.testnet.engine import BinanceError, Engine
+from harness.testnet.market import Candle, load_csv
+from harness.testnet.sim import SimExchange
+
+START_MS = 1_767_571_200_000  # 2026-01-05T00:00:00Z
+SYMBOL = "BTCUSDT"
+API_KEY = "gameday-sim-key"
+API_SECRET = "gameday-FAKE-secret-0000-not-a-real-key"  # what credential_leak leaks
+OPERATOR_TOKEN = "gameday-operator-token-sim-only"
+OPERATOR = "gameday-operator"
+HARNESS_ORDER_PREFIX = "gameday-harness-"
+# Agenda priorities at one instant: feed deliveries, fault phases, steps, then the bar close.
+P_DELIVERY, P_PHASE, P_STEP, P_BAR = 0, 1, 2, 3
+STUCK_POLL_MS = 1_000
+
+
+class FaultError(Exception):
+    """A fault could not be injected or established: the scenario is an ERROR, never a pass."""
+
+
+# --------------------------------------------------------------------------------------------
+# The market-data transport
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FeedWindow:
+    start: int
+    end: int  # exclusive
+    kind: str  # "stall" (messages withheld and lost) | "lag" (delivered lag_ms late)
+    lag_ms: int = 0
+
+
+class Feed:
+    """When a market-data message published at event time e reaches the bot (or that it does not)."""
+
+    def __init__(self) -> None:
+        self.windows: list[FeedWindow] = []
+        self.dropped = 0
+
+    def stall(self, start: int, end: int) -> FeedWindow:
+        w = FeedWindow(start, end, "stall")
+        self.windows.append(w)
+        return w
+
+    def lag(self, start: int, end: int, lag_ms: int) -> FeedWindow:
+        w = FeedWindow(start, end, "lag", int(lag_ms))
+        self.windows.append(w)
+        return w
+
+    def remove(self, w: FeedWindow) -> None:
+        if w in self.windows:
+            self.windows.remove(w)
+
+    def stalled(self, e: int) -> bool:
+        return any(w.kind == "stall" and w.start <= e < w.end for w in self.windows)
+
+    def lag_at(self, e: int) -> int:
+        return max((w.lag_ms for w in self.windows if w.kind == "lag" and w.start <= e < w.end), default=0)
+
+    def latest_event(self, now: int, after: int) -> int | None:
+        """The newest event time e in (after, now] whose message has arrived by `now` (a message of
+        the continuous kline stream), or None."""
+        if not self.windows:
+            return now if now > after else None
+        points = sorted({after + 1, *(w.start for w in self.windows), *(w.end for w in self.windows)})
+        points = [p for p in points if after < p <= now]
+        best: int | None = None
+        bounds = points + [now + 1]
+        for a, b in itertools.pairwise(bounds):
+            if self.stalled(a):
+                continue
+            e = min(b - 1, now - self.lag_at(a))
+            if e >= a and (best is None or e > best):
+                best = e
+        return best
+
+
+# --------------------------------------------------------------------------------------------
+# The bot's exchange client, over the in-process engine, with transport faults
+# --------------------------------------------------------------------------------------------
+
+
+class _ClientClock:
+    """The bot-side clock an exchange client signs with: virtual time plus its resync offset."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self.offset_ms = 0
+
+    def now_ms(self) -> int:
+        return self.clock.now_ms() + self.offset_ms
+
+
+@dataclass
+class Network:
+    """Transport faults shared by every client the bot process opens (survives restarts)."""
+
+    rest_down: list[tuple[int, int]] = field(default_factory=list)
+    placement_ms: float = 0.0
+    fill_ms: float = 0.0
+    malformed_fills: int = 0
+    hidden_fills: dict[str, int] = field(default_factory=dict)  # client id -> fill visible at
+    rest_failures: int = 0
+    malformed_sent: int = 0
+
+    def down(self, now: int) -> bool:
+        return any(s <= now < e for s, e in self.rest_down)
+
+
+class SimTransport(SimExchange):
+    """`SimExchange` plus what sits between a bot and a venue: outages, slow replies, resync."""
+
+    def __init__(self, engine: Engine, clock: VirtualClock, net: Network) -> None:
+        self._client_clock = _ClientClock(clock)
+        super().__init__(engine, API_KEY, API_SECRET, clock=self._client_clock)
+        self.virtual = clock
+        self.net = net
+
+    def set_time_offset_ms(self, offset_ms: int) -> None:
+        """Client-side time sync (what ccxt's load_time_difference does)."""
+        self._client_clock.offset_ms = int(offset_ms)
+
+    async def _call(self, method: str, path: str, params: dict[str, Any] | None = None, *,
+                    signed: bool = True) -> Any:
+        if self.net.down(self.virtual.now_ms()):
+            await asyncio.sleep(0)
+            self.net.rest_failures += 1
+            raise error_from_binance(503, None, "Service Unavailable: the exchange is not answering "
+                                                "(gameday exchange_outage)")
+        return await super()._call(method, path, params, signed=signed)
+
+    async def create_order(self, request: OrderRequest) -> OrderState:
+        started = self.virtual.now_ms()
+        try:
+            state = await super().create_order(request)
+        finally:
+            if self.net.placement_ms > 0:
+                self.virtual.advance_to(max(self.virtual.now_ms(), started + round(self.net.placement_ms)))
+        if (self.net.fill_ms > self.net.placement_ms and request.type == "market"
+                and state.filled_qty > 0):
+            self.net.hidden_fills[request.client_id] = started + round(self.net.fill_ms)
+        return self._seen(state)
+
+    async def fetch_order(self, symbol: str, client_id: str) -> OrderState:
+        return self._seen(await super().fetch_order(symbol, client_id))
+
+    def _seen(self, state: OrderState) -> OrderState:
+        due = self.net.hidden_fills.get(state.client_id)
+        if due is not None:
+            if self.virtual.now_ms() < due:
+                return replace(state, status="new", filled_qty=0.0, avg_price=None)
+            del self.net.hidden_fills[state.client_id]
+        if self.net.malformed_fills > 0 and state.filled_qty > 0:
+            self.net.malformed_fills -= 1
+            self.net.malformed_sent += 1
+            return replace(state, avg_price=math.nan)
+        return state
+
+
+# --------------------------------------------------------------------------------------------
+# Steps
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ActiveStep:
+    """One step as it is being carried out; faults fill in establishment or an error."""
+
+    step: Step
+    params: dict[str, Any]
+    injected_ms: int | None = None
+    established_ms: int | None = None
+    error: str | None = None
+    first_event: int | None = None
+    pending: str | None = None  # an unfolding fault: what it is still waiting for
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.step.id
+
+    def establish(self, ts_ms: int) -> None:
+        if self.established_ms is None and self.error is None:
+            self.established_ms = ts_ms
+            self.pending = None
+
+    def fail(self, why: str) -> None:
+        if self.error is None:
+            self.error = why
+            self.pending = None
+
+    def on_cleanup(self, fn: Callable[[], None]) -> None:
+        self.cleanups.append(fn)
+
+    def timing(self) -> StepTiming:
+        error = self.error
+        if error is None and self.pending is not None:
+            error = f"not established by the end of the run: {self.pending}"
+        established = self.established_ms if FAULTS[self.step.fault].unfolds else None
+        return StepTiming(self.step.id, self.step.fault, dict(self.params), self.injected_ms,
+                          established, error, self.first_event)
+
+
+# --------------------------------------------------------------------------------------------
+# The world
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(order=True)
+class _Item:
+    ts: int
+    prio: int
+    seq: int
+    fn: Callable[[], Any] = field(compare=False)
+
+
+class SimWorld:
+    """Exchange, feed, bot and agenda of one sim run. Faults act through this object."""
+
+    def __init__(self, scenario: Scenario, params: dict[str, dict[str, Any]], policy: Any,
+                 workdir: Path) -> None:
+        self.scenario = scenario
+        self.params = params
+        self.policy = policy
+        self.workdir = workdir
+        self.bar_ms = scenario.bar_ms
+        self.clock = VirtualClock(START_MS)
+        market = scenario.market
+        costs = policy.execution_costs
+        self.candles: list[Candle] | None = None
+        start_price = market.start_price
+        if market.generator == "fixture":
+            assert market.file is not None
+            self.candles = load_csv(market.file)
+            if not self.candles:
+                raise FaultError(f"fixture {market.file} holds no bars")
+            start_price = self.candles[0].open
+        self.xe = Engine(self.clock, seed=scenario.seed, vol_bps=market.vol_bps, bar_ms=self.bar_ms,
+                         start_prices={SYMBOL: start_price}, maker_fee=max(costs.maker_fee, 0.0),
+                         taker_fee=costs.taker_fee, starting_balance=scenario.account.equity)
+        self.xe.create_key(API_KEY, API_SECRET)
+        self.net = Network()
+        self.feed = Feed()
+        self.events: list[Event] = []
+        self._watchers: list[Callable[[Event], None]] = []
+        self._agenda: list[_Item] = []
+        self._seq = itertools.count()
+        self._last_feed_e = START_MS - 1
+        self._last_timer_ms = -1
+        self._stuck_noted = False
+        self._playing_bar = False
+        self.bar_index = 0
+        self.bar_overrides: dict[int, Callable[[float], tuple[float, float, float, float]]] = {}
+        self.inference: list[tuple[int, int, float]] = []  # (start, end, ms)
+        vol = policy.circuit_breakers.volatility.atr
+        self.atr = IncrementalATR(vol.atr_periods)
+        self.atr_baseline = RollingMean(vol.baseline_periods)
+        self.atr_ratio_before: float | None = None
+        self._day = -1
+        self._day_peak = scenario.account.equity
+        self.notes: list[str] = []
+        self.trader: Trader | None = None
+        self.store: StateStore | None = None
+        self.audit: AuditLog | None = None
+        self.transport: SimTransport | None = None
+        self.restarts = 0
+        if scenario.duration is not None:
+            self.end_ms = START_MS + scenario.duration.to_ms(self.bar_ms)
+        else:
+            bars = market.bars if market.bars is not None else len(self.candles or [])
+            if self.candles is not None:
+                bars = min(bars, len(self.candles))
+            self.end_ms = START_MS + bars * self.bar_ms
+        self.xe.add_listener(self._on_price_change)
+
+    # --- scheduling -------------------------------------------------------------------------
+
+    def at(self, ts_ms: int, fn: Callable[[], Any], prio: int = P_PHASE) -> None:
+        """Run `fn` (sync or async) when virtual time reaches ts_ms (or now, if that has passed)."""
+        heapq.heappush(self._agenda, _Item(max(int(ts_ms), self.now), prio, next(self._seq), fn))
+
+    def watch(self, fn: Callable[[Event], None]) -> Callable[[], None]:
+        """Call fn(event) for every bot event from now on; returns the unsubscribe function."""
+        self._watchers.append(fn)
+        return lambda: self._watchers.remove(fn) if fn in self._watchers else None
+
+    @property
+    def now(self) -> int:
+        return self.clock.now_ms()
+
+    def _record(self, event: Event) -> None:
+        self.events.append(event)
+        for fn in list(self._watchers):
+            fn(event)
+
+    # --- the exchange as the harness sees it ---------------------------------------------------
+
+    @property
+    def account(self) -> ExchangeAccount:
+        return self.xe.accounts[API_KEY]
+
+    def price(self) -> float:
+        return self.xe.mark_price(SYMBOL)
+
+    def exchange_qty(self) -> float:
+        return self.account.position(SYMBOL).qty
+
+    def real_equity(self) -> float:
+        """Wallet + unrealised P&L on the exchange: the account's real equity."""
+        acct = self.account
+        return acct.wallet + self.xe.unrealized_pnl(acct)
+
+    def day_peak(self) -> float:
+        self._sample_equity()
+        return self._day_peak
+
+    def _sample_equity(self) -> None:
+        equity = self.real_equity()
+        day = self.now // 86_400_000
+        if day != self._day:
+            self._day, self._day_peak = day, equity
+        self._day_peak = max(self._day_peak, equity)
+
+    def place_for_bot(self, side: str, qty: float) -> Any:
+        """Open exposure on the bot's account (as another process or an earlier run would)."""
+        step = self.xe.markets[SYMBOL].spec.step_size
+        qty = math.floor(qty / step + 1e-9) * step
+        if qty <= 0:
+            raise FaultError(f"the exposure needed rounds to zero (step {step})")
+        try:
+            return self.xe.place_order(API_KEY, SYMBOL, side, "MARKET", round(qty, 3),
+                                       client_id=f"{HARNESS_ORDER_PREFIX}{next(self._seq)}")
+        except BinanceError as exc:
+            raise FaultError(f"the exchange refused the harness's {side} {qty:.3f} {SYMBOL} on the bot's "
+                             f"account: HTTP {exc.status} code {exc.code} {exc.msg}") from None
+
+    def stop_pct(self, entry: float) -> float:
+        """The stop distance the bot's exit policy gives at the current ATR (fraction of entry)."""
+        sl = self.policy.exits.stop_loss
+        atr = self.atr.value
+        raw = sl.atr_multiplier * atr / entry if atr is not None else sl.min_pct
+        return float(min(max(raw, sl.min_pct), sl.max_pct))
+
+    # --- the feed -----------------------------------------------------------------------------
+
+    def _on_price_change(self, symbol: str) -> None:
+        if symbol != SYMBOL or self._playing_bar:
+            return
+        self.publish_book()
+
+    def publish_book(self) -> None:
+        bid, ask = self.xe.book(SYMBOL)
+        now = self.now
+        self._sample_equity()
+        tick = BookTick(now, bid, ask)
+        self._publish(now, lambda t: t.on_book(tick, event_ts_ms=now))
+
+    def _publish(self, e: int, deliver: Callable[[Trader], Awaitable[None]]) -> None:
+        if self.feed.stalled(e):
+            self.feed.dropped += 1
+            return
+
+        async def run() -> None:
+            trader = self.trader
+            if trader is not None:
+                await deliver(trader)
+                self._last_feed_e = max(self._last_feed_e, e)
+
+        self.at(e + self.feed.lag_at(e), run, P_DELIVERY)
+
+    async def _keepalive(self) -> None:
+        trader = self.trader
+        if trader is None:
+            return
+        e = self.feed.latest_event(self.now, self._last_feed_e)
+        if e is not None:
+            self._last_feed_e = e
+            await trader.on_feed_alive(e)
+
+    # --- bars ---------------------------------------------------------------------------------
+
+    def _play_bar(self, k: int) -> Candle:
+        m = self.xe.market(SYMBOL)
+        override = self.bar_overrides.pop(k, None)
+        self._playing_bar = True
+        try:
+            if m.path is not None or m.frozen:
+                return self.xe.roll_bar(SYMBOL)
+            if override is not None:
+                o, h, low, c = override(m.price)
+                return self.xe.apply_bar(SYMBOL, o, h, low, c)
+            if self.candles is not None:
+                src = self.candles[(k - 1) % len(self.candles)]
+                scale = m.price / src.open
+                return self.xe.apply_bar(SYMBOL, src.open * scale, src.high * scale, src.low * scale,
+                                         src.close * scale, src.volume)
+            return self.xe.advance_bar(SYMBOL)
+        finally:
+            self._playing_bar = False
+
+    async def _bar_close(self, k: int) -> None:
+        candle = self._play_bar(k)
+        self.bar_index = k
+        bar = Bar(self.now, candle.open, candle.high, candle.low, candle.close, candle.volume)
+        before = self.atr_baseline.mean if self.atr_baseline.full else None
+        atr = self.atr.update(bar)
+        if atr is not None:
+            self.atr_baseline.update(atr)
+            self.atr_ratio_before = atr / before if before else None
+        self.publish_book()
+        e = self.now
+        self._publish(e, lambda t: t.on_bar(bar, event_ts_ms=e))
+        if k * self.bar_ms + START_MS + self.bar_ms <= self.end_ms:
+            self.at(START_MS + (k + 1) * self.bar_ms, lambda: self._bar_close(k + 1), P_BAR)
+
+    # --- the bot ------------------------------------------------------------------------------
+
+    def _verify(self, credential: str | None) -> bool:
+        return credential == OPERATOR_TOKEN
+
+    def _new_trader(self) -> Trader:
+        self.store = open_store(self.workdir / "state.db")
+        self.audit = AuditLog(self.workdir / "audit.jsonl")
+        bus = EventBus()
+        bus.subscribe(self._record)
+        self.transport = SimTransport(self.xe, self.clock, self.net)
+        config = TraderConfig(symbol=SYMBOL, bar_ms=self.bar_ms, trade_entries=self.scenario.account.strategy)
+        return Trader(self.policy, self.transport, self.store, self.audit, self.clock, bus,
+                      verify=self._verify, config=config, marker_path=self.workdir / "EMERGENCY_STOP")
+
+    async def start_bot(self) -> bool:
+        """Start a bot process; False when it refused to start (startup.refused was emitted)."""
+        trader = self._new_trader()
+        try:
+            await trader.start()
+        except StartupRefused as exc:
+            self.notes.append(f"the bot refused to start at {self.now - START_MS} ms: {exc}")
+            self._close_io()
+            self.trader = None
+            return False
+        self._wrap_inference(trader)
+        self.trader = trader
+        self._last_timer_ms = -1
+        return True
+
+    async def stop_bot(self) -> None:
+        """The bot process ends (its in-memory state is gone; the store and marker remain)."""
+        trader, self.trader = self.trader, None
+        if trader is not None:
+            await trader.close()
+            await trader.exchange.close()
+        self._close_io()
+
+    def _close_io(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        if self.audit is not None:
+            self.audit.close()
+            self.audit = None
+
+    def _wrap_inference(self, trader: Trader) -> None:
+        strategy = trader.engine.strategy
+        update = strategy.update
+
+        def timed_update(bar: Bar) -> Any:
+            now = self.clock.now_ms()
+            slow = max((ms for s, e, ms in self.inference if s <= now < e), default=0.0)
+            if slow > 0:
+                self.clock.advance_to(now + round(slow))
+            return update(bar)
+
+        strategy.update = timed_update  # type: ignore[method-assign]
+
+    def require_trader(self, what: str) -> Trader:
+        if self.trader is None:
+            raise FaultError(f"{what} needs a running bot, and the bot is not running "
+                             "(it refused to start or has not started yet: inject after 0 bars)")
+        return self.trader
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    async def run(self) -> RunRecord:
+        from harness.faults import SIM_FAULTS
+
+        scenario = self.scenario
+        steps = [ActiveStep(s, self.params.get(s.id, {})) for s in scenario.steps]
+        try:
+            self._open_inherited_position()
+            for active in steps:
+                ts = START_MS + active.step.at.to_ms(self.bar_ms)
+                if ts <= START_MS:
+                    await self._inject(SIM_FAULTS, active)
+            await self.start_bot()
+            if self.trader is not None:
+                self.publish_book()
+            for active in steps:
+                ts = START_MS + active.step.at.to_ms(self.bar_ms)
+                if ts > START_MS:
+                    self.at(ts, functools.partial(self._inject, SIM_FAULTS, active), P_STEP)
+            if START_MS + self.bar_ms <= self.end_ms:
+                self.at(START_MS + self.bar_ms, lambda: self._bar_close(1), P_BAR)
+            await self._loop()
+        finally:
+            for active in steps:
+                for fn in reversed(active.cleanups):
+                    fn()
+        end_state = self._end_state()
+        await self.stop_bot()
+        return RunRecord(events=list(self.events), steps=[a.timing() for a in steps], bar_ms=self.bar_ms,
+                         time_scale=1.0, end_state=end_state, start_ms=START_MS, end_ms=self.end_ms,
+                         notes=self.notes)
+
+    async def _inject(self, faults: dict[str, Any], active: ActiveStep) -> None:
+        active.injected_ms = self.now
+        active.first_event = len(self.events)
+        if FAULTS[active.step.fault].unfolds:
+            active.pending = f"{active.step.fault} was injected and its condition not yet reached"
+        fault = faults.get(active.step.fault)
+        if fault is None:
+            active.fail(f"fault {active.step.fault!r} has no sim implementation")
+            return
+        try:
+            await fault(self, active)
+        except FaultError as exc:
+            active.fail(str(exc))
+
+    async def _loop(self) -> None:
+        budget = 4000 * (1 + (self.end_ms - START_MS) // self.bar_ms) + 100_000
+        while budget > 0:
+            budget -= 1
+            t = self._agenda[0].ts if self._agenda else math.inf
+            deadline = self._trader_deadline()
+            if deadline is not None:
+                t = min(t, deadline)
+            if t > self.end_ms:
+                break
+            if t > self.now:
+                self.clock.advance_to(int(t))
+            await self._keepalive()
+            if self._agenda and self._agenda[0].ts <= self.now:
+                item = heapq.heappop(self._agenda)
+                result = item.fn()
+                if asyncio.iscoroutine(result):
+                    await result
+                continue
+            deadline = self._trader_deadline()
+            if self.trader is not None and deadline is not None and deadline <= self.now:
+                self._last_timer_ms = self.now
+                await self.trader.on_timer()
+        else:
+            raise RuntimeError(f"the sim loop made no progress at {self.now - START_MS} ms "
+                               "(a deadline that never moves?)")
+        if self.end_ms > self.now:
+            self.clock.advance_to(self.end_ms)
+
+    def _trader_deadline(self) -> int | None:
+        if self.trader is None:
+            return None
+        d = self.trader.next_deadline_ms()
+        if d is None:
+            return None
+        if d <= self._last_timer_ms:
+            # A deadline on_timer() already served and that did not move: poll instead of spinning.
+            if not self._stuck_noted:
+                self._stuck_noted = True
+                self.notes.append(f"the bot kept reporting a past deadline ({d - START_MS} ms) after "
+                                  f"on_timer() at {self._last_timer_ms - START_MS} ms; the driver polled "
+                                  f"every {STUCK_POLL_MS} ms from then on")
+            return self._last_timer_ms + STUCK_POLL_MS
+        return d
+
+    # --- setup and results --------------------------------------------------------------------
+
+    def _open_inherited_position(self) -> None:
+        pos = self.scenario.account.position
+        if pos is None:
+            return
+        price = self.price()
+        notional = pos.notional if pos.notional is not None else \
+            self.scenario.account.equity * (pos.qty_pct or 0.0) / 100
+        if pos.entry_offset_pct:
+            self.xe.set_price(SYMBOL, price * (1 + pos.entry_offset_pct / 100))
+        self.place_for_bot("BUY" if pos.side == "long" else "SELL", notional / self.price())
+        if pos.entry_offset_pct:
+            self.xe.set_price(SYMBOL, price)
+
+    def _end_state(self) -> dict[str, Any]:
+        if self.trader is not None:
+            status = self.trader.status()
+            state = {k: status[k] for k in ("trading", "killswitch", "position")}
+        else:
+            marker = (self.workdir / "EMERGENCY_STOP").exists()
+            state = {"trading": "halted", "killswitch": "engaged" if marker else "clear",
+                     "position": "open" if abs(self.exchange_qty()) > 1e-12 else "flat"}
+            self.notes.append("the bot was not running at the end: end state trading=halted")
+        state["duplicate_orders"] = "some" if self.duplicate_orders() else "none"
+        return state
+
+    def duplicate_orders(self) -> list[str]:
+        """Orders sent again while an earlier order's outcome was unknown (or re-sent under the
+        same client id), from the bot's events and the exchange's own order log."""
+        problems: list[str] = []
+        log = [r for r in self.xe.order_log if r.get("api_key") == API_KEY
+               and not str(r.get("client_id") or "").startswith(HARNESS_ORDER_PREFIX)]
+        for r in log:
+            if r["event"] == "rejected" and r.get("code") == -4116:
+                problems.append(f"client id {r['client_id']} sent twice (-4116) at {r['ts'] - START_MS} ms")
+        resolved: dict[str, int] = {}
+        for e in self.events:
+            if e.name == "order.reconciled" and e.fields.get("client_id"):
+                resolved.setdefault(str(e.fields["client_id"]), e.ts_ms)
+        for e in self.events:
+            if e.name != "order.unknown":
+                continue
+            cid = str(e.fields.get("client_id"))
+            side = str(e.fields.get("side", "")).upper()
+            until = resolved.get(cid, math.inf)
+            for r in log:
+                if (r["event"] == "new" and r["client_id"] != cid and r.get("side") == side
+                        and e.ts_ms <= r["ts"] <= until):
+                    problems.append(f"{r['client_id']} ({side}) sent while {cid}'s outcome was unknown")
+        return problems
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+# --------------------------------------------------------------------------------------------
+
+
+def run_sim(scenario: Scenario, context: collect.RunContext) -> RunRecord:
+    """The sim-mode runner (`harness.collect.RUNNERS["sim"]`)."""
+    policy = context.policy.policy
+    policy = getattr(policy, "policy", policy)  # a LoadedPolicy or the Policy itself
+    return simulate(scenario, context.params, policy)
+
+
+def simulate(scenario: Scenario, params: dict[str, dict[str, Any]], policy: Any,
+             workdir: Path | None = None) -> RunRecord:
+    """Run one sim scenario to its end; `params` are the resolved step params by step id."""
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        return asyncio.run(SimWorld(scenario, params, policy, workdir).run())
+    with tempfile.TemporaryDirectory(prefix=f"gameday-{scenario.id}-") as tmp:
+        return asyncio.run(SimWorld(scenario, params, policy, Path(tmp)).run())
+
+
+collect.RUNNERS["sim"] = run_sim
