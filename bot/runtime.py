@@ -113,6 +113,7 @@ class Trader:
     _time_offset_ms: int = 0
     _started: bool = False
     _deferred_intents: list[Intent] = field(default_factory=list)
+    _cancel_pending: CancelAll | None = None
     _store_down: bool = False
     _next_store_check_ms: int = 0
     _next_rest_book_ms: int = 0
@@ -214,7 +215,10 @@ class Trader:
             self._next_store_check_ms = now + (self.config.store_check_ms or self.config.outage_probe_ms)
             self._check_store()
         await self._poll_pending()
-        if self._retries and now >= self._blocked_until_ms:
+        if self._cancel_pending is not None and now >= self._blocked_until_ms:
+            pending_cancel, self._cancel_pending = self._cancel_pending, None
+            await self._cancel_all(pending_cancel)
+        if self._retries and now >= self._blocked_until_ms and self._cancel_pending is None:
             retries, self._retries = self._retries, []
             for retry in retries:
                 await self._place(retry.order, retry.attempts)
@@ -235,7 +239,7 @@ class Trader:
         if self.feed.last_event_ms is not None and not self.feed.stale:
             limit_ms = self.policy.circuit_breakers.latency.websocket.max_lag_seconds * 1000
             candidates.append(self.feed.last_event_ms + math.ceil(limit_ms))
-        if self._retries:
+        if self._retries or self._cancel_pending is not None:
             candidates.append(self._blocked_until_ms)
         candidates.extend(p.due_ms for p in self._pending.values())
         if self._next_heartbeat_ms is not None:
@@ -335,13 +339,26 @@ class Trader:
         self._persist()
 
     async def _cancel_all(self, intent: CancelAll) -> None:
+        """Cancel every resting order; on failure it is retried (after Retry-After) before any
+        flatten order goes out: cancels first, so nothing re-opens what the flatten closes."""
+        if self.clock.now_ms() < self._blocked_until_ms:
+            self._cancel_pending = intent
+            return
         try:
             count = await self.exchange.cancel_all_orders(intent.symbol)
         except ExchangeError as exc:
-            self._mark_down("rest", exc)
+            self._cancel_pending = intent
+            if isinstance(exc, RateLimitedError):
+                wait_ms = int((exc.retry_after_s or self._backoff_ms(0) / 1000) * 1000)
+                self._blocked_until_ms = max(self._blocked_until_ms, self.clock.now_ms() + wait_ms)
+                self._escalate_if_banned(exc, "cancel-all")
+            else:
+                self._blocked_until_ms = max(self._blocked_until_ms, self.clock.now_ms() + self._backoff_ms(1))
+                self._mark_down("rest", exc)
             self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="critical",
-                          title=f"cancel-all failed during flatten: {exc}")
+                          title=f"cancel-all failed during flatten, retrying: {str(exc)[:160]}")
             return
+        self._cancel_pending = None
         self.engine.on_orders_cancelled()
         self._pending = {k: p for k, p in self._pending.items() if p.order.intent.risk_reducing}
         self.audit.append(self.config.actor, "orders.cancel_all", {"count": count, "reason": intent.reason},
@@ -353,7 +370,7 @@ class Trader:
         request = OrderRequest(intent.symbol, intent.side, intent.qty, order.type, intent.client_id,
                                intent.price, order.time_in_force, intent.reduce_only)
         started = self.clock.now_ms()
-        if started < self._blocked_until_ms:
+        if started < self._blocked_until_ms or (self._cancel_pending is not None and intent.purpose == "flatten"):
             self._defer(order, attempts)
             return
         try:
@@ -368,8 +385,7 @@ class Trader:
         except RateLimitedError as exc:
             wait_ms = int((exc.retry_after_s or self._backoff_ms(attempts) / 1000) * 1000)
             self._blocked_until_ms = max(self._blocked_until_ms, self.clock.now_ms() + wait_ms)
-            if exc.banned:
-                self._mark_down("rest", exc)
+            self._escalate_if_banned(exc, f"{intent.purpose} order")
             self._defer(order, attempts + 1)
             return
         except UnknownOutcomeError as exc:
@@ -408,6 +424,16 @@ class Trader:
         await self._apply_state(pending, state)
         if intent.risk_reducing or self._pending:
             self._arm_heartbeat()
+
+    def _escalate_if_banned(self, exc: RateLimitedError, what: str) -> None:
+        """A 418 is an IP ban: nothing gets through until Retry-After; a human must know now."""
+        if not exc.banned:
+            return
+        self._mark_down("rest", exc)
+        position = abs(self.engine.position_qty) > 1e-12
+        self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="critical",
+                      title=f"ESCALATION: exchange ban (418) on {what}; retry after {exc.retry_after_s} s"
+                            + ("; position still open" if position else ""))
 
     def _defer(self, order: PlaceOrder, attempts: int) -> None:
         if order.intent.risk_reducing and attempts <= 50:

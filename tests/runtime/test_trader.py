@@ -295,3 +295,26 @@ def test_a_kill_switch_engaged_from_outside_is_announced_and_acted_on_at_once(wo
     engaged = world.of("killswitch.engaged")
     assert len(engaged) == 1 and engaged[0].fields["actor"] == "operator:cli"
     assert world.of("account.flat") and world.position() == 0
+
+
+def test_429_then_418_on_cancel_all_mid_flatten_honours_retry_after_cancels_first_and_escalates(
+        world: World) -> None:
+    async def scenario() -> None:
+        world.give_position(0.05)
+        await world.trader.start()
+        world.exchange_engine.fail_next("/fapi/v1/allOpenOrders", 1, 429, -1003, retry_after_s=3, method="DELETE")
+        world.exchange_engine.fail_next("/fapi/v1/allOpenOrders", 1, 418, -1003, retry_after_s=5, method="DELETE")
+        engaged_at = world.clock.now_ms()
+        assert await world.trader.engage_killswitch("immediate", "drill", "risk-officer", TOKEN)
+        await world.bars(1)
+        return engaged_at
+
+    engaged_at = run(scenario())
+    cancelled = world.of("orders.cancelled")
+    placed = [e for e in world.of("order.placed") if e.fields.get("purpose") == "flatten"]
+    assert cancelled and placed
+    assert cancelled[0].ts_ms - engaged_at >= 8_000, "Retry-After 3 s, then the 418's 5 s, honoured"
+    assert placed[0].ts_ms >= cancelled[0].ts_ms, "cancels first, then the flatten order"
+    escalations = [e for e in world.of("alert.sent") if e.fields["title"].startswith("ESCALATION")]
+    assert escalations and escalations[0].fields["severity"] == "critical"
+    assert world.of("account.flat") and world.position() == 0
