@@ -114,6 +114,7 @@ class Trader:
     _started: bool = False
     _deferred_intents: list[Intent] = field(default_factory=list)
     _cancel_pending: CancelAll | None = None
+    _rate_alert_quiet_until_ms: int = 0
     _store_down: bool = False
     _next_store_check_ms: int = 0
     _next_rest_book_ms: int = 0
@@ -308,6 +309,16 @@ class Trader:
         try:
             balance = await self.exchange.fetch_balance()
             positions = await self.exchange.fetch_positions(self.config.symbol)
+        except ClockSkewError as exc:
+            await self._resync_time(exc)  # our clock, not the exchange, is off: resync, retry soon
+            self._next_reconcile_ms = now + self.config.retry_initial_ms
+            return
+        except RateLimitedError as exc:
+            wait_ms = int((exc.retry_after_s or self.config.outage_probe_ms / 1000) * 1000)
+            self._blocked_until_ms = max(self._blocked_until_ms, now + wait_ms)
+            self._escalate_if_banned(exc, "reconcile")
+            self._next_reconcile_ms = now + wait_ms
+            return
         except ExchangeError as exc:
             self._mark_down("rest", exc)
             self._next_reconcile_ms = now + (self.config.outage_probe_ms if self._exchange_down
@@ -398,8 +409,13 @@ class Trader:
             self.engine.on_order_done(intent.client_id)
             if intent.risk_reducing:
                 self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="critical",
-                              title=f"{intent.purpose} order rejected ({exc.code}): reconciling")
+                              title=f"{intent.purpose} order rejected ({exc.code}): reconciling, then "
+                                    "exiting at market")
                 await self.reconcile()
+                if intent.purpose != "flatten" and attempts < 3:
+                    for retry in self.engine.exit_now():
+                        if isinstance(retry, PlaceOrder):
+                            await self._place(retry, attempts + 1)
             return
         except AuthError as exc:
             self._emit_order("order.rejected", intent, code=exc.code)
@@ -426,8 +442,15 @@ class Trader:
             self._arm_heartbeat()
 
     def _escalate_if_banned(self, exc: RateLimitedError, what: str) -> None:
-        """A 418 is an IP ban: nothing gets through until Retry-After; a human must know now."""
+        """A 429 is a warning to back off (alerted once per wait); a 418 is an IP ban: nothing
+        gets through until Retry-After, and a human must know now."""
         if not exc.banned:
+            now = self.clock.now_ms()
+            if now >= self._rate_alert_quiet_until_ms:
+                self._rate_alert_quiet_until_ms = self._blocked_until_ms
+                self.bus.emit("alert.sent", now, channel="log", severity="warning",
+                              title=f"rate limited ({exc.status} {exc.code}) on {what}; backing off "
+                                    f"{(self._blocked_until_ms - now) / 1000:g} s as Retry-After asks")
             return
         self._mark_down("rest", exc)
         position = abs(self.engine.position_qty) > 1e-12

@@ -178,8 +178,9 @@ class Engine:
         return self._safety_intents()
 
     def next_deadline_ms(self) -> int | None:
-        deadlines = [d for d in (self.board.next_deadline_ms(), self.killswitch.status().deadline_ms)
-                     if d is not None]
+        kill = self.killswitch.status()
+        kill_deadline = None if kill.flatten_requested else kill.deadline_ms  # already acted on
+        deadlines = [d for d in (self.board.next_deadline_ms(), kill_deadline) if d is not None]
         return min(deadlines) if deadlines else None
 
     # --- orders and fills -------------------------------------------------------------------
@@ -303,6 +304,13 @@ class Engine:
         side: Side = "sell" if self.position_qty > 0 else "buy"
         intent = OrderIntent(self._next_id(purpose), self.symbol, side, qty, None, True, purpose)
         return self._gated(PlaceOrder(intent, "market"))
+
+    def exit_now(self) -> list[Intent]:
+        """A protective exit was refused: close the position at market now (reduce-only),
+        rather than leave it unprotected until the next bar."""
+        if self.exit_state is None or self._flattening or self._exit_in_flight():
+            return []
+        return self._close_position("exit")  # the trade keeps the reason it was exited for
 
     def _tick_exit(self) -> list[Intent]:
         """Stop and take profit judged on the book too, so they work between bars and when only

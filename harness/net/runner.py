@@ -250,12 +250,14 @@ class NetRun:
                 break
             next_due = min([end] + [q[0] for q in queue[:1]] + [r[0] for r in reverts])
             time.sleep(max(0.0, min(LOOP_S, (next_due - now_ms()) / 1000)))
-        for _, step_id, revert in reverts:
-            self._undo(step_id, revert)
+        # The record closes before anything is undone: the bot's reaction to cleanup (a spread
+        # going back to normal at teardown) is not part of the scenario.
         end_state = self._end_state()
         end_ms = now_ms()
         self.follower.read_now()
-        events = self._events()
+        events = [e for e in self._events() if e.ts_ms <= end_ms]
+        for _, step_id, revert in reverts:
+            self._undo(step_id, revert)
         if self.follower.garbage:
             self.notes.append(f"{len(self.follower.garbage)} event line(s) were not events, e.g. "
                               f"{self.follower.garbage[0][:120]!r}")

@@ -227,7 +227,10 @@ def test_http_errors_answer_with_the_status_and_retry_after(tmp_path: Path) -> N
         """))
     hits = [r for r in world.xe.request_log if r["status"] == 429]
     assert len(hits) == 2 and all(r["code"] == -1003 for r in hits)
-    assert "exchange.down" in names(record)
+    assert hits[1]["ts"] - hits[0]["ts"] >= 20_000, "the bot waited Retry-After before asking again"
+    warnings = [e for e in record.events if e.name == "alert.sent" and e.fields["severity"] == "warning"]
+    assert warnings and "Retry-After" in warnings[0].fields["title"]
+    assert "exchange.down" not in names(record), "a 429 is a request to back off, not an outage"
 
 
 def test_order_reject_rejects_the_bots_next_order(tmp_path: Path) -> None:
