@@ -298,6 +298,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                           "every open position is closed")
     parser.add_argument("--key-file", type=Path, help="API key file (mode 0600); else env GAMEDAY_API_KEY/SECRET")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to keep trying to flatten (default 60)")
+    parser.add_argument("--control-url", default=os.environ.get("GAMEDAY_CONTROL_URL"),
+                        help="the running bot's control API (else env GAMEDAY_CONTROL_URL); when it answers, "
+                             "the request goes through the bot; when it does not, this command acts itself")
 
 
 def run(args: argparse.Namespace, *, exchange_factory: Callable[..., Any] | None = None,
@@ -363,6 +366,11 @@ def _run(args: argparse.Namespace, policy: Policy, marker: Path, actor: str, aud
     except CredentialError as exc:
         token_problem = str(exc)
 
+    if args.control_url and not args.status:
+        via_bot = _through_running_bot(args, actor, credential, audit, clock, out, err)
+        if via_bot is not None:
+            return via_bot
+
     bus = EventBus()
     rejected: list[Event] = []
     bus.subscribe(lambda e: rejected.append(e) if e.name == "killswitch.rejected" else None)
@@ -412,6 +420,38 @@ def _run(args: argparse.Namespace, policy: Policy, marker: Path, actor: str, aud
     if args.clear or args.mode != "immediate":
         return 0
     return _flatten(args, actor, audit, clock, exchange_factory, sleep, out, err)
+
+
+def _through_running_bot(args: argparse.Namespace, actor: str, credential: str | None, audit: AuditLog,
+                         clock: Clock, out: Any, err: Any) -> int | None:
+    """Ask the live bot to act (it flattens with its own state and order book). None: the bot
+    did not answer, so the caller acts on the exchange and the state itself."""
+    import requests
+
+    base = args.control_url.rstrip("/")
+    try:
+        requests.get(f"{base}/health", timeout=1.0).raise_for_status()
+    except requests.RequestException as exc:
+        print(f"killswitch: the bot does not answer at {base} ({type(exc).__name__}); acting directly", file=err)
+        return None
+    path, body = ("/killswitch/clear", {"actor": actor}) if args.clear else (
+        "/killswitch", {"mode": args.mode, "reason": args.reason, "actor": actor})
+    headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+    try:
+        reply = requests.post(base + path, json=body, headers=headers, timeout=max(args.timeout, 1.0))
+    except requests.RequestException as exc:
+        print(f"killswitch: the bot stopped answering mid-request ({type(exc).__name__}); acting directly", file=err)
+        return None
+    accepted = reply.status_code == 200
+    audit.append(actor, ("killswitch.clear" if args.clear else "killswitch.engage") if accepted
+                 else "killswitch.rejected", {**body, "accepted": accepted, "via": "control-api",
+                                              "status": reply.status_code}, clock.now_ms())
+    if not accepted:
+        print(f"killswitch: rejected by the running bot (HTTP {reply.status_code})", file=err)
+        return 2
+    print(f"killswitch: {'cleared' if args.clear else 'engaged ' + str(args.mode)} through the running bot "
+          f"at {base}", file=out)
+    return 0
 
 
 def _flatten(args: argparse.Namespace, actor: str, audit: AuditLog, clock: Clock,

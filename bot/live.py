@@ -295,7 +295,7 @@ class LiveDriver:
                 await asyncio.wait_for(self.stopping.wait(), timeout=delay)
             if self.stopping.is_set():
                 break
-            self._watch_marker()
+            await self._guarded(self._watch_marker())
             await self._guarded(self.trader.on_timer())
 
     async def _on_bar(self, bar: Bar, event_ts_ms: int) -> None:
@@ -325,7 +325,9 @@ class LiveDriver:
             return None
         return st.st_mtime_ns, st.st_size
 
-    def _watch_marker(self) -> None:
+    async def _watch_marker(self) -> None:
+        """Adopt a kill switch the standalone CLI engaged (marker written) or cleared (marker
+        removed and the store says cleared) while this process runs."""
         seen = self._marker_stat()
         if seen == self._marker_seen:
             return
@@ -334,21 +336,20 @@ class LiveDriver:
         now = self.clock.now_ms()
         if seen is not None:
             data = _read_json(self.marker)
-            if data is None or not isinstance(data.get("engaged"), bool):
+            if data is None or not isinstance(data.get("engaged"), bool) or data.get("version") != 1:
                 data = {"version": 1, "engaged": True, "mode": "immediate", "actor": "marker",
                         "reason": "unreadable emergency marker", "engaged_at_ms": now, "deadline_ms": None,
                         "flatten_requested": True}
-            if not data.get("engaged") or ks.status().engaged and ks.status().mode == data.get("mode"):
+            if not data.get("engaged"):
                 return
             try:
-                ks.restore(data)
+                await self.trader.apply_external_killswitch(data)
             except (KeyError, ValueError, TypeError) as exc:
                 print(f"bot: kill-switch marker unusable ({exc}); engaging immediate", file=sys.stderr, flush=True)
-                ks.restore({"version": 1, "engaged": True, "mode": "immediate", "actor": "marker",
-                            "reason": f"unusable emergency marker ({exc})", "engaged_at_ms": now,
-                            "deadline_ms": None, "flatten_requested": True})
-            s = ks.status()
-            self.bus.emit("killswitch.engaged", now, mode=s.mode, reason=s.reason, actor=s.actor)
+                await self.trader.apply_external_killswitch(
+                    {"version": 1, "engaged": True, "mode": "immediate", "actor": "marker",
+                     "reason": f"unusable emergency marker ({exc})", "engaged_at_ms": now,
+                     "deadline_ms": None, "flatten_requested": True})
             return
         if not ks.status().engaged:
             return

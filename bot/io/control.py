@@ -60,8 +60,7 @@ class ControlServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        sockets = site._server.sockets if site._server is not None else []  # noqa: SLF001
-        self.port = sockets[0].getsockname()[1] if sockets else self.port
+        self.port = int(self._runner.addresses[0][1])
         return self.port
 
     async def stop(self) -> None:

@@ -180,3 +180,43 @@ async def test_unknown_outcome_never_produces_a_duplicate(tmp_path: Path, mode: 
             await exchange.close()
             store.close()
             audit.close()
+
+
+async def test_killswitch_cli_goes_through_the_running_bot_and_acts_alone_when_it_is_dead(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    write_private(tmp_path / "state" / "kill_token", TOKEN)
+    write_private(tmp_path / "operator_token", TOKEN)
+    cli = [sys.executable, "-m", "bot", "killswitch", "--mode", "immediate", "--reason", "drill", "--actor",
+           "risk-officer", "--token-file", str(tmp_path / "operator_token"), "--control-url",
+           f"http://127.0.0.1:{port}", "--state", str(tmp_path / "state" / "bot.db"), "--audit",
+           str(tmp_path / "state" / "audit.jsonl"), "--marker", str(tmp_path / "state" / "EMERGENCY_STOP"),
+           "--auth-token-file", str(tmp_path / "state" / "kill_token")]
+    async with open_testnet() as handle:
+        handle.engine.place_order(KEY, BTC, "BUY", "MARKET", 0.01)
+        events_file = tmp_path / "events.jsonl"
+        args = _run_args(handle, tmp_path, "--no-entries", "--control-port", str(port))
+        async with BotProcess(args, tmp_path, bot_env(GAMEDAY_CONTROL_TOKEN=TOKEN)) as bot:
+            await wait_for_events(events_file, lambda ev: any(e["name"] == "position.opened" for e in ev), proc=bot)
+            done = await asyncio.to_thread(subprocess.run, cli, capture_output=True, text=True, timeout=60,
+                                           cwd=tmp_path, env=bot_env())
+            assert done.returncode == 0, done.stderr
+            assert "through the running bot" in done.stdout
+            events = await wait_for_events(events_file, lambda ev: any(e["name"] == "account.flat" for e in ev),
+                                           proc=bot)
+            await bot.terminate()
+        engaged = [e for e in events if e["name"] == "killswitch.engaged"]
+        assert engaged and engaged[0]["actor"].endswith("risk-officer")
+        # the bot is dead now: the same command acts on the exchange itself
+        handle.engine.place_order(KEY, BTC, "SELL", "MARKET", 0.02)
+        (tmp_path / "state" / "EMERGENCY_STOP").unlink()
+        alone = [*cli, "--exchange", "testnet", "--testnet-url", handle.rest_url]
+        done = await asyncio.to_thread(subprocess.run, alone, capture_output=True, text=True, timeout=60,
+                                       cwd=tmp_path, env=bot_env())
+        assert "acting directly" in done.stderr, done.stderr
+        assert all(abs(p.qty) < 1e-12 for p in handle.engine.accounts[KEY].positions.values())
