@@ -3,6 +3,9 @@
     gameday run [PATHS ...] [-m EXPR] [--report DIR] [-- PYTEST ARGS ...]
         Run scenarios (and any tests) with pytest in-process; evidence.jsonl and junit.xml go to
         DIR (default reports/latest); the results table ends the output; the exit code is pytest's.
+    gameday drill --random N --seed S [--profile futures|pets|both] [--bars B] [--out DIR]
+        Randomized fault schedules (hypothesis) run in sim mode against the real bot, checked
+        against invariants; failures are shrunk and written as scenario files (harness.drill).
     gameday testnet ...      the local Binance-compatible exchange simulator (python -m harness.testnet)
     gameday toxiproxy ...    the embedded Toxiproxy-compatible server (python -m harness.toxiproxy)
     gameday services         where Redis and Toxiproxy would come from, and why not
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_REPORT_DIR = "reports/latest"
+RUN_OUTPUTS = ("evidence.jsonl", "junit.xml", "manifest.json", "net")
 
 
 def project_root() -> Path:
@@ -62,10 +66,25 @@ def pytest_argv(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """One run, one evidence set: the report directory is emptied first (evidence from an older
+    commit must not pass for this one), and sealed with a manifest of digests at the end."""
+    import shutil
+
     import pytest
 
-    Path(args.report).mkdir(parents=True, exist_ok=True)
-    return int(pytest.main(pytest_argv(args)))
+    from harness.evidence import write_manifest
+
+    report = Path(args.report)
+    report.mkdir(parents=True, exist_ok=True)
+    for name in RUN_OUTPUTS:  # only what a run writes: never a user's other files
+        old = report / name
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink(missing_ok=True)
+    code = int(pytest.main(pytest_argv(args)))
+    print(f"manifest: {write_manifest(report)}")
+    return code
 
 
 # --------------------------------------------------------------------------------------------
@@ -87,6 +106,18 @@ def cmd_toxiproxy(args: argparse.Namespace) -> int:
     from harness.toxiproxy.__main__ import main
 
     return int(main(args.args) or 0)
+
+
+def _drill_args(p: argparse.ArgumentParser) -> None:
+    from harness.drill import add_arguments
+
+    add_arguments(p)
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    from harness.drill import cmd_drill as run
+
+    return run(args)
 
 
 def cmd_services(args: argparse.Namespace) -> int:
@@ -113,6 +144,8 @@ class Command:
 
 COMMANDS: list[Command] = [
     Command("run", "run scenarios and tests; write evidence and JUnit XML", _run_args, cmd_run),
+    Command("drill", "randomized fault schedules against the real bot; check invariants, shrink failures",
+            _drill_args, cmd_drill),
     Command("testnet", "run the local Binance-compatible testnet server", _passthrough, cmd_testnet, True),
     Command("toxiproxy", "run the embedded Toxiproxy-compatible server", _passthrough, cmd_toxiproxy, True),
     Command("services", "show where Redis and Toxiproxy come from (or why not)", lambda p: None, cmd_services),

@@ -1,0 +1,113 @@
+"""Scenario and drill throughput: `.venv/bin/python benchmarks/bench_scenarios.py [--drills N] [--jobs J]`.
+
+Prints:
+1. the median (and p90, max) wall time of one sim scenario over the catalog (every file under
+   scenarios/ except scenarios/net), loaded, resolved, run by the sim runner and judged in-process;
+2. the whole sim gate catalog's wall time on J cores (default 2), in-process through a process
+   pool of loader + runner + judge, and - unless --no-pytest - as `pytest -m gate --ignore
+   scenarios/net -n0` in a subprocess (one core: what a plain `gameday run -m gate` costs);
+3. randomized drill schedules per minute (harness.drill: generation + run + invariant checks, no
+   shrinking) on J cores, against the target of 1,000/min, with a profile of where the time of
+   one drill run goes when asked (--profile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.config import load_policy  # noqa: E402
+from bot.core.policy import policy_value  # noqa: E402
+from harness.expect import judge  # noqa: E402
+from harness.runner import simulate  # noqa: E402
+from harness.scenario import load_scenario, resolve_all  # noqa: E402
+
+_POLICIES: dict[str, object] = {}
+
+
+def catalog() -> list[Path]:
+    return [p for p in sorted((ROOT / "scenarios").rglob("*.yaml")) if "net" not in p.relative_to(ROOT).parts[1:2]]
+
+
+def run_one(path: Path) -> tuple[str, float, str]:
+    t0 = time.perf_counter()
+    scenario = load_scenario(path)
+    if scenario.profile not in _POLICIES:
+        _POLICIES[scenario.profile] = load_policy(scenario.profile).policy
+    policy = _POLICIES[scenario.profile]
+    params = resolve_all(scenario, lambda p: policy_value(policy, p))  # type: ignore[arg-type,return-value]
+    verdict = judge(scenario, simulate(scenario, params, policy)).verdict
+    return path.name, time.perf_counter() - t0, verdict
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--drills", type=int, default=400, help="drill schedules to time (default 400)")
+    ap.add_argument("--bars", type=int, default=80, help="market length of each drill schedule")
+    ap.add_argument("--no-pytest", action="store_true", help="skip the pytest subprocess timing")
+    ap.add_argument("--profile", action="store_true", help="cProfile 20 drill schedules, print the top")
+    args = ap.parse_args()
+
+    files = catalog()
+    times = sorted(run_one(p)[1] for p in files)
+    print(f"sim scenario wall time over {len(files)} catalog files: median {statistics.median(times) * 1000:.0f} ms, "
+          f"p90 {times[int(len(times) * 0.9)] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms")
+
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(run_one, files))
+    wall = time.perf_counter() - t0
+    bad = [(n, v) for n, _, v in results if v != "pass"]
+    print(f"sim gate catalog, in-process, {args.jobs} cores: {wall:.1f} s for {len(files)} scenarios"
+          + (f" (not passing: {bad})" if bad else " (all pass)"))
+
+    if not args.no_pytest:
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gate", "scenarios",
+                               "--ignore", "scenarios/net", "--gameday-evidence", "/tmp/gameday-bench-evidence",
+                               "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        tail = proc.stdout.strip().splitlines()[-1:] or ["?"]
+        print(f"sim gate catalog, `pytest -m gate --ignore scenarios/net` subprocess (1 core): {wall:.1f} s "
+              f"[{tail[0]}]")
+
+    from harness.drill import PROFILES, drill
+
+    report = drill(args.drills, 1, PROFILES, args.bars, Path("/tmp/gameday-bench-drills"), jobs=args.jobs,
+                   shrink_failures=False, echo=lambda _: None)
+    rate = len(report.results) / report.wall_s * 60
+    run_s = sorted(r.wall_s for r in report.results)
+    print(f"drill: {len(report.results)} schedules ({args.bars} bars) on {args.jobs} cores in {report.wall_s:.1f} s "
+          f"= {rate:.0f} schedules/min (target >= 1000); per schedule median {statistics.median(run_s) * 1000:.0f} ms, "
+          f"max {run_s[-1] * 1000:.0f} ms; violations {len(report.violations)}, "
+          f"harness errors {len(report.harness_errors)}")
+
+    if args.profile:
+        from harness.drill import _policy, evaluate, generate
+
+        plan = generate(20, 1, PROFILES, args.bars, {p: _policy(p) for p in PROFILES})
+        prof = cProfile.Profile()
+        prof.enable()
+        for i, s in enumerate(plan):
+            evaluate(s, i)
+        prof.disable()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(15)
+        print(buf.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
