@@ -115,6 +115,7 @@ class Trader:
     _deferred_intents: list[Intent] = field(default_factory=list)
     _cancel_pending: CancelAll | None = None
     _rate_alert_quiet_until_ms: int = 0
+    _cancel_failures: int = 0
     _store_down: bool = False
     _next_store_check_ms: int = 0
     _next_rest_book_ms: int = 0
@@ -232,12 +233,15 @@ class Trader:
             await self._heartbeat()
         self._persist()
 
-    def next_deadline_ms(self) -> int | None:
+    def next_deadline_ms(self, *, feed_watchdog: bool = True) -> int | None:
+        """When `on_timer()` must run next. `feed_watchdog=False` leaves out the stale-feed check:
+        for a driver that knows its feed is healthy and hands over a message at every wake-up
+        (the sim runner between feed faults), which is what a live stream looks like to the bot."""
         candidates: list[float] = [self._next_reconcile_ms]
         engine_deadline = self.engine.next_deadline_ms()
         if engine_deadline is not None:
             candidates.append(engine_deadline)
-        if self.feed.last_event_ms is not None and not self.feed.stale:
+        if feed_watchdog and self.feed.last_event_ms is not None and not self.feed.stale:
             limit_ms = self.policy.circuit_breakers.latency.websocket.max_lag_seconds * 1000
             candidates.append(self.feed.last_event_ms + math.ceil(limit_ms))
         if self._retries or self._cancel_pending is not None:
@@ -358,18 +362,25 @@ class Trader:
         try:
             count = await self.exchange.cancel_all_orders(intent.symbol)
         except ExchangeError as exc:
+            self._cancel_failures += 1
             self._cancel_pending = intent
-            if isinstance(exc, RateLimitedError):
+            if isinstance(exc, AuthError):
+                # A refused key will not heal in a second: stop new risk, say so once, probe slowly.
+                self._blocked_until_ms = max(self._blocked_until_ms, self.clock.now_ms() + self.config.outage_probe_ms)
+                self.engine.board.fail_closed(f"exchange refused our credentials: {str(exc)[:160]}")
+            elif isinstance(exc, RateLimitedError):
                 wait_ms = int((exc.retry_after_s or self._backoff_ms(0) / 1000) * 1000)
                 self._blocked_until_ms = max(self._blocked_until_ms, self.clock.now_ms() + wait_ms)
                 self._escalate_if_banned(exc, "cancel-all")
             else:
                 self._blocked_until_ms = max(self._blocked_until_ms, self.clock.now_ms() + self._backoff_ms(1))
                 self._mark_down("rest", exc)
-            self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="critical",
-                          title=f"cancel-all failed during flatten, retrying: {str(exc)[:160]}")
+            if self._cancel_failures == 1:
+                self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="critical",
+                              title=f"cancel-all failed during flatten, retrying: {str(exc)[:160]}")
             return
         self._cancel_pending = None
+        self._cancel_failures = 0
         self.engine.on_orders_cancelled()
         self._pending = {k: p for k, p in self._pending.items() if p.order.intent.risk_reducing}
         self.audit.append(self.config.actor, "orders.cancel_all", {"count": count, "reason": intent.reason},

@@ -601,7 +601,9 @@ class SimWorld:
     def _trader_deadline(self) -> int | None:
         if self.trader is None:
             return None
-        d = self.trader.next_deadline_ms()
+        # With no feed fault anywhere, every wake-up hands the bot a fresh message (_keepalive), so
+        # the stale-feed watchdog cannot fire and need not wake the loop every few seconds.
+        d = self.trader.next_deadline_ms(feed_watchdog=bool(self.feed.windows))
         if d is None:
             return None
         if d <= self._last_timer_ms:

@@ -113,6 +113,7 @@ class Engine:
         self._in_flight: dict[str, OrderIntent] = {}
         self._resting_entry_notional = 0.0
         self._flattening = False
+        self._flat_announced = False
         self._seq = 0
         self._run_id = run_id
 
@@ -281,14 +282,25 @@ class Engine:
         self.board.observe(EquityUpdate(self.clock.now_ms(), equity))
 
     def _safety_intents(self) -> list[Intent]:
-        """Flatten while an emergency or the kill switch asks for it and something is open."""
-        wants = self.board.status().flatten_requested or self.killswitch.status().flatten_requested
-        if wants and not self._flattening and (abs(self.position_qty) > _EPS or self._in_flight):
-            self._trade_reason = "emergency" if self.board.status().flatten_requested else "killswitch"
-            return self._flatten("flatten requested: " + "; ".join(self.board.status().reasons))
-        return []
+        """Flatten while an emergency or the kill switch asks for it. With nothing open the
+        request still cancels (orders we may not know of) and is confirmed flat, once."""
+        board = self.board.status()
+        wants = board.flatten_requested or self.killswitch.status().flatten_requested
+        if not wants:
+            self._flat_announced = False
+            return []
+        if self._flattening:
+            return []
+        self._trade_reason = "emergency" if board.flatten_requested else "killswitch"
+        if abs(self.position_qty) > _EPS or self._in_flight:
+            return self._flatten("flatten requested: " + "; ".join(board.reasons))
+        if self._flat_announced:
+            return []
+        self._flat_announced = True
+        return [CancelAll(self.symbol, "flatten requested with nothing open: " + "; ".join(board.reasons))]
 
     def _flatten(self, reason: str) -> list[Intent]:
+        self._flat_announced = True
         intents: list[Intent] = [CancelAll(self.symbol, reason)]
         self.on_orders_cancelled()
         self._flattening = True

@@ -318,3 +318,27 @@ def test_429_then_418_on_cancel_all_mid_flatten_honours_retry_after_cancels_firs
     escalations = [e for e in world.of("alert.sent") if e.fields["title"].startswith("ESCALATION")]
     assert escalations and escalations[0].fields["severity"] == "critical"
     assert world.of("account.flat") and world.position() == 0
+
+
+def test_a_flatten_with_nothing_open_is_still_confirmed_flat_once(world: World) -> None:
+    async def scenario() -> None:
+        await world.trader.start()
+        assert await world.trader.engage_killswitch("immediate", "drill", "risk-officer", TOKEN)
+        await world.bars(3)
+
+    run(scenario())
+    assert len(world.of("account.flat")) == 1
+
+
+def test_a_revoked_key_mid_flatten_alerts_once_not_every_retry(world: World) -> None:
+    async def scenario() -> None:
+        world.give_position(0.05)
+        await world.trader.start()
+        world.exchange_engine.revoke_key("test-key")
+        assert await world.trader.engage_killswitch("immediate", "drill", "risk-officer", TOKEN)
+        await world.bars(12)  # an hour of retries
+
+    run(scenario())
+    critical = [e for e in world.of("alert.sent") if e.fields["severity"] == "critical"]
+    assert 1 <= len(critical) <= 5, [e.fields["title"] for e in critical]
+    assert world.trader.status()["trading"] == "halted"
