@@ -109,7 +109,7 @@ def cmd_toxiproxy(args: argparse.Namespace) -> int:
 
 
 def _drill_args(p: argparse.ArgumentParser) -> None:
-    from harness.drill import add_arguments
+    from harness.drill_args import add_arguments
 
     add_arguments(p)
 

@@ -44,7 +44,6 @@ import argparse
 import asyncio
 import math
 import os
-import re
 import sys
 import tempfile
 import time
@@ -61,6 +60,7 @@ from hypothesis import strategies as st
 
 from bot.core.events import Event
 from bot.core.policy import HALT_ACTIONS, PAUSE_ACTIONS, policy_value
+from harness.drill_args import ATR_HISTORY_BARS, PROFILES
 from harness.scenario import (
     FAULTS,
     Account,
@@ -75,12 +75,8 @@ from harness.scenario import (
     resolve_all,
 )
 
-DEFAULT_OUT = "reports/latest/drills"
-PROFILES = ("futures", "pets")
-MIN_BARS = 40
 SIM_KINDS: tuple[str, ...] = tuple(k for k, f in FAULTS.items() if "sim" in f.modes)
 CAP_TOLERANCE = 0.01  # relative: fees, slippage and mark-vs-fill between the bot's sizing and the probe
-ATR_HISTORY_BARS = 112  # atr_periods + baseline_periods + 2 (futures and pets)
 SHRINK_RUN_BUDGET = 150  # sim runs hypothesis may spend shrinking one failure
 
 # Kinds whose effect on the bot's ability to see prices or reach the exchange makes an exit /
@@ -1009,47 +1005,6 @@ def drill(n: int, seed_value: int, profiles: Sequence[str], bars: int, out_dir: 
         echo(f"wrote {path} ({v.invariant}; shrunk from {len(result.schedule.steps)} to "
              f"{len(smallest.steps)} steps)")
     return report
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _bars(text: str) -> int:
-    value = _positive(text)
-    if value < MIN_BARS:
-        raise argparse.ArgumentTypeError(f"at least {MIN_BARS} bars (room for faults to unfold), got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    if not re.fullmatch(r"\d+", text.strip()):
-        raise argparse.ArgumentTypeError(f"expected a non-negative whole number, got {text!r}")
-    return int(text)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--random", dest="n", type=_positive, required=True, metavar="N",
-                   help="how many randomized fault schedules to generate and run")
-    p.add_argument("--seed", type=_seed, required=True, metavar="S",
-                   help="seed: the same seed gives the same schedules and results")
-    p.add_argument("--profile", choices=("futures", "pets", "both"), default="both",
-                   help="policy profile(s) to drill (default both)")
-    p.add_argument("--bars", type=_bars, default=80, metavar="B",
-                   help=f"market length of each schedule in bars (default 80, >= {MIN_BARS}; atr_spike needs "
-                        f">= {ATR_HISTORY_BARS + 4})")
-    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
-                   help=f"where scenario files for failures are written (default {DEFAULT_OUT})")
-    p.add_argument("--jobs", type=_positive, default=max(1, min(os.cpu_count() or 1, 8)), metavar="J",
-                   help="worker processes (default: CPU count); results do not depend on it")
-    p.add_argument("--no-shrink", dest="shrink", action="store_false",
-                   help="write failing schedules as found, without shrinking")
 
 
 def cmd_drill(args: argparse.Namespace) -> int:

@@ -1,0 +1,56 @@
+"""`gameday drill` arguments, apart from the drill itself so that building the CLI parser does
+not import hypothesis (imported before `pytest.main`, pytest could not rewrite its asserts)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+
+DEFAULT_OUT = "reports/latest/drills"
+PROFILES = ("futures", "pets")
+MIN_BARS = 40
+ATR_HISTORY_BARS = 112  # atr_periods + baseline_periods + 2 (futures and pets)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _bars(text: str) -> int:
+    value = _positive(text)
+    if value < MIN_BARS:
+        raise argparse.ArgumentTypeError(f"at least {MIN_BARS} bars (room for faults to unfold), got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    if not re.fullmatch(r"\d+", text.strip()):
+        raise argparse.ArgumentTypeError(f"expected a non-negative whole number, got {text!r}")
+    return int(text)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--random", dest="n", type=_positive, required=True, metavar="N",
+                   help="how many randomized fault schedules to generate and run")
+    p.add_argument("--seed", type=_seed, required=True, metavar="S",
+                   help="seed: the same seed gives the same schedules and results")
+    p.add_argument("--profile", choices=("futures", "pets", "both"), default="both",
+                   help="policy profile(s) to drill (default both)")
+    p.add_argument("--bars", type=_bars, default=80, metavar="B",
+                   help=f"market length of each schedule in bars (default 80, >= {MIN_BARS}; atr_spike needs "
+                        f">= {ATR_HISTORY_BARS + 4})")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                   help=f"where scenario files for failures are written (default {DEFAULT_OUT})")
+    p.add_argument("--jobs", type=_positive, default=max(1, min(os.cpu_count() or 1, 8)), metavar="J",
+                   help="worker processes (default: CPU count); results do not depend on it")
+    p.add_argument("--no-shrink", dest="shrink", action="store_false",
+                   help="write failing schedules as found, without shrinking")
+
+
