@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-FAPI_ORIGIN = "https://fapi.binance.com"
-SAPI_ORIGIN = "https://api.binance.com"
+from bot.io.exchange_ccxt import configure_client
 
 
 def make_ccxt_client(rest_base: str, ws_url: str, key: str, secret: str, async_: bool = True, *,
@@ -20,30 +19,12 @@ def make_ccxt_client(rest_base: str, ws_url: str, key: str, secret: str, async_:
 
     async_=True returns a `ccxt.pro.binanceusdm` (async REST + watch_* streams on `ws_url`);
     async_=False returns a synchronous `ccxt.binanceusdm`. Close async clients with `await ex.close()`.
+    The URL rewrite is the bot's own (`configure_client`): tests see exactly what the bot does.
     """
-    rest_base = rest_base.rstrip("/")
     if async_:
         import ccxt.pro as ccxt_mod
     else:
         import ccxt as ccxt_mod  # type: ignore[no-redef]
-    config: dict[str, Any] = {
-        "apiKey": key,
-        "secret": secret,
-        "enableRateLimit": enable_rate_limit,
-        "timeout": timeout_ms,
-        "options": {"fetchCurrencies": False, **(options or {})},
-    }
-    ex = ccxt_mod.binanceusdm(config)
-    api = ex.urls["api"]
-    for name, url in list(api.items()):
-        if not isinstance(url, str):
-            continue
-        if name.startswith("fapi"):
-            api[name] = url.replace(FAPI_ORIGIN, rest_base)
-        elif name.startswith("sapi"):
-            api[name] = url.replace(SAPI_ORIGIN, rest_base)
-    if isinstance(api.get("ws"), dict):
-        api["ws"]["linear"] = ws_url
-    linear = ex.exceptions["linear"]
-    ex.get_exceptions_by_url = lambda url, kind: linear.get(kind, {})
-    return ex
+    config: dict[str, Any] = {"apiKey": key, "secret": secret, "enableRateLimit": enable_rate_limit,
+                              "timeout": timeout_ms, "options": {"fetchCurrencies": False, **(options or {})}}
+    return configure_client(ccxt_mod.binanceusdm(config), rest_url=rest_base, ws_url=ws_url)
