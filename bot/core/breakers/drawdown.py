@@ -19,6 +19,7 @@ once. A new UTC day re-arms the intraday check fully.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 from bot.core.breakers.base import (
@@ -58,8 +59,9 @@ class _TieredDrawdown(Breaker):
     def drawdown_pct(self, peak: float, equity: float) -> float:
         return (peak - equity) / peak * 100.0
 
+    @abstractmethod
     def _update_peak(self, x: EquityUpdate) -> None:
-        raise NotImplementedError
+        """Move this measure's high-water mark (the day's, or the all-time one) for `x`."""
 
     def observe(self, x: BreakerInput) -> BreakerVerdict | None:
         if isinstance(x, TimerTick):
