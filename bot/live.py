@@ -88,6 +88,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "GAMEDAY_CONTROL_TOKEN")
     parser.add_argument("--store-check-ms", type=int, default=250,
                         help="ping the state store this often; losing it stops new entries (default 250)")
+    parser.add_argument("--reconcile-ms", type=int, default=TraderConfig.reconcile_every_ms,
+                        help="reconcile orders and positions with the exchange this often; a position "
+                             f"opened outside the bot is adopted then (default {TraderConfig.reconcile_every_ms}, "
+                             "at least 100)")
 
 
 def _positive_float(text: str) -> float:
@@ -180,6 +184,7 @@ async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str
         store = open_store(_with_parent(args.state))
         config = TraderConfig(symbol=args.symbol, bar_ms=TIMEFRAME_MS[args.timeframe],
                               trade_entries=not args.no_entries, store_check_ms=max(0, args.store_check_ms),
+                              reconcile_every_ms=max(100, args.reconcile_ms),
                               # the outage re-probe is a time threshold too: scaled with the policy
                               outage_probe_ms=max(250, round(TraderConfig.outage_probe_ms * args.time_scale)))
         trader = Trader(policy, exchange, store, audit, clock, bus, verify, config=config, marker_path=marker)

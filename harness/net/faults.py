@@ -14,22 +14,34 @@ How each kind is made real (DESIGN.md fault table, mode `n`):
 | spread_spike, price_gap, stale_book, clock_skew, http_errors, order_reject, | testnet admin API |
 | unknown_outcome, key_revoked, key_permissions, drawdown, atr_spike | testnet admin API |
 | kill_switch, clear_kill_switch, manual_resume | control API (Bearer token); bot down: the CLI |
+| loss_streak, winning_trade | in-thread testnet engine (a BUY on the bot's account) + admin `price` (see below) |
 
-A fault that cannot be made real here (a loss streak needs trades the bot chose to make; an
-inference delay lives inside the bot; a fill delay separate from the placement delay; a leak
-detector the live bot does not run) raises `FaultNotInjectable`: the step is reported with the
-reason and the scenario is an ERROR, never a pass.
+A loss streak (winning trades) is made the way sim mode makes it (harness/faults/market.py): the
+harness opens a small long (STREAK_FRACTION of equity) on the bot's account; the bot adopts it at
+its next reconcile (the runner starts it with `--reconcile-ms`); the price is walked in small steps
+(far under the one-bar price_move limit) past the bot's stop (loss) or take profit (win) - the bot
+judges both on every book tick - until the bot closes the trade; then the price goes back to where
+the trade started. Established when the count-th close with the wanted pnl sign happened.
+
+A fault that cannot be made real here (an inference delay lives inside the bot; a fill delay
+separate from the placement delay; a leak detector the live bot does not run) raises
+`FaultNotInjectable`: the step is reported with the reason and the scenario is an ERROR, never a
+pass. So does a streak trade the bot does not adopt or close in time.
 """
 
 from __future__ import annotations
 
+import math
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
+
+from harness.testnet.engine import BinanceError
 
 if TYPE_CHECKING:
     from harness.net.runner import NetRun
@@ -215,6 +227,128 @@ def atr_spike(run: NetRun, p: dict[str, Any]) -> Injected:
     return Injected(now_ms())
 
 
+# ------------------------------------------------------------------------------------------ trades
+
+STREAK_FRACTION = 0.05  # notional of each streak trade, as a fraction of equity (far from the drawdown limit)
+STEP_PCT = 0.25  # each price step of the walk, % of entry
+BEYOND = 0.003  # the walk ends this far past the widest stop / take profit the policy allows (fraction)
+ADOPT_TIMEOUT_S = 10.0  # at least; and three of the bot's reconcile periods (run.reconcile_ms)
+STEP_PAUSE_S = 0.05  # between steps: the bot sees each step as a book tick and acts on it at once
+CLOSE_TIMEOUT_S = 5.0  # after the walk's last step
+FLAT_TIMEOUT_S = 5.0
+
+
+def loss_streak(run: NetRun, p: dict[str, Any]) -> Injected:
+    return _trades(run, p, win=False)
+
+
+def winning_trade(run: NetRun, p: dict[str, Any]) -> Injected:
+    return _trades(run, p, win=True)
+
+
+def _trades(run: NetRun, p: dict[str, Any], *, win: bool) -> Injected:
+    fault = "winning_trade" if win else "loss_streak"
+    kind = "winning" if win else "losing"
+    count = int(p["count"])
+    if count < 1:
+        raise FaultNotInjectable(f"{fault} with count {count} injects nothing")
+    if run.policy is None:
+        raise FaultNotInjectable(f"{fault}: no policy loaded, so the bot's stop / take profit are unknown")
+    exits = run.policy.exits
+    # The stop is entry x stop_distance_pct (ATR-based, clamped to [min_pct, max_pct]); the take
+    # profit risk_multiple times that. The bot's ATR is not visible from here, so the walk may go to
+    # the widest level the policy allows, and stops as soon as the bot has closed - but never as far
+    # as the one-bar price_move limit (that would test the gap breaker, not the streak).
+    reach = exits.stop_loss.max_pct * (exits.take_profit.risk_multiple if win else 1.0) + BEYOND
+    check = run.policy.circuit_breakers.volatility.price_move
+    if check.enabled:
+        reach = min(reach, 0.9 * check.max_move_pct / 100)
+    testnet = run.stack.testnet
+    assert testnet is not None
+    engine = testnet.handle.engine
+    spec = engine.market(run.symbol).spec
+    notes: list[str] = []
+    closed_ms: int | None = None
+    adopt_timeout = max(ADOPT_TIMEOUT_S, 3 * run.reconcile_ms / 1000)
+    for n in range(1, count + 1):
+        trade = f"{fault}: trade {n} of {count}"
+        _wait_flat(run, trade)
+        start = _price(run)
+        acct = run.account()
+        equity = float(acct["wallet"]) + float(acct["unrealized_pnl"])
+        qty = max(math.floor(STREAK_FRACTION * equity / start / spec.step_size) * spec.step_size,
+                  math.ceil(spec.min_notional * 1.2 / start / spec.step_size) * spec.step_size)
+        qty = round(qty, spec.quantity_precision)
+        client_id = f"gameday-harness-{now_ms()}-{n}"
+        since = run.follower.count()
+        try:
+            testnet.call(partial(engine.place_order, run.api_key, run.symbol, "BUY", "MARKET", qty,
+                                 client_id=client_id))
+        except BinanceError as exc:
+            raise FaultNotInjectable(f"{trade}: the testnet refused the harness's BUY {qty} {run.symbol} on "
+                                     f"the bot's account: HTTP {exc.status} code {exc.code} {exc.msg}") from None
+        adopted = run.follower.wait_for(
+            lambda e: e.name == "position.opened" and e.fields.get("reason") == "reconciled",
+            since=since, timeout=adopt_timeout)
+        if adopted is None:
+            raise FaultNotInjectable(f"{trade}: the bot did not adopt the BUY {qty} {run.symbol} opened on its "
+                                     f"account within {adopt_timeout:.0f} s (no position.opened"
+                                     f"{{reason=reconciled}}; bot {'running' if run.bot.alive() else 'down'})")
+        entry = float(adopted.fields.get("entry") or start)
+        goal = entry * (1 + reach if win else 1 - reach)
+        closed = _walk_until_closed(run, goal, entry * STEP_PCT / 100, since)
+        if closed is None:
+            raise FaultNotInjectable(f"{trade}: the bot did not close the adopted position within "
+                                     f"{CLOSE_TIMEOUT_S:.0f} s of the price reaching {goal:.2f} ({reach * 100:.2f}% "
+                                     f"{'above' if win else 'below'} its entry {entry:.2f}: past the widest "
+                                     f"{'take profit' if win else 'stop'} the policy allows, or as far as the "
+                                     f"price may go under the price_move limit)")
+        pnl = closed.fields.get("pnl")
+        if not isinstance(pnl, int | float) or (pnl <= 0 if win else pnl >= 0):
+            raise FaultNotInjectable(f"{trade}: the bot closed it ({closed.fields.get('reason')}) with pnl "
+                                     f"{pnl!r}, not a {kind} trade")
+        closed_ms = closed.ts_ms
+        notes.append(f"trade {n}: BUY {qty} at {entry:.2f}, closed by the bot ({closed.fields.get('reason')}) "
+                     f"at {closed.fields.get('exit')}, pnl {pnl:.2f}")
+        run.stack.admin("price", {"symbol": run.symbol, "price": start})  # back where the trade started
+    return Injected(closed_ms, notes=notes)
+
+
+def _price(run: NetRun) -> float:
+    return float(run.stack.admin("state", method="GET")["markets"][run.symbol]["price"])
+
+
+def _wait_flat(run: NetRun, trade: str) -> None:
+    deadline = time.monotonic() + FLAT_TIMEOUT_S
+    while True:
+        qty = float(run.account()["positions"].get(run.symbol, {}).get("qty", 0.0))
+        if abs(qty) < 1e-12:
+            return
+        if time.monotonic() >= deadline:
+            raise FaultNotInjectable(f"{trade}: the bot's account holds {qty} {run.symbol}; it did not go "
+                                     f"flat within {FLAT_TIMEOUT_S:.0f} s, so the next trade cannot start")
+        time.sleep(0.05)
+
+
+def _walk_until_closed(run: NetRun, goal: float, step: float, since: int) -> Any:
+    """Step the price toward goal, one step per pause, until the bot reports position.closed."""
+
+    def is_closed(e: Any) -> bool:
+        return bool(e.name == "position.closed")
+
+    price = _price(run)
+    while True:
+        closed = run.follower.wait_for(is_closed, since=since, timeout=STEP_PAUSE_S)
+        if closed is not None:
+            return closed
+        if not run.bot.alive():
+            raise FaultNotInjectable(f"the bot exited while the price walked to {goal:.2f}")
+        if price == goal:
+            return run.follower.wait_for(is_closed, since=since, timeout=CLOSE_TIMEOUT_S)
+        price = min(price + step, goal) if goal > price else max(price - step, goal)
+        run.stack.admin("price", {"symbol": run.symbol, "price": price})
+
+
 # ------------------------------------------------------------------------------------------ operator
 
 
@@ -266,9 +400,7 @@ NET_FAULTS: dict[str, Callable[[NetRun, dict[str, Any]], Injected]] = {
     "http_errors": http_errors, "order_reject": order_reject, "unknown_outcome": unknown_outcome,
     "key_revoked": key_revoked, "key_permissions": key_permissions, "drawdown": drawdown, "atr_spike": atr_spike,
     "kill_switch": kill_switch, "clear_kill_switch": clear_kill_switch, "manual_resume": manual_resume,
-    "loss_streak": _not_injectable("a loss streak is N losing trades the bot itself chose to open; the net "
-                                   "runner cannot make the live strategy enter on cue (run it in sim mode)"),
-    "winning_trade": _not_injectable("winning trades are trades the live strategy chose; not arrangeable in net mode"),
+    "loss_streak": loss_streak, "winning_trade": winning_trade,
     "inference_latency": _not_injectable("inference runs inside the bot process; there is no wire to slow "
                                          "(run it in sim mode)"),
     "credential_leak": _not_injectable("the live bot runs no leak detector the harness could trigger"),

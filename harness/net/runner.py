@@ -7,7 +7,8 @@
    the scenario's `account.position` on it (the bot inherits it and must adopt it);
 2. starts the bot (`python -m bot run`) through the proxies, with `--time-scale`, Redis as its
    state store, its control API on a free loopback port, its events in a JSON-lines file the
-   harness follows live; waits until the control API answers;
+   harness follows live, a short reconcile period (`--reconcile-ms`, so exposure the harness
+   opens on its account is adopted at once); waits until the control API answers;
 3. injects each step at `at x time_scale` after the bot is ready (faults: `harness.net.faults`),
    undoes each fault after its (scaled) duration, and runs until `duration x time_scale`, or the
    latest step end / `within` deadline plus one scaled second;
@@ -47,6 +48,11 @@ from harness.toxiproxy.client import ToxiproxyError
 
 SCALE_ENV = "GAMEDAY_NET_TIME_SCALE"
 READY_TIMEOUT_S = 20.0
+# The bot's reconcile period: exposure the harness opens is adopted within it. Gate runs (scaled
+# time) want it fast; a real-time drill keeps it modest so reconciles do not eat the request
+# weight budget over a long run.
+RECONCILE_MS_SCALED = 500
+RECONCILE_MS_REALTIME = 5_000
 LOOP_S = 0.01
 TIMEFRAMES = {60_000: "1m", 180_000: "3m", 300_000: "5m", 900_000: "15m", 1_800_000: "30m",
               3_600_000: "1h", 7_200_000: "2h", 14_400_000: "4h", 86_400_000: "1d"}
@@ -135,6 +141,7 @@ class NetRun:
         token_file = self.run_dir / "kill_token"
         token_file.write_text(self.token)
         token_file.chmod(0o600)
+        self.reconcile_ms = RECONCILE_MS_SCALED if self.scale < 1 else RECONCILE_MS_REALTIME
         self.control_port = free_loopback_port()
         self.control = ControlClient(f"http://127.0.0.1:{self.control_port}", self.token)
         timeframe = TIMEFRAMES.get(self.scenario.bar_ms)
@@ -147,7 +154,8 @@ class NetRun:
                 "--events", str(self.events_path), "--state", self.stack.bot_redis_url,
                 "--audit", str(self.run_dir / "audit.jsonl"), "--marker", str(self.run_dir / "EMERGENCY_STOP"),
                 "--auth-token-file", str(token_file), "--time-scale", repr(self.scale),
-                "--control-port", str(self.control_port), "--store-check-ms", "250", "--startup-attempts", "1"]
+                "--control-port", str(self.control_port), "--store-check-ms", "250", "--startup-attempts", "1",
+                "--reconcile-ms", str(self.reconcile_ms)]
         if not self.scenario.account.strategy:
             argv.append("--no-entries")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GAMEDAY_API", "GAMEDAY_KILL"))}
