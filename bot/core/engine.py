@@ -97,6 +97,7 @@ class Engine:
         self.trade_entries = trade_entries
         self.board = BreakerBoard(policy, bus, clock)
         self.killswitch = KillSwitch(policy, bus, clock, verify)
+        self.board.held = lambda: self.killswitch.status().engaged
         self.gate = RiskGate(policy)
         self.strategy = Strategy.for_policy(policy)
         self.atr = IncrementalATR(policy.circuit_breakers.volatility.atr.atr_periods)
@@ -244,7 +245,11 @@ class Engine:
         return result, intents
 
     def clear_killswitch(self, actor: str, credential: str | None) -> KillResult:
-        return self.killswitch.clear(actor, credential)
+        was_engaged = self.killswitch.status().engaged
+        result = self.killswitch.clear(actor, credential)
+        if result.accepted and was_engaged and self.board.status().state in ("active", "reduced"):
+            self.bus.emit("trading.resumed", self.clock.now_ms(), by="operator", actor=actor)
+        return result
 
     def manual_resume(self, actor: str) -> ResumeResult:
         return self.board.manual_resume(actor, self.clock.now_ms())

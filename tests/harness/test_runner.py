@@ -386,5 +386,6 @@ def test_manual_resume_and_clear_go_through_the_operator_surface(tmp_path: Path)
         """))
     order = [n for n in names(record) if n in ("killswitch.engaged", "killswitch.cleared", "trading.halted",
                                                  "trading.resumed")]
-    assert order == ["killswitch.engaged", "killswitch.cleared", "trading.halted", "trading.resumed"]
+    assert order == ["killswitch.engaged", "killswitch.cleared", "trading.resumed", "trading.halted",
+                     "trading.resumed"]
 

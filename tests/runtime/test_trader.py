@@ -342,3 +342,21 @@ def test_a_revoked_key_mid_flatten_alerts_once_not_every_retry(world: World) -> 
     critical = [e for e in world.of("alert.sent") if e.fields["severity"] == "critical"]
     assert 1 <= len(critical) <= 5, [e.fields["title"] for e in critical]
     assert world.trader.status()["trading"] == "halted"
+
+
+def test_a_breaker_lifting_under_an_engaged_kill_switch_does_not_announce_a_resume(world: World) -> None:
+    from bot.core.breakers.base import FeedLag
+
+    async def scenario() -> None:
+        await world.trader.start()
+        engine = world.trader.engine
+        assert await world.trader.engage_killswitch("pause", "maintenance", "ops", TOKEN)
+        engine.board.observe(FeedLag(world.clock.now_ms(), 60_000))  # latency pause ...
+        engine.board.observe(FeedLag(world.clock.now_ms(), 0))  # ... lifts while the kill switch holds
+        assert "trading.resumed" not in world.names()
+        assert await world.trader.clear_killswitch("ops", TOKEN)
+
+    run(scenario())
+    resumed = world.of("trading.resumed")
+    assert len(resumed) == 1 and resumed[0].fields["by"] == "operator"
+    assert world.names().index("killswitch.cleared") < world.names().index("trading.resumed")

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -121,6 +122,9 @@ class BreakerBoard:
         self.policy = policy
         self._bus = bus
         self._clock = clock
+        # Something outside the board that also stops trading (the kill switch): while it holds,
+        # the board's own lifting is not announced as trading.resumed - trading has not resumed.
+        self.held: Callable[[], bool] | None = None
         self.breakers: list[Breaker] = build_breakers(policy) if breakers is None else breakers
         self._verdicts: list[BreakerVerdict] = [b.verdict for b in self.breakers]
         self._faults: dict[str, str] = {}  # breaker key (or "engine") -> fail-closed reason
@@ -323,7 +327,7 @@ class BreakerBoard:
                  requires_manual_resume=new.requires_manual_resume)
         elif new.state == "paused":
             emit("trading.paused", ts, reason="; ".join(new.reasons))
-        elif STATE_RANK[old.state] >= STATE_RANK["paused"]:
+        elif STATE_RANK[old.state] >= STATE_RANK["paused"] and not (self.held is not None and self.held()):
             extra = {"actor": actor} if actor is not None else {}
             emit("trading.resumed", ts, by=by, **extra)
 
