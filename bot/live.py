@@ -169,6 +169,13 @@ async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str
     clock = WallClock()
     bus = EventBus()
     bus.subscribe(EventWriter(stream))
+    # SIGTERM/SIGINT stop the bot cleanly from the first moment, also while it is still starting
+    # (restoring state, reconciling): never the default action that kills it mid-write.
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stopping.set)
     verify, _ = load_verifier(args.auth_token_file)
     marker = Path(args.marker or policy.kill_switch.marker_file)
     if args.exchange == "testnet":
@@ -188,10 +195,14 @@ async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str
                               # the outage re-probe is a time threshold too: scaled with the policy
                               outage_probe_ms=max(250, round(TraderConfig.outage_probe_ms * args.time_scale)))
         trader = Trader(policy, exchange, store, audit, clock, bus, verify, config=config, marker_path=marker)
-        code = await _start(trader, args, bus, audit, clock)
+        code = await _start(trader, args, bus, audit, clock, stopping)
         if code != EXIT_OK:
             return code
-        driver = LiveDriver(trader, exchange, bus, clock, marker, store, timeframe=args.timeframe)
+        if stopping.is_set():
+            await trader.close()
+            return EXIT_OK
+        driver = LiveDriver(trader, exchange, bus, clock, marker, store, timeframe=args.timeframe,
+                            stopping=stopping)
         if args.control_port is not None:
             from bot.io.control import ControlServer
 
@@ -219,9 +230,13 @@ async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str
             audit.close()
 
 
-async def _start(trader: Trader, args: argparse.Namespace, bus: EventBus, audit: AuditLog, clock: WallClock) -> int:
+async def _start(trader: Trader, args: argparse.Namespace, bus: EventBus, audit: AuditLog, clock: WallClock,
+                 stopping: asyncio.Event) -> int:
     attempts = max(1, args.startup_attempts)
     for attempt in range(attempts):
+        if stopping.is_set():
+            print("bot: stopped before trading started", file=sys.stderr)
+            return EXIT_OK
         try:
             await trader.start()
             return EXIT_OK
@@ -230,7 +245,8 @@ async def _start(trader: Trader, args: argparse.Namespace, bus: EventBus, audit:
             return EXIT_REFUSED
         except (RetryableError, UnknownOutcomeError) as exc:
             if attempt + 1 < attempts:
-                await asyncio.sleep(min(2.0 ** attempt, 10.0))
+                with contextlib.suppress(TimeoutError):  # a stop request ends the wait at once
+                    await asyncio.wait_for(stopping.wait(), timeout=min(2.0 ** attempt, 10.0))
                 continue
             reason = f"exchange unreachable after {attempts} attempts: {exc}"
             code = EXIT_UNREACHABLE
@@ -249,7 +265,7 @@ class LiveDriver:
     """Runs the feed and the timer loop around a started Trader until SIGTERM/SIGINT or `stop()`."""
 
     def __init__(self, trader: Trader, exchange: Any, bus: EventBus, clock: WallClock, marker: Path,
-                 store: Any, *, timeframe: str = "5m") -> None:
+                 store: Any, *, timeframe: str = "5m", stopping: asyncio.Event | None = None) -> None:
         self.trader = trader
         self.exchange = exchange
         self.bus = bus
@@ -257,7 +273,7 @@ class LiveDriver:
         self.marker = marker
         self.store = store
         self.lock = asyncio.Lock()
-        self.stopping = asyncio.Event()
+        self.stopping = stopping or asyncio.Event()
         self.feed = MarketFeed(exchange.client, trader.config.symbol, timeframe=timeframe,
                                on_bar=self._on_bar, on_book=self._on_book, on_status=self._feed_status)
         self._marker_seen: tuple[int, int] | None = self._marker_stat()

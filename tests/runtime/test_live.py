@@ -220,3 +220,19 @@ async def test_killswitch_cli_goes_through_the_running_bot_and_acts_alone_when_i
                                        cwd=tmp_path, env=bot_env())
         assert "acting directly" in done.stderr, done.stderr
         assert all(abs(p.qty) < 1e-12 for p in handle.engine.accounts[KEY].positions.values())
+
+
+async def test_sigterm_while_the_bot_is_still_starting_stops_it_cleanly(tmp_path: Path) -> None:
+    async with open_testnet() as handle:
+        handle.engine.fail_next("*", 10_000, 503, None)  # every startup attempt fails: it keeps retrying
+        args = _run_args(handle, tmp_path, "--startup-attempts", "10")
+        async with BotProcess(args, tmp_path, bot_env()) as bot:
+            for _ in range(200):
+                if any(r["status"] == 503 for r in handle.engine.read_request_log()):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the bot never reached the exchange")
+            code, _, err = await bot.terminate(timeout=5)
+        assert code == 0, err
+        assert "stopped before trading started" in err
