@@ -32,6 +32,7 @@ from typing import IO, Any
 
 from bot.core.clock import WallClock
 from bot.core.events import Event, EventBus
+from bot.core.killswitch import emergency_snapshot
 from bot.core.market import Bar, BookTick
 from bot.io.audit import AuditLog
 from bot.io.credentials import CredentialError, load_api_credentials, load_verifier
@@ -358,9 +359,7 @@ class LiveDriver:
         if seen is not None:
             data = _read_json(self.marker)
             if data is None or not isinstance(data.get("engaged"), bool) or data.get("version") != 1:
-                data = {"version": 1, "engaged": True, "mode": "immediate", "actor": "marker",
-                        "reason": "unreadable emergency marker", "engaged_at_ms": now, "deadline_ms": None,
-                        "flatten_requested": True}
+                data = emergency_snapshot("unreadable emergency marker", now)
             if not data.get("engaged"):
                 return
             try:
@@ -368,9 +367,7 @@ class LiveDriver:
             except (KeyError, ValueError, TypeError) as exc:
                 print(f"bot: kill-switch marker unusable ({exc}); engaging immediate", file=sys.stderr, flush=True)
                 await self.trader.apply_external_killswitch(
-                    {"version": 1, "engaged": True, "mode": "immediate", "actor": "marker",
-                     "reason": f"unusable emergency marker ({exc})", "engaged_at_ms": now,
-                     "deadline_ms": None, "flatten_requested": True})
+                    emergency_snapshot(f"unusable emergency marker ({exc})", now))
             return
         if not ks.status().engaged:
             return

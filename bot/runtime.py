@@ -18,6 +18,7 @@ from typing import Any, Literal
 from bot.core.clock import Clock
 from bot.core.engine import CancelAll, Engine, Fill, Intent, PlaceOrder
 from bot.core.events import Event, EventBus
+from bot.core.killswitch import emergency_snapshot
 from bot.core.market import Bar, BookTick
 from bot.core.policy import Policy
 from bot.core.risk import OrderIntent
@@ -684,9 +685,7 @@ class Trader:
             return data
         except (OSError, ValueError) as exc:
             # An unreadable marker still means someone pulled the switch: stay stopped.
-            return {"version": 1, "engaged": True, "mode": "immediate", "actor": "marker",
-                    "reason": f"unreadable emergency marker ({exc})", "engaged_at_ms": None,
-                    "deadline_ms": None, "flatten_requested": True}
+            return emergency_snapshot(f"unreadable emergency marker ({exc})", None)
 
     def _write_marker(self) -> None:
         if self.marker_path is None:

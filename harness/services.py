@@ -326,22 +326,30 @@ def redis_from_env(env: Mapping[str, str]) -> ServiceHandle:
 
 
 def redis_from_binary(env: Mapping[str, str]) -> ServiceHandle:
-    binary = shutil.which("redis-server", path=env.get("PATH", os.defpath))
+    return _local_binary(
+        "redis", "redis-server", env,
+        lambda binary, port: [binary, "--save", "", "--appendonly", "no", "--port", str(port), "--bind", "127.0.0.1"],
+        lambda port: f"redis://127.0.0.1:{port}/0",
+        lambda url: _redis_ping(url, 0.5))
+
+
+def _local_binary(service: str, name: str, env: Mapping[str, str], argv: Callable[[str, int], list[str]],
+                  url_for: Callable[[int], str], answers: Callable[[str], None]) -> ServiceHandle:
+    """Start `name` from PATH on a free loopback port and wait until it answers."""
+    binary = shutil.which(name, path=env.get("PATH", os.defpath))
     if binary is None:
-        raise ServiceUnavailable("redis-server not found on PATH")
+        raise ServiceUnavailable(f"{name} not found on PATH")
     last: ServiceUnavailable | None = None
     for _ in range(3):  # the free port can be taken between probe and bind; try a few
         port = free_loopback_port()
-        url = f"redis://127.0.0.1:{port}/0"
-        argv = [binary, "--save", "", "--appendonly", "no", "--port", str(port), "--bind", "127.0.0.1"]
+        url = url_for(port)
         try:
-            proc, _ = _start_process(argv, lambda url=url: _redis_ping(url, 0.5), f"{binary} on port {port}")
+            proc, _ = _start_process(argv(binary, port), functools.partial(answers, url), f"{binary} on port {port}")
         except ServiceUnavailable as exc:
             last = exc
             continue
-        return ServiceHandle(
-            "redis", url, "local-binary", f"{binary} (pid {proc.pid})", functools.partial(_terminate, proc)
-        )
+        return ServiceHandle(service, url, "local-binary", f"{binary} (pid {proc.pid})",
+                             functools.partial(_terminate, proc))
     assert last is not None
     raise last
 
@@ -377,28 +385,11 @@ def toxiproxy_from_env(env: Mapping[str, str]) -> ServiceHandle:
 
 
 def toxiproxy_from_binary(env: Mapping[str, str]) -> ServiceHandle:
-    binary = shutil.which("toxiproxy-server", path=env.get("PATH", os.defpath))
-    if binary is None:
-        raise ServiceUnavailable("toxiproxy-server not found on PATH")
-    last: ServiceUnavailable | None = None
-    for _ in range(3):
-        port = free_loopback_port()
-        url = f"http://127.0.0.1:{port}"
-        argv = [binary, "-host", "127.0.0.1", "-port", str(port)]
-
-        def answers(url: str = url) -> None:
-            _toxiproxy_version(url, 0.5)
-
-        try:
-            proc, _ = _start_process(argv, answers, f"{binary} on port {port}")
-        except ServiceUnavailable as exc:
-            last = exc
-            continue
-        return ServiceHandle(
-            "toxiproxy", url, "local-binary", f"{binary} (pid {proc.pid})", functools.partial(_terminate, proc)
-        )
-    assert last is not None
-    raise last
+    return _local_binary(
+        "toxiproxy", "toxiproxy-server", env,
+        lambda binary, port: [binary, "-host", "127.0.0.1", "-port", str(port)],
+        lambda port: f"http://127.0.0.1:{port}",
+        lambda url: _toxiproxy_version(url, 0.5))
 
 
 def toxiproxy_from_docker(env: Mapping[str, str]) -> ServiceHandle:

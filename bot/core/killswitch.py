@@ -58,6 +58,13 @@ class KillStatus:
                 "flatten_requested": self.flatten_requested}
 
 
+def emergency_snapshot(reason: str, engaged_at_ms: int | None, actor: str = "marker") -> dict[str, Any]:
+    """An immediate kill switch in snapshot form: what an emergency marker that cannot be read
+    or used stands for (someone pulled the switch; the bot stays stopped and flattens)."""
+    return {"version": SNAPSHOT_VERSION, **KillStatus(True, "immediate", reason, actor, engaged_at_ms, None,
+                                                      True).to_dict()}
+
+
 class KillSwitch:
     def __init__(self, policy: Policy, bus: EventBus, clock: Clock,
                  verify: Callable[[str | None], bool]) -> None:
