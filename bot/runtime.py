@@ -48,6 +48,23 @@ class StartupRefused(Exception):
 
 
 @dataclass(frozen=True)
+class OperatorOutcome:
+    """What an operator request (kill switch, clear, resume) came to.
+
+    `accepted` says whether the bot acted; `reason` is the core's explanation (why it was refused,
+    or what was done); `record_error` is set when the action was taken but recording it (audit
+    log, state store, marker file) failed. Truthy when accepted.
+    """
+
+    accepted: bool
+    reason: str
+    record_error: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.accepted
+
+
+@dataclass(frozen=True)
 class TraderConfig:
     symbol: str = "BTCUSDT"
     bar_ms: int = 300_000
@@ -263,7 +280,8 @@ class Trader:
 
     # --- operator ---------------------------------------------------------------------------
 
-    async def engage_killswitch(self, mode: str, reason: str, actor: str, credential: str | None) -> bool:
+    async def engage_killswitch(self, mode: str, reason: str, actor: str, credential: str | None
+                                ) -> OperatorOutcome:
         result, intents = self.engine.engage_killswitch(mode, reason, actor, credential)
         self.audit.append(actor, "killswitch.engage" if result.accepted else "killswitch.rejected",
                           {"mode": mode, "reason": reason, "accepted": result.accepted,
@@ -272,7 +290,7 @@ class Trader:
             self._write_marker()
             self._persist(force=True)
             await self._execute(intents)
-        return result.accepted
+        return OperatorOutcome(result.accepted, result.reason)
 
     async def apply_external_killswitch(self, snapshot: dict[str, Any]) -> None:
         """A kill switch engaged outside this process (the standalone CLI wrote the marker and the
@@ -289,7 +307,7 @@ class Trader:
         self._persist(force=True)
         await self._execute(self.engine.on_timer())
 
-    async def clear_killswitch(self, actor: str, credential: str | None) -> bool:
+    async def clear_killswitch(self, actor: str, credential: str | None) -> OperatorOutcome:
         result = self.engine.clear_killswitch(actor, credential)
         self.audit.append(actor, "killswitch.clear" if result.accepted else "killswitch.rejected",
                           {"accepted": result.accepted, "why": result.reason}, self.clock.now_ms())
@@ -297,14 +315,14 @@ class Trader:
             if self.marker_path is not None:
                 self.marker_path.unlink(missing_ok=True)
             self._persist(force=True)
-        return result.accepted
+        return OperatorOutcome(result.accepted, result.reason)
 
-    async def manual_resume(self, actor: str) -> bool:
+    async def manual_resume(self, actor: str) -> OperatorOutcome:
         result = self.engine.manual_resume(actor)
         self.audit.append(actor, "trading.resume", {"accepted": result.accepted, "why": result.reason},
                           self.clock.now_ms())
         self._persist(force=True)
-        return result.accepted
+        return OperatorOutcome(result.accepted, result.reason)
 
     # --- reconciliation ---------------------------------------------------------------------
 

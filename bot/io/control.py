@@ -85,20 +85,20 @@ class ControlServer:
         if mode not in ("immediate", "graceful", "pause"):
             return web.json_response({"error": f"mode must be immediate, graceful or pause (got {mode!r})"},
                                      status=400)
-        accepted = await self.trader.engage_killswitch(mode, str(body.get("reason", "")),
-                                                       str(body.get("actor", "control-api")), _bearer(request))
-        return web.json_response({"accepted": accepted, "status": self.trader.status()},
-                                 status=200 if accepted else 401)
+        outcome = await self.trader.engage_killswitch(mode, str(body.get("reason", "")),
+                                                      str(body.get("actor", "control-api")), _bearer(request))
+        return web.json_response({"accepted": outcome.accepted, "status": self.trader.status()},
+                                 status=200 if outcome.accepted else 401)
 
     async def _clear(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
-        accepted = await self.trader.clear_killswitch(str(body.get("actor", "control-api")), _bearer(request))
-        return web.json_response({"accepted": accepted}, status=200 if accepted else 401)
+        outcome = await self.trader.clear_killswitch(str(body.get("actor", "control-api")), _bearer(request))
+        return web.json_response({"accepted": outcome.accepted}, status=200 if outcome.accepted else 401)
 
     async def _resume(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
             return web.json_response({"error": "missing or bad token"}, status=401)
         body = await _json_body(request)
-        accepted = await self.trader.manual_resume(str(body.get("actor", "control-api")))
-        return web.json_response({"accepted": accepted, "status": self.trader.status()},
-                                 status=200 if accepted else 409)
+        outcome = await self.trader.manual_resume(str(body.get("actor", "control-api")))
+        return web.json_response({"accepted": outcome.accepted, "status": self.trader.status()},
+                                 status=200 if outcome.accepted else 409)
