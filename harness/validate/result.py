@@ -270,3 +270,35 @@ def table(doc: Mapping[str, Any]) -> list[str]:
               f"{perf['bars']} bars in {perf['wall_s']:.1f} s wall / {perf['cpu_s']:.1f} s CPU "
               f"({_num(perf['bars_per_s_cpu'], '.0f')} bars/s CPU)"]
     return lines
+
+
+class EvidenceError(ValueError):
+    """A validation set that cannot be trusted; the message names the file and what is wrong."""
+
+
+def read_validation(directory: str | Path) -> dict[str, Any]:
+    """The validation.json of a sealed set, after checking the set against its manifest: every
+    listed file present with its digest, nothing unlisted, the schema known. For readers that
+    act on a verdict (the capital ramp, the readiness report)."""
+    from harness.evidence import MANIFEST_FILE, sha256_file
+
+    directory = Path(directory)
+    try:
+        manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
+        listed: dict[str, str] = dict(manifest["files"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EvidenceError(f"{directory / MANIFEST_FILE}: no usable manifest ({exc})") from None
+    present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()} - {MANIFEST_FILE}
+    problems = [f"{name}: listed but missing" for name in sorted(set(listed) - present)]
+    problems += [f"{name}: not in the manifest" for name in sorted(present - set(listed))]
+    problems += [f"{name}: digest differs from the manifest" for name in sorted(set(listed) & present)
+                 if sha256_file(directory / name) != listed[name]]
+    if problems:
+        raise EvidenceError(f"{directory}: the set does not match its manifest: " + "; ".join(problems))
+    try:
+        doc: dict[str, Any] = json.loads((directory / RESULT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EvidenceError(f"{directory / RESULT_FILE}: unreadable ({exc})") from None
+    if doc.get("schema") != SCHEMA:
+        raise EvidenceError(f"{directory / RESULT_FILE}: schema {doc.get('schema')!r}, expected {SCHEMA!r}")
+    return doc

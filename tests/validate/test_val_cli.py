@@ -14,7 +14,7 @@ import yaml
 from bot.config import DEFAULT_CONFIG_DIR, load_policy
 from bot.core.policy import Validation
 from harness.cli import main
-from harness.evidence import sha256_file
+from harness.evidence import sha256_file, write_manifest
 from harness.validate.result import SCHEMA, judge
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "market" / "btcusdt_5m_sample.csv"
@@ -231,3 +231,31 @@ def test_aggregate_pools_trades_and_returns_and_keeps_the_worst_drawdown() -> No
     assert f["return_pct"] == pytest.approx((99.0 + 108.9 - 200.0) / 200.0 * 100)
     with pytest.raises(ValueError, match="one bar length"):
         aggregate_figures([a, MarketRun({"name": "c"}, 300_000, 100.0, [100.0, 101.0], [0, 1], [], 0, 0, {})])
+
+
+def test_a_reader_trusts_a_set_only_while_it_matches_its_manifest(tmp_path: Path) -> None:
+    from harness.validate.result import EvidenceError, read_validation
+
+    out = tmp_path / "set"
+    validate(out, "--profile", "pets", "--markets", "range", "--candles", "--bars", "200")
+    assert read_validation(out)["verdict"] == "fail"
+    doc = (out / "validation.json").read_text()
+    (out / "validation.json").write_text(doc.replace('"verdict": "fail"', '"verdict": "pass"'))
+    with pytest.raises(EvidenceError, match="validation.json: digest differs from the manifest"):
+        read_validation(out)
+    (out / "validation.json").write_text(doc)
+    (out / "extra.txt").write_text("slipped in")
+    with pytest.raises(EvidenceError, match="extra.txt: not in the manifest"):
+        read_validation(out)
+    (out / "extra.txt").unlink()
+    (out / "trades" / "range.csv").unlink()
+    with pytest.raises(EvidenceError, match="trades/range.csv: listed but missing"):
+        read_validation(out)
+    with pytest.raises(EvidenceError, match="no usable manifest"):
+        read_validation(tmp_path / "nowhere")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "validation.json").write_text(json.dumps({"schema": "gameday.evidence/v1"}))
+    write_manifest(other)
+    with pytest.raises(EvidenceError, match="schema 'gameday.evidence/v1', expected 'gameday.validation/v1'"):
+        read_validation(other)
