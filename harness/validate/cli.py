@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-bars", type=int, default=None,
                    help="the most bars a generated market plays while min_trades is not reached "
                         "(default 4 x --bars)")
-    p.add_argument("--bar", default="5m", help="bar length of every market (default 5m)")
+    p.add_argument("--bar", default="5m", help="bar length of every market (default 5m); generated regimes keep "
+                                                "their per-bar drift and volatility, sized for 5m bars")
     p.add_argument("--seed", type=int, default=1, help="seed of the generated markets (default 1)")
     p.add_argument("--equity", type=float, default=10_000.0, help="starting paper equity per market (default 10000)")
     p.add_argument("--out", type=Path, default=None,
