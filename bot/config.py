@@ -33,6 +33,7 @@ SECTIONS: dict[str, str] = {
     "exits": "risk_policy",
     "execution_costs": "risk_policy",
     "orders": "risk_policy",
+    "validation": "risk_policy",
     "circuit_breakers": "breakers",
     "exchange_outage": "breakers",
     "kill_switch": "breakers",
@@ -385,7 +386,23 @@ def summary(loaded: LoadedPolicy) -> list[str]:
         f"{cb.latency.order_placement.max_ms}ms, fill {cb.latency.order_fill.max_ms}ms",
         f"  orders: {'post-only ' if p.orders.post_only else ''}{p.orders.entry_type} entries; "
         f"kill switch graceful timeout {p.kill_switch.graceful_timeout_minutes:g} min",
+        "  validation: " + validation_summary(p),
     ]
+
+
+def validation_summary(policy: Policy) -> str:
+    """`>= 100 trades, win rate >= 60%, ...` for the thresholds set; the rest named as not set."""
+    v = policy.validation
+    parts = [text for value, text in (
+        (v.min_trades, f">= {v.min_trades} trades"),
+        (v.min_win_rate, f"win rate >= {(v.min_win_rate or 0) * 100:g}%"),
+        (v.min_profit_factor, f"profit factor >= {v.min_profit_factor}"),
+        (v.min_sharpe, f"Sharpe >= {v.min_sharpe}"),
+        (v.max_drawdown_pct, f"max drawdown <= {v.max_drawdown_pct}%"),
+        (v.min_paper_days, f">= {v.min_paper_days:g} paper days"),
+    ) if value is not None]
+    unset = [name for name, value in v.model_dump().items() if value is None]
+    return (", ".join(parts) or "no threshold set") + (f" (not set: {', '.join(unset)})" if unset else "")
 
 
 # Every time threshold of the policy: `time_scale` multiplies these (net-mode gate runs test

@@ -9,6 +9,10 @@
     gameday testnet ...      the local Binance-compatible exchange simulator (python -m harness.testnet)
     gameday toxiproxy ...    the embedded Toxiproxy-compatible server (python -m harness.toxiproxy)
     gameday services         where Redis and Toxiproxy would come from, and why not
+    gameday validate --profile NAME [--markets ...] [--candles FILE ...] [--out DIR]
+        Paper-trade the real bot over generated regimes and recorded candles with full costs;
+        judge win rate, profit factor, Sharpe, max drawdown, trades and days against the
+        profile's validation thresholds; write validation.json + manifest (harness.validate).
 
 A subcommand is a (name, help, add_arguments, handler) entry in `COMMANDS`; new ones (drills,
 reports) register there.
@@ -150,6 +154,22 @@ COMMANDS: list[Command] = [
     Command("toxiproxy", "run the embedded Toxiproxy-compatible server", _passthrough, cmd_toxiproxy, True),
     Command("services", "show where Redis and Toxiproxy come from (or why not)", lambda p: None, cmd_services),
 ]
+
+
+def _validate_args(p: argparse.ArgumentParser) -> None:
+    from harness.validate.cli import add_arguments
+
+    add_arguments(p)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.validate.cli import cmd_validate as run
+
+    return run(args)
+
+
+COMMANDS.append(Command("validate", "paper-trade the strategy over generated and recorded markets; judge it "
+                        "against the profile's validation thresholds", _validate_args, cmd_validate))
 
 
 def build_parser() -> argparse.ArgumentParser:

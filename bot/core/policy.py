@@ -290,6 +290,21 @@ class Retention(Strict):
     config_history_years: Positive
 
 
+# --- strategy validation (risk_policy.yaml `validation:`; gameday validate) ----------------
+
+
+class Validation(Strict):
+    """What paper trading must show before real money flows; None: the source document states
+    no such figure, and it is not judged."""
+
+    min_trades: int | None = Field(default=None, ge=1)
+    min_win_rate: float | None = Field(default=None, ge=0, le=1)  # fraction of trades with P&L > 0
+    min_profit_factor: float | None = Field(default=None, ge=0)
+    min_sharpe: float | None = None  # annualised from per-bar equity returns
+    max_drawdown_pct: float | None = Field(default=None, gt=0, le=100)  # equity incl. unrealised P&L
+    min_paper_days: float | None = Field(default=None, gt=0)
+
+
 # --- the whole policy ----------------------------------------------------------------------
 
 
@@ -307,6 +322,7 @@ class Policy(Strict):
     runbooks: Runbooks
     key_management: KeyManagement
     retention: Retention
+    validation: Validation = Validation()
 
 
 def policy_value(policy: Policy, dotted: str) -> object:

@@ -452,6 +452,10 @@ class Engine:
         self._feed_stalled = False
         self._feed_lag_ms = 0
         self._feed_lag_until: int | None = None
+        # Execution model: the price a taking order fills at, given (symbol, sign, qty, touch).
+        # None fills at the touch (the spread is the only cost beyond the fee); paper trading
+        # (harness.validate) installs the policy's slippage and market-impact model here.
+        self.taker_fill_price: Callable[[str, int, float, float], float] | None = None
 
         now = clock.now_ms()
         first_open = max(0, (now // bar_ms) * bar_ms - history_bars * bar_ms)
@@ -964,7 +968,8 @@ class Engine:
         acct.order_window = (cur, count + 1 if minute == cur else 1)
         self._log_order("new", order)
         if takes:
-            self._fill(acct, order, touch, maker=False)
+            price = touch if self.taker_fill_price is None else self.taker_fill_price(spec.symbol, sign, qty, touch)
+            self._fill(acct, order, price, maker=False)
         elif status == "NEW":
             self._open[spec.symbol][order.order_id] = (acct, order)
         else:

@@ -128,31 +128,37 @@ def load_csv(path: str | Path, bar_ms: int | None = None) -> list[Candle]:
     must be exactly one bar apart. Errors name the file and line.
     """
     path = Path(path)
-    candles: list[Candle] = []
     with open(path, newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None or tuple(h.strip().lower() for h in header) != CSV_COLUMNS:
             raise ValueError(f"{path}:1: header must be {','.join(CSV_COLUMNS)}, got {header!r}")
-        for lineno, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(CSV_COLUMNS):
-                raise ValueError(f"{path}:{lineno}: expected {len(CSV_COLUMNS)} columns, got {len(row)}")
-            try:
-                c = Candle(int(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5]))
-            except ValueError as exc:
-                raise ValueError(f"{path}:{lineno}: not a number: {exc}") from None
-            if not c.is_sane():
-                raise ValueError(f"{path}:{lineno}: inconsistent bar (need 0 < low <= open,close <= high, "
-                                 f"volume >= 0): {row}")
-            if candles:
-                gap = c.open_time - candles[-1].open_time
-                if gap <= 0:
-                    raise ValueError(f"{path}:{lineno}: ts {c.open_time} is not after {candles[-1].open_time}")
-                if bar_ms is not None and gap != bar_ms:
-                    raise ValueError(f"{path}:{lineno}: ts gap {gap} ms, expected bar_ms={bar_ms}")
-            candles.append(c)
+        return candles_from_rows(((f"{path}:{lineno}", row) for lineno, row in enumerate(reader, start=2) if row),
+                                 bar_ms)
+
+
+def candles_from_rows(rows: Iterable[tuple[str, Sequence[object]]], bar_ms: int | None = None) -> list[Candle]:
+    """Candles from `(where, [ts, open, high, low, close, volume])` rows, checked as `load_csv`
+    checks them; `where` ("file:line", "file: row N") starts every error message."""
+    candles: list[Candle] = []
+    for where, row in rows:
+        if len(row) != len(CSV_COLUMNS):
+            raise ValueError(f"{where}: expected {len(CSV_COLUMNS)} columns, got {len(row)}")
+        try:
+            c = Candle(int(row[0]), float(row[1]), float(row[2]), float(row[3]),  # type: ignore[call-overload]
+                       float(row[4]), float(row[5]))  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: not a number: {exc}") from None
+        if not c.is_sane():
+            raise ValueError(f"{where}: inconsistent bar (need 0 < low <= open,close <= high, "
+                             f"volume >= 0): {list(row)}")
+        if candles:
+            gap = c.open_time - candles[-1].open_time
+            if gap <= 0:
+                raise ValueError(f"{where}: ts {c.open_time} is not after {candles[-1].open_time}")
+            if bar_ms is not None and gap != bar_ms:
+                raise ValueError(f"{where}: ts gap {gap} ms, expected bar_ms={bar_ms}")
+        candles.append(c)
     return candles
 
 
@@ -160,3 +166,105 @@ def infer_bar_ms(candles: Sequence[Candle]) -> int | None:
     """The smallest gap between consecutive candles (None for fewer than two)."""
     gaps = [b.open_time - a.open_time for a, b in zip(candles, candles[1:], strict=False)]
     return min(gaps) if gaps else None
+
+
+# --------------------------------------------------------------------------------------------
+# Named market regimes (gameday validate): trends, a range, a crash, low-volatility chop
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """`bars` bars whose log returns have mean `drift_bps` and standard deviation `vol_bps`."""
+
+    bars: int
+    drift_bps: float
+    vol_bps: float
+
+
+@dataclass(frozen=True, slots=True)
+class Regime:
+    """A market shape: its phases repeat in order for as long as bars are asked for; with
+    `reversion` > 0 the log price is also pulled that fraction of the way back to its starting
+    level each bar (an Ornstein-Uhlenbeck range instead of a random walk)."""
+
+    name: str
+    description: str
+    phases: tuple[Phase, ...]
+    reversion: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.phases or any(p.bars < 1 or p.vol_bps < 0 or not math.isfinite(p.drift_bps)
+                                  for p in self.phases):
+            raise ValueError(f"regime {self.name!r}: phases need bars >= 1, vol_bps >= 0, a finite drift")
+        if not 0.0 <= self.reversion < 1.0:
+            raise ValueError(f"regime {self.name!r}: reversion must be in [0, 1), got {self.reversion}")
+
+
+# Per-bar figures sized for 5-minute bars of a BTC-like market (one bar's volatility ~15 bps).
+REGIMES: dict[str, Regime] = {r.name: r for r in (
+    Regime("trend_up", "steady bull market: +0.5 bps drift per bar (about +50 % a month), 15 bps noise",
+           (Phase(1, 0.5, 15.0),)),
+    Regime("trend_down", "steady bear market: -0.5 bps drift per bar, 18 bps noise",
+           (Phase(1, -0.5, 18.0),)),
+    Regime("range", "sideways market: 15 bps noise pulled back to the start level (half-life ~29 h)",
+           (Phase(1, 0.0, 15.0),), reversion=0.002),
+    Regime("crash", "a slow climb for ~5 days, then -30 % in 3 hours at 4x volatility, a partial "
+                    "rebound, repeating",
+           (Phase(1440, 0.3, 15.0), Phase(36, -100.0, 60.0), Phase(288, 3.0, 40.0))),
+    Regime("low_vol_chop", "quiet chop: 4 bps noise strongly pulled back to the start level",
+           (Phase(1, 0.0, 4.0),), reversion=0.02),
+)}
+
+
+class RegimeSeries:
+    """An endless, seeded series of candles of one `Regime`: the same seed gives the same bars."""
+
+    def __init__(self, regime: Regime, seed: int, start_price: float, bar_ms: int, start_ms: int = 0, *,
+                 substeps: int = 12, decimals: int = 2) -> None:
+        if not (math.isfinite(start_price) and start_price > 0):
+            raise ValueError(f"start_price must be a positive number, got {start_price!r}")
+        if bar_ms <= 0:
+            raise ValueError(f"bar_ms must be > 0, got {bar_ms}")
+        self.regime = regime
+        self._rng = random.Random(f"{regime.name}:{seed}")
+        self._anchor = math.log(start_price)
+        self._log_price = self._anchor
+        self._bar_ms = bar_ms
+        self._next_open = start_ms
+        self._substeps = substeps
+        self._decimals = decimals
+        self._phase = 0
+        self._left = regime.phases[0].bars
+
+    def next(self) -> Candle:
+        phase = self.regime.phases[self._phase]
+        n = self._substeps
+        pull = -self.regime.reversion * (self._log_price - self._anchor) / n
+        drift = phase.drift_bps / 10_000 / n
+        sigma = phase.vol_bps / 10_000 / math.sqrt(n)
+        gauss = self._rng.gauss
+        x = self._log_price
+        hi = lo = x
+        for _ in range(n):
+            x += drift + pull + gauss(0.0, sigma)
+            hi = max(hi, x)
+            lo = min(lo, x)
+        d = self._decimals
+        open_ = round(math.exp(self._log_price), d)
+        close = round(math.exp(x), d)
+        candle = Candle(self._next_open, open_, max(round(math.exp(hi), d), open_, close),
+                        min(round(math.exp(lo), d), open_, close),
+                        close, round(10.0 * (0.5 + self._rng.random()) * (1 + phase.vol_bps / 15.0), 3))
+        self._log_price = math.log(close)
+        self._next_open += self._bar_ms
+        self._left -= 1
+        if self._left == 0:
+            self._phase = (self._phase + 1) % len(self.regime.phases)
+            self._left = self.regime.phases[self._phase].bars
+        return candle
+
+    def take(self, bars: int) -> list[Candle]:
+        if bars < 0:
+            raise ValueError(f"bars must be >= 0, got {bars}")
+        return [self.next() for _ in range(bars)]
