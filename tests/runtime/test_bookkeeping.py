@@ -325,3 +325,32 @@ def test_a_redis_restarted_empty_is_lost_state(tmp_path: Path, gameday_redis: An
         if keys:
             client.delete(*keys)
         client.close()
+
+
+# --- the marker file: whatever is there engages the strictest mode, at start and while running ----
+
+
+@pytest.mark.parametrize("content,problem", [
+    ('{"engaged": true}', "not a complete kill-switch snapshot"),
+    ("{}", "missing version, engaged"),
+    ("\x00garbage\xff", "not JSON"),
+    (None, "is a directory"),
+])
+def test_a_hand_written_or_partial_marker_at_start_engages_immediate_and_flattens(
+        world: World, content: str | None, problem: str) -> None:
+    marker = world.dir / "EMERGENCY_STOP"
+    if content is None:
+        marker.mkdir()
+    else:
+        marker.write_bytes(content.encode("latin-1"))
+
+    async def scenario() -> None:
+        world.give_position(0.05)
+        await world.trader.start()
+        await world.bars(1)
+
+    run(scenario())
+    kill = world.trader.engine.killswitch.status()
+    assert (kill.engaged, kill.mode, kill.flatten_requested) == (True, "immediate", True)
+    assert kill.reason is not None and problem in kill.reason and str(marker) in kill.reason
+    assert world.position() == 0 and world.of("account.flat")
