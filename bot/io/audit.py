@@ -183,26 +183,70 @@ class VerifyResult:
     last_hash: str = GENESIS  # hash of the last good record (GENESIS for an empty log)
     repairs: tuple[tuple[int, dict[str, Any]], ...] = ()  # (line, details) of each audit.repaired record
     late: tuple[tuple[int, dict[str, Any]], ...] = ()  # (line, details) of each audit.late record
+    prefix: VerifiedPrefix | None = None  # when ok: the whole file, to resume from next time
 
 
-def verify(path: str | os.PathLike[str], *, expect_head: str | None = None) -> VerifyResult:
+@dataclass(frozen=True)
+class VerifiedPrefix:
+    """The first `records` lines (`size` bytes) of a log, verified: their bytes hash to
+    `prefix_sha256`, and the last of them (without newline) to `last_sha256`."""
+
+    records: int
+    size: int
+    prefix_sha256: str
+    last_sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "size": self.size, "prefix_sha256": self.prefix_sha256,
+                "last_sha256": self.last_sha256}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> VerifiedPrefix | None:
+        try:
+            records, size, prefix, last = (data[k] for k in ("records", "size", "prefix_sha256", "last_sha256"))
+        except (KeyError, TypeError):
+            return None
+        if not (type(records) is int and type(size) is int and records > 0 and size > 0
+                and isinstance(prefix, str) and isinstance(last, str)):
+            return None
+        return cls(records, size, prefix, last)
+
+
+def verify(path: str | os.PathLike[str], *, expect_head: str | None = None,
+           resume: VerifiedPrefix | None = None) -> VerifyResult:
     """Check the whole chain of the log at `path`; stop at the first bad line.
 
     `expect_head`: hash of a record known (from elsewhere) to have been in the log; when given,
     a log that does not contain it — e.g. cut after its last records — fails.
+    `resume`: a prefix verified before (the bot keeps one beside the log, to check only what was
+    appended since its last start): skipped when the file still starts with exactly those bytes
+    (their sha256, which costs far less than parsing them), else the whole file is checked.
+    `python -m bot audit verify` never resumes.
     Raises OSError when the file cannot be read.
     """
     prev = GENESIS
     count = 0
     seen_head = expect_head is None
+    digest = hashlib.sha256()  # of every byte verified so far: the prefix a later resume may skip
+    size = 0
     repairs: list[tuple[int, dict[str, Any]]] = []
     late: list[tuple[int, dict[str, Any]]] = []
 
     def result(ok: bool, bad: int | None, reason: str | None) -> VerifyResult:
-        return VerifyResult(ok, count, bad, reason, prev, tuple(repairs), tuple(late))
+        prefix = VerifiedPrefix(count, size, digest.hexdigest(), prev) if ok and count else None
+        return VerifyResult(ok, count, bad, reason, prev, tuple(repairs), tuple(late), prefix)
 
     with open(path, "rb") as f:
-        for lineno, line in enumerate(f, start=1):
+        if resume is not None and expect_head is None:
+            seen = hashlib.sha256()
+            left = resume.size
+            while left > 0 and (chunk := f.read(min(left, 1 << 20))):
+                seen.update(chunk)
+                left -= len(chunk)
+            if left == 0 and seen.hexdigest() == resume.prefix_sha256:  # byte for byte what was verified
+                prev, count, size, digest = resume.last_sha256, resume.records, resume.size, seen
+        f.seek(size)
+        for lineno, line in enumerate(f, start=count + 1):
             if not line.endswith(b"\n"):
                 return result(False, lineno, f"torn last line: {len(line)} bytes without a newline after record "
                                              f"{count} (a crash during an append); the bot and the kill switch cut "
@@ -212,6 +256,8 @@ def verify(path: str | os.PathLike[str], *, expect_head: str | None = None) -> V
                 return result(False, lineno, reason)
             count += 1
             prev = _sha256(line[:-1])
+            digest.update(line)
+            size += len(line)
             if record["hash"] == expect_head:
                 seen_head = True
             if record["action"] == "audit.repaired":

@@ -421,6 +421,20 @@ def test_cli_reports_each_repair_and_late_batch_it_finds(tmp_path: Path, capsys:
     assert out[2] == "ok: 8 records, chain intact, 1 repair(s), 1 late batch(es)"
 
 
+def test_a_resumed_verify_skips_an_unchanged_prefix_and_still_finds_an_edit_inside_it(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = write_log(path)
+    first = verify(path)
+    assert first.ok and first.prefix is not None and first.prefix.records == 5
+    log.append("bot", "order.place", {"qty": 1}, T0 + 9000)
+    log.close()
+    resumed = verify(path, resume=first.prefix)
+    assert resumed.ok and resumed.records == 6 and resumed.prefix == verify(path).prefix
+    path.write_bytes(path.read_bytes().replace(b'"value":3.52', b'"value":1.52'))  # line 2: inside the prefix
+    broken = verify(path, resume=first.prefix)
+    assert not broken.ok and broken.first_bad_line == 2 and "hash does not match" in (broken.reason or "")
+
+
 def test_find_last_reads_backwards_to_the_newest_match(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     log = write_log(path)

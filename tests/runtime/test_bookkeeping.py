@@ -153,9 +153,13 @@ def test_an_audit_chain_broken_inside_refuses_the_start_naming_the_line(world: W
         assert await world.trader.engage_killswitch("pause", "drill", "ops", TOKEN)
         assert await world.trader.clear_killswitch("ops", TOKEN)
         await world.trader.close()
+        world.trader = world.new_trader()  # a second start: it keeps what it verified beside the log
+        await world.trader.start()
+        await world.trader.close()
 
     run(first())
     path = world.dir / "audit.jsonl"
+    assert (world.dir / "audit.jsonl.verified").exists()
     lines = path.read_bytes().splitlines(keepends=True)
     assert len(lines) >= 5
     edited = next(i for i, line in enumerate(lines) if b'"action":"killswitch.engage"' in line)
