@@ -29,6 +29,7 @@ lists every repair and every batch of records written late (``audit.late``) it f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -348,10 +349,10 @@ class AuditLog:
     `repairs` lists what this instance cut, on open or when another process's crash left one.
 
     Safe across threads, and across processes appending to the same file (flock per append).
-    After a failed write or fsync the log refuses further appends: whether the record is
-    durable is unknown, and the chain in memory can no longer be trusted - open it again (the
-    reopen repairs a torn tail the failure left). `disk` carries the write/fsync calls;
-    `now_ms` stamps the repair records (default: the wall clock).
+    After a failed write or fsync the file is cut back to where it was (no part of a record whose
+    append failed stays behind) and the log refuses further appends: whether the cut itself
+    reached the disk is unknown - open it again (the reopen repairs a torn tail if it did not).
+    `disk` carries the write/fsync calls; `now_ms` stamps the repair records (default: wall clock).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, disk: Disk = REAL_DISK,
@@ -528,6 +529,8 @@ class AuditLog:
             self.disk.fsync(self._fd)
         except OSError as exc:
             self._failed = f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(OSError):  # leave no part of an unacknowledged write behind
+                os.ftruncate(self._fd, self._size)
             raise AuditWriteError(f"{self.path}: append not durable: {exc}", records) from exc
         self._seq, self._prev_line_hash, self._head = seq, prev, records[-1]["hash"]
         self._size += len(data)

@@ -255,12 +255,12 @@ def test_an_edited_last_line_is_not_repaired_but_refused_and_left_untouched(tmp_
     assert path.read_bytes() == edited + b'{"seq":6'  # the evidence is kept as found
 
 
-def test_a_failed_write_leaves_at_most_a_torn_line_that_the_reopen_cuts(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_write_leaves_no_part_of_the_record_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
     path = tmp_path / "audit.jsonl"
     log = write_log(path)
+    before = path.read_bytes()
     real_write = os.write
     calls: list[int] = []
 
@@ -273,13 +273,15 @@ def test_a_failed_write_leaves_at_most_a_torn_line_that_the_reopen_cuts(
     monkeypatch.setattr(os, "write", half_then_enospc)
     with pytest.raises(AuditWriteError, match="No space left") as failed:
         log.append("operator:alice", "killswitch.engage", {"reason": "r" * 400}, T0 + 8000)
-    assert failed.value.attempted[0]["seq"] == 6
+    assert failed.value.attempted[0]["seq"] == 6 and len(calls) == 2
     monkeypatch.undo()
+    assert path.read_bytes() == before  # the 100 bytes written are cut again
+    with pytest.raises(AuditError, match="earlier append failed"):
+        log.append("bot", "x", {}, T0 + 9000)
     log.close()
     reopened = AuditLog(path)
-    assert [r.cut_bytes for r in reopened.repairs] == [100]
+    assert reopened.repairs == [] and reopened.seq == 5
     reopened.close()
-    assert verify(path).ok
 
 
 # --- tampering is detected --------------------------------------------------------------------

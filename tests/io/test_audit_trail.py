@@ -65,8 +65,8 @@ def test_enospc_keeps_the_records_and_a_retry_appends_them_late_once(tmp_path: P
     assert verify(path).ok
 
 
-def test_a_short_write_then_enospc_is_cut_on_reopen_and_nothing_is_duplicated(tmp_path: Path,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_short_write_then_enospc_leaves_nothing_and_the_retry_writes_it_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "audit.jsonl"
     trail = AuditTrail(path, now_ms=Clock())
     trail.record("bot", "startup", {})
@@ -82,27 +82,48 @@ def test_a_short_write_then_enospc_is_cut_on_reopen_and_nothing_is_duplicated(tm
     monkeypatch.setattr(os, "write", short_then_enospc)
     assert trail.record("operator:alice", "killswitch.engage", {"reason": "r" * 300}) is not None
     monkeypatch.setattr(os, "write", real_write)
-    assert trail.retry()
-    assert [r.cut_bytes for r in trail.take_repairs()] == [40]
-    assert actions(path) == ["startup", "audit.repaired", "audit.late", "killswitch.engage"]
+    assert trail.retry() and trail.take_repairs() == []
+    assert actions(path) == ["startup", "audit.late", "killswitch.engage"]
     assert verify(path).ok
 
 
-def test_a_failed_fsync_after_a_complete_write_is_not_appended_twice(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_batch_torn_by_a_crash_is_cut_and_its_records_written_once(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    disk = SimDisk()
+    trail = AuditTrail(path, now_ms=Clock(), disk=disk)
+    trail.record("bot", "startup", {})
+    disk.full = True
+    trail.record("operator:alice", "killswitch.engage", {})
+    trail.record("bot", "account.flat", {})
+    disk.full = False
+    with open(path, "ab") as fh:  # another process died mid-append meanwhile
+        fh.write(b'{"seq":2,"ts"')
+    assert trail.retry()
+    assert [r.cut_bytes for r in trail.take_repairs()] == [13]
+    assert actions(path) == ["startup", "audit.repaired", "audit.late", "killswitch.engage", "account.flat"]
+    assert verify(path).ok
+
+
+@pytest.mark.parametrize("cut_back", [True, False], ids=["cut-back", "cut-back-fails"])
+def test_a_failed_fsync_after_a_complete_write_is_written_exactly_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut_back: bool) -> None:
     path = tmp_path / "audit.jsonl"
     trail = AuditTrail(path, now_ms=Clock())
     trail.record("bot", "startup", {})
-    real_fsync = os.fsync
+    real_fsync, real_ftruncate = os.fsync, os.ftruncate
 
-    def eio(fd: int) -> None:
+    def eio(*args: Any) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(os, "fsync", eio)
+    if not cut_back:  # the record stays in the file: the reopen must not append it again
+        monkeypatch.setattr(os, "ftruncate", eio)
     assert trail.record("operator:alice", "killswitch.engage", {}) is not None
     monkeypatch.setattr(os, "fsync", real_fsync)
+    monkeypatch.setattr(os, "ftruncate", real_ftruncate)
     assert trail.retry()
-    assert actions(path) == ["startup", "killswitch.engage"]  # it was in the file: kept no longer
+    expected = ["startup", "audit.late", "killswitch.engage"] if cut_back else ["startup", "killswitch.engage"]
+    assert actions(path) == expected
     assert verify(path).ok
 
 

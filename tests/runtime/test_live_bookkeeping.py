@@ -52,7 +52,9 @@ async def test_a_hand_written_marker_makes_the_running_bot_flatten_with_the_reas
         events_file = tmp_path / "events.jsonl"
         async with BotProcess(_args(handle, tmp_path), tmp_path, bot_env()) as bot:
             await wait_for_events(events_file, lambda ev: any(e["name"] == "position.opened" for e in ev), proc=bot)
-            (tmp_path / "state" / "EMERGENCY_STOP").write_text('{"engaged": true}')
+            hand_written = tmp_path / "state" / "hand-written"
+            hand_written.write_text('{"engaged": true}')
+            hand_written.rename(tmp_path / "state" / "EMERGENCY_STOP")  # never seen half-written
             events = await wait_for_events(events_file, lambda ev: any(e["name"] == "account.flat" for e in ev),
                                            proc=bot)
             code, _, err = await bot.terminate()
