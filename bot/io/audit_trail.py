@@ -101,6 +101,7 @@ class AuditTrail:
         self._repairs_seen = 0
         self._attempted: list[tuple[str, Kept | None]] = []  # (record hash, kept) of a failed write
         self._spill: tuple[int, Path] | None = None  # our spill file (fd, locked for our lifetime)
+        self._spilled = 0  # records written to it
         self._old_spills: list[tuple[int, Path]] = []  # ours, not written to after a failed write
         self._adopted: dict[Path, tuple[int, str]] = {}  # a dead writer's spill: (fd we lock, sha256)
         self._unreadable_spill_lines = 0
@@ -257,7 +258,8 @@ class AuditTrail:
     def _flush(self) -> bool:
         assert self._log is not None
         self._adopt_spills()
-        if not self._pending:
+        if not self._pending and not self._unreadable_spill_lines:
+            self._drop_spill_files()
             self.problem = None
             return True
         batch = list(self._pending)
@@ -274,22 +276,28 @@ class AuditTrail:
         self._collect_repairs(self._log)
         self._pending = []
         self._unreadable_spill_lines = 0
+        self._drop_spill_files()
+        self.problem = None
+        return True
+
+    def _drop_spill_files(self) -> None:
+        """Everything they held is in the log now."""
         for fd, path in [*self._old_spills, *([self._spill] if self._spill else []),
                          *((fd, path) for path, (fd, _) in self._adopted.items())]:
             path.unlink(missing_ok=True)
             os.close(fd)
         self._spill, self._old_spills, self._adopted = None, [], {}
-        self.problem = None
-        return True
 
     def _late_details(self, batch: list[Kept]) -> dict[str, Any]:
         spills = {path.name: sha for path, (_, sha) in self._adopted.items()}
         for _, path in [*self._old_spills, *([self._spill] if self._spill else [])]:
             with contextlib.suppress(OSError):
                 spills[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
-        details: dict[str, Any] = {"records": len(batch), "first_ts_ms": min(k.ts_ms for k in batch),
-                                   "last_ts_ms": max(k.ts_ms for k in batch),
-                                   "reason": (batch[0].error or "unknown")[:300], "spills": spills}
+        reason = batch[0].error if batch else "spill files of writers that died held only torn lines"
+        details: dict[str, Any] = {"records": len(batch),
+                                   "first_ts_ms": min(k.ts_ms for k in batch) if batch else None,
+                                   "last_ts_ms": max(k.ts_ms for k in batch) if batch else None,
+                                   "reason": (reason or "unknown")[:300], "spills": spills}
         if self._unreadable_spill_lines:
             details["unreadable_spill_lines"] = self._unreadable_spill_lines
         return details
@@ -338,16 +346,21 @@ class AuditTrail:
                 path = self.path.with_name(name)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                self._spill = (fd, path)
+                self._spill, self._spilled = (fd, path), 0
             self.disk.write_all(self._spill[0], kept.line())
             self.disk.fsync(self._spill[0])
         except OSError as exc:
             self.spill_problem = f"{type(exc).__name__}: {exc}"
             if self._spill is not None:  # it may end in a torn line now: never write to it again
-                self._old_spills.append(self._spill)
+                if self._spilled:
+                    self._old_spills.append(self._spill)
+                else:  # it holds nothing usable
+                    self._spill[1].unlink(missing_ok=True)
+                    os.close(self._spill[0])
                 self._spill = None
             return
         kept.spilled = True
+        self._spilled += 1
         self.spill_problem = None
 
     def _adopt_spills(self) -> None:

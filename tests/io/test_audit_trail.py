@@ -193,3 +193,19 @@ def test_the_witness_is_the_newest_state_saved_record_written_or_kept(tmp_path: 
     witness, _ = trail.last_saved("bot")
     assert witness is not None and (witness.generation, witness.seq) == (5, None)
     trail.close()
+
+
+def test_spill_files_that_hold_nothing_usable_do_not_pile_up(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    disk = SimDisk()
+    cli = AuditTrail(path, now_ms=Clock(), disk=disk)
+    disk.full = True  # the log and the spill file: the whole disk
+    cli.record("operator:bob", "killswitch.engage", {})
+    assert [k.action for k in cli.close()] == ["killswitch.engage"]  # printed by the CLI, kept nowhere
+    assert not list(tmp_path.glob("audit.jsonl.pending-*"))
+    # a dead writer's spill that holds only a torn line: its remains are recorded, then it goes
+    (tmp_path / "audit.jsonl.pending-1-dead").write_bytes(b'{"actor":"bot","act')
+    AuditTrail(path, now_ms=Clock()).close()
+    [late] = [r for r in records(path) if r["action"] == "audit.late"]
+    assert late["details"]["records"] == 0 and late["details"]["unreadable_spill_lines"] == 1
+    assert not list(tmp_path.glob("audit.jsonl.pending-*")) and verify(path).ok
