@@ -8,15 +8,20 @@
 
 Every request is authenticated (the operator's token from --token-file or GAMEDAY_KILL_TOKEN,
 checked with hmac.compare_digest against the configured token, see bot.io.credentials) and every
-attempt, accepted or rejected, is appended to the audit log before anything is reported done.
-An accepted request writes the marker file (KillSwitch.snapshot() format) and the kill-switch
-entry of the engine snapshot in the state store, which the bot reads on its next start.
-`immediate` also talks to the exchange itself (sync ccxt): cancel every open order, then close
-every position with reduce-only market orders, retrying (Retry-After honoured) until the account
-is flat or the timeout passes. graceful and pause take no exchange action: the bot applies them.
+attempt, accepted or rejected, is recorded in the audit log. Recording never stops the action: the
+CLI acts first - the marker file (KillSwitch.snapshot() format: the halt a restarting bot obeys),
+then, for `immediate`, the exchange itself (sync ccxt: cancel every open order, then close every
+position with reduce-only market orders, retrying with Retry-After honoured until the account is
+flat or the timeout passes) - and then updates the kill-switch entry of the engine snapshot in the
+state store and appends its audit records. A torn last line of the audit log is cut on open (and
+the cut recorded); when the log cannot be written at all (a disk full, a chain broken inside), the
+records are kept in a spill file beside it and appended late by whoever opens the log next, or
+printed on stderr when even that fails. graceful and pause take no exchange action: the bot
+applies them. A marker that is not a complete kill-switch snapshot counts as immediate.
 
 Exit codes: 0 done; 1 accepted but the account could not be confirmed flat (or a weaker mode was
-refused while a stricter one is engaged); 2 rejected (bad or missing credentials, bad input).
+refused while a stricter one is engaged); 2 rejected (bad or missing credentials, bad input);
+3 acted, but recording it failed ("acted; audit write failed: ..." / "marker write failed").
 """
 
 from __future__ import annotations
@@ -35,9 +40,9 @@ from typing import Any
 
 from bot.core.clock import Clock, WallClock
 from bot.core.events import Event, EventBus
-from bot.core.killswitch import KillSwitch
+from bot.core.killswitch import MODE_RANK, KillSwitch
 from bot.core.policy import Policy
-from bot.io.audit import AuditLog
+from bot.io.audit_trail import AuditTrail
 from bot.io.credentials import CredentialError, load_api_credentials, load_verifier, presented_token
 from bot.io.exchange import (
     AuthError,
@@ -49,10 +54,12 @@ from bot.io.exchange import (
     RetryableError,
     UnknownOutcomeError,
 )
+from bot.io.marker import read_marker, remove_marker, write_marker
 from bot.io.state import StateStore, StateStoreError, open_store
 from bot.live import _with_parent
 
 STATE_KEY = "bot"  # TraderConfig.state_key: the engine snapshot lives under this key
+EXIT_OK, EXIT_NOT_FLAT, EXIT_REJECTED, EXIT_UNRECORDED = 0, 1, 2, 3
 
 
 class _NoSnapshot(Exception):
@@ -60,32 +67,6 @@ class _NoSnapshot(Exception):
 
 
 # --------------------------------------------------------------------------- state
-
-
-def read_marker(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        return {"engaged": True, "unreadable": f"{type(exc).__name__}: {exc}"}
-    return data if isinstance(data, dict) else {"engaged": True, "unreadable": "not a JSON object"}
-
-
-def write_marker(path: Path, snapshot: dict[str, Any]) -> None:
-    """Atomically, fsynced: the bot treats the marker's presence as 'stay stopped'."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(snapshot, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def stored_killswitch(store: StateStore, key: str = STATE_KEY) -> dict[str, Any] | None:
@@ -311,34 +292,84 @@ def run(args: argparse.Namespace, *, exchange_factory: Callable[..., Any] | None
     out, err = sys.stdout, sys.stderr
     if args.mode and not (args.reason and args.reason.strip()):
         print("killswitch: --reason TEXT is required with --mode", file=err)
-        return 2
+        return EXIT_REJECTED
+    if args.mode == "immediate" and exchange_factory is None and args.exchange == "testnet" and not args.testnet_url:
+        print("killswitch: --exchange testnet needs --testnet-url URL", file=err)
+        return EXIT_REJECTED
     try:
         policy: Policy = load_policy(args.profile).policy
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=err)
-        return 2
+        return EXIT_REJECTED
     marker = Path(args.marker or policy.kill_switch.marker_file)
     actor = _actor(args)
-    try:
-        audit = AuditLog(_with_parent(args.audit))
-    except Exception as exc:
-        print(f"killswitch: cannot open the audit log {args.audit}: {exc}; refusing to act unaudited", file=err)
-        return 2
+    books = Books(AuditTrail(_with_parent(args.audit), now_ms=clock.now_ms), err)
     try:
         store = open_store(_with_parent(args.state))
     except (StateStoreError, OSError) as exc:
         print(f"killswitch: state store {args.state} unavailable ({exc}); the marker file still works", file=err)
         store = None
+    code = EXIT_REJECTED
     try:
-        return _run(args, policy, marker, actor, audit, store, clock, exchange_factory, sleep, out, err)
+        code = _run(args, policy, marker, actor, books, store, clock, exchange_factory, sleep, out, err)
     finally:
-        audit.close()
         if store is not None:
             store.close()
+        code = books.close(code, acted=not args.status)
+    return code
 
 
-def _run(args: argparse.Namespace, policy: Policy, marker: Path, actor: str, audit: AuditLog,
+class Books:
+    """The CLI's audit trail: never in the way of the action; what failed to be recorded is
+    reported at the end ("acted; audit write failed: ...") and changes the exit code."""
+
+    def __init__(self, trail: AuditTrail, err: Any) -> None:
+        self.trail = trail
+        self.err = err
+        self.problems: list[str] = []
+        for repair in trail.take_repairs():
+            print(f"killswitch: audit log {trail.path}: a torn last line was cut ({repair.cut_bytes} bytes, sha256 "
+                  f"{repair.cut_sha256[:16]}, kept in {repair.saved_to}) and the repair recorded", file=err)
+        if trail.problem is not None:
+            print(f"killswitch: audit log {trail.path} cannot be written ({trail.problem}); acting anyway", file=err)
+
+    def append(self, actor: str, action: str, details: dict[str, Any], ts_ms: int) -> None:
+        error = self.trail.record(actor, action, details, ts_ms)
+        if error is not None:
+            self.failed(f"audit write failed: {error}")
+
+    def failed(self, problem: str) -> None:
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    def close(self, code: int, *, acted: bool) -> int:
+        left = self.trail.close()
+        unwritten = self.trail.pending
+        problems = [p for p in self.problems if unwritten or not p.startswith("audit write failed")]
+        if not problems:
+            if self.problems:
+                print(f"killswitch: the audit log took the records late, on a retry ({self.problems[0]})",
+                      file=self.err)
+            return code
+        kept = unwritten - len(left)
+        note = (f"; {kept} record(s) kept in a spill file beside {self.trail.path}, appended late when the log "
+                "can be written" if kept else "")
+        if left:
+            note += f"; {len(left)} record(s) could not be kept anywhere and follow here"
+        print(f"killswitch: {'acted' if acted else 'done'}; {'; '.join(problems)}{note}", file=self.err)
+        for record in left:
+            print("killswitch: audit record not written: " + record.line().decode().strip(), file=self.err)
+        return EXIT_UNRECORDED if code == EXIT_OK and acted else code
+
+
+def _by_strictness(*snapshots: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Candidate kill-switch states, the strictest engaged one first (ties: the first given)."""
+    present = [s for s in snapshots if s is not None]
+    return sorted(present, key=lambda s: -MODE_RANK.get(str(s.get("mode")), 0) if s.get("engaged") else 1)
+
+
+def _run(args: argparse.Namespace, policy: Policy, marker: Path, actor: str, books: Books,
          store: StateStore | None, clock: Clock, exchange_factory: Callable[..., Any] | None,
          sleep: Callable[[float], None], out: Any, err: Any) -> int:
     current = None
@@ -348,15 +379,15 @@ def _run(args: argparse.Namespace, policy: Policy, marker: Path, actor: str, aud
             current = stored_killswitch(store)
         except StateStoreError as exc:
             store_problem = str(exc)
-    marker_data = read_marker(marker)
+    marker_data = read_marker(marker, clock.now_ms())
 
     if args.status:
-        audit.append(actor, "killswitch.status", {}, clock.now_ms())
+        books.append(actor, "killswitch.status", {}, clock.now_ms())
         status = {"marker_file": str(marker), "marker": marker_data, "store": current,
                   "store_problem": store_problem,
-                  "engaged": bool((marker_data or {}).get("engaged")) or bool((current or {}).get("engaged"))}
+                  "engaged": marker_data is not None or bool((current or {}).get("engaged"))}
         print(json.dumps(status, indent=2, sort_keys=True), file=out)
-        return 0
+        return EXIT_OK
 
     verify, auth_problem = load_verifier(args.auth_token_file)
     credential: str | None = None
@@ -367,7 +398,7 @@ def _run(args: argparse.Namespace, policy: Policy, marker: Path, actor: str, aud
         token_problem = str(exc)
 
     if args.control_url and not args.status:
-        via_bot = _through_running_bot(args, actor, credential, audit, clock, out, err)
+        via_bot = _through_running_bot(args, actor, credential, books, clock, out, err)
         if via_bot is not None:
             return via_bot
 
@@ -375,12 +406,12 @@ def _run(args: argparse.Namespace, policy: Policy, marker: Path, actor: str, aud
     rejected: list[Event] = []
     bus.subscribe(lambda e: rejected.append(e) if e.name == "killswitch.rejected" else None)
     ks = KillSwitch(policy, bus, clock, verify)
-    base = current if current is not None else marker_data
-    if base is not None and "unreadable" not in base:
+    for candidate in _by_strictness(marker_data, current):
         try:
-            ks.restore(base)
+            ks.restore(candidate)
+            break
         except (KeyError, ValueError, TypeError):
-            pass  # a damaged record: start from clear, the request below writes a fresh one
+            continue  # a damaged store record: the next candidate, or clear; the request writes a fresh one
 
     if args.clear:
         result = ks.clear(actor, credential)
@@ -398,31 +429,43 @@ def _run(args: argparse.Namespace, policy: Policy, marker: Path, actor: str, aud
             if extra:
                 why = f"{why} ({extra})"
             details["why"] = why
-        audit.append(actor, "killswitch.rejected", {**details, "request": action}, clock.now_ms())
+        books.append(actor, "killswitch.rejected", {**details, "request": action}, clock.now_ms())
         print(f"killswitch: {why}", file=err)
-        return 2 if rejected else 1
-    audit.append(actor, action, details, clock.now_ms())
+        return EXIT_REJECTED if rejected else EXIT_NOT_FLAT
 
+    # Act first - the marker (the halt a restarting bot obeys), then the exchange - and only then
+    # the bookkeeping; nothing that fails to be recorded stops or delays the action.
     snapshot = ks.snapshot()
+    marker_ok = True
+    try:
+        if args.clear:
+            remove_marker(marker)
+        else:
+            write_marker(marker, snapshot)
+    except OSError as exc:
+        marker_ok = False
+        books.failed(f"marker write failed: {marker}: {exc}")
+    flatten = _flatten(args, exchange_factory, sleep, err) if args.mode == "immediate" else None
     stored = False
-    if args.clear:
-        marker.unlink(missing_ok=True)
-    else:
-        write_marker(marker, snapshot)
     if store is not None:
         try:
             stored = store_killswitch(store, snapshot)
         except StateStoreError as exc:
             print(f"killswitch: state store not updated ({exc}); the marker file holds the state", file=err)
-    print(f"killswitch: {result.reason} (marker {'removed' if args.clear else 'written'}: {marker}; "
+            if not marker_ok:
+                books.failed(f"state store not updated either: {exc}")
+    books.append(actor, action, details, clock.now_ms())
+    marker_done = ("removed" if args.clear else "written") if marker_ok else "NOT " + (
+        "removed" if args.clear else "written")
+    print(f"killswitch: {result.reason} (marker {marker_done}: {marker}; "
           f"state store {'updated' if stored else 'has no bot snapshot yet' if store is not None else 'unavailable'})",
           file=out)
-    if args.clear or args.mode != "immediate":
-        return 0
-    return _flatten(args, actor, audit, clock, exchange_factory, sleep, out, err)
+    if flatten is None:
+        return EXIT_OK
+    return _report_flatten(flatten, actor, books, clock, out, err)
 
 
-def _through_running_bot(args: argparse.Namespace, actor: str, credential: str | None, audit: AuditLog,
+def _through_running_bot(args: argparse.Namespace, actor: str, credential: str | None, audit: Books,
                          clock: Clock, out: Any, err: Any) -> int | None:
     """Ask the live bot to act (it flattens with its own state and order book). None: the bot
     did not answer, so the caller acts on the exchange and the state itself."""
@@ -454,22 +497,17 @@ def _through_running_bot(args: argparse.Namespace, actor: str, credential: str |
     return 0
 
 
-def _flatten(args: argparse.Namespace, actor: str, audit: AuditLog, clock: Clock,
-             exchange_factory: Callable[..., Any] | None, sleep: Callable[[float], None], out: Any, err: Any) -> int:
+def _flatten(args: argparse.Namespace, exchange_factory: Callable[..., Any] | None,
+             sleep: Callable[[float], None], err: Any) -> FlattenResult:
     from bot.io.exchange_ccxt import SyncCcxtExchange
 
     try:
         creds = load_api_credentials(args.key_file)
     except CredentialError as exc:
-        audit.append(actor, "killswitch.flatten", {"flat": False, "error": str(exc)}, clock.now_ms())
-        print(f"killswitch: cannot flatten: {exc}", file=err)
-        return 1
+        return FlattenResult(flat=False, errors=[f"cannot flatten: {exc}"])
     if exchange_factory is not None:
         ex = exchange_factory(creds)
     elif args.exchange == "testnet":
-        if not args.testnet_url:
-            print("killswitch: --exchange testnet needs --testnet-url URL", file=err)
-            return 2
         ex = SyncCcxtExchange(creds.api_key, creds.secret, rest_url=args.testnet_url)
     else:
         ex = SyncCcxtExchange(creds.api_key, creds.secret)
@@ -484,15 +522,19 @@ def _flatten(args: argparse.Namespace, actor: str, audit: AuditLog, clock: Clock
         close = getattr(ex, "close", None)
         if close is not None:
             close()
-    audit.append(actor, "killswitch.flatten",
+    return result
+
+
+def _report_flatten(result: FlattenResult, actor: str, books: Books, clock: Clock, out: Any, err: Any) -> int:
+    books.append(actor, "killswitch.flatten",
                  {"flat": result.flat, "cancelled": result.cancelled, "closes_sent": result.closes_sent,
                   "rounds": result.rounds, "positions_left": result.positions_left,
                   "open_orders_left": result.open_orders_left, "errors": result.errors[-5:]}, clock.now_ms())
     if result.flat:
-        audit.append(actor, "account.flat", {"via": "killswitch_cli"}, clock.now_ms())
+        books.append(actor, "account.flat", {"via": "killswitch_cli"}, clock.now_ms())
         print(f"killswitch: account flat ({result.cancelled} orders cancelled, {result.closes_sent} closes sent)",
               file=out)
-        return 0
+        return EXIT_OK
     print(f"killswitch: account NOT confirmed flat: positions {result.positions_left}, open orders "
           f"{result.open_orders_left}; last error: {result.errors[-1] if result.errors else 'none'}", file=err)
-    return 1
+    return EXIT_NOT_FLAT

@@ -7,10 +7,14 @@ least every 200 ms), serialising every call into the Trader with one lock. Every
 written as one JSON line to `--events FILE` (or stdout), flushed per line, so another process
 can follow it. SIGTERM / SIGINT stop it cleanly (state persisted, connections closed).
 
-Startup: the key's restrictions are checked first; a key that can withdraw or transfer, or has
-no IP restriction, makes the bot refuse (`startup.refused`, exit code 3, one line on stderr).
-A key the exchange refuses, or an unusable reply, refuses the same way. Open orders and
-positions are reconciled (a position opened while the bot was down is adopted).
+Startup: the audit log is opened (a torn last line is cut and `audit.repaired` announced) and its
+whole chain verified; a chain broken inside makes the bot refuse (`startup.refused`, exit code 3,
+one line on stderr naming the line) - the kill switch CLI still acts. The key's restrictions are
+checked next; a key that can withdraw or transfer, or has no IP restriction, refuses the same way,
+and so does a key the exchange refuses, or an unusable reply. State that was lost (bot.runtime)
+brings the bot up halted. Open orders and positions are reconciled (a position opened while the
+bot was down is adopted). Audit records that could not be written by the end are printed on
+stderr, one JSON object per line, so none is lost silently.
 
 While running, the marker file is watched: a kill switch engaged by the standalone CLI
 (`python -m bot killswitch`) takes effect at once; a clear by the CLI (marker removed, store
@@ -32,13 +36,13 @@ from typing import IO, Any
 
 from bot.core.clock import WallClock
 from bot.core.events import Event, EventBus
-from bot.core.killswitch import emergency_snapshot
 from bot.core.market import Bar, BookTick
-from bot.io.audit import AuditLog
+from bot.io.audit_trail import AuditTrail
 from bot.io.credentials import CredentialError, load_api_credentials, load_verifier
 from bot.io.exchange import ExchangeError, RetryableError, UnknownOutcomeError
 from bot.io.feed import TIMEFRAME_MS, MarketFeed
-from bot.io.state import StateStoreError, open_store
+from bot.io.marker import read_marker
+from bot.io.state import StateStoreError, open_bot_store
 from bot.runtime import StartupRefused, Trader, TraderConfig
 
 EXIT_OK, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 2, 3, 4
@@ -188,8 +192,8 @@ async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str
     store = None
     control: Any = None
     try:
-        audit = AuditLog(_with_parent(args.audit))
-        store = open_store(_with_parent(args.state))
+        audit = AuditTrail(_with_parent(args.audit), now_ms=clock.now_ms, verify_chain=True)
+        store = open_bot_store(_with_parent(args.state))
         config = TraderConfig(symbol=args.symbol, bar_ms=TIMEFRAME_MS[args.timeframe],
                               trade_entries=not args.no_entries, store_check_ms=max(0, args.store_check_ms),
                               reconcile_every_ms=max(100, args.reconcile_ms),
@@ -228,10 +232,12 @@ async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str
         if store is not None:
             store.close()
         if audit is not None:
-            audit.close()
+            for kept in audit.close():
+                print(f"bot: audit record not written ({kept.error[:120]}): " + kept.line().decode().strip(),
+                      file=sys.stderr)
 
 
-async def _start(trader: Trader, args: argparse.Namespace, bus: EventBus, audit: AuditLog, clock: WallClock,
+async def _start(trader: Trader, args: argparse.Namespace, bus: EventBus, audit: AuditTrail, clock: WallClock,
                  stopping: asyncio.Event) -> int:
     attempts = max(1, args.startup_attempts)
     for attempt in range(attempts):
@@ -257,7 +263,7 @@ async def _start(trader: Trader, args: argparse.Namespace, bus: EventBus, audit:
         break
     now = clock.now_ms()
     bus.emit("startup.refused", now, reason=reason)
-    audit.append(trader.config.actor, "startup.refused", {"reason": reason}, now)
+    audit.record(trader.config.actor, "startup.refused", {"reason": reason}, now)
     print(f"startup refused: {reason}", file=sys.stderr)
     return code
 
@@ -341,33 +347,27 @@ class LiveDriver:
     # --- the standalone kill switch's marker ------------------------------------------------
 
     def _marker_stat(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.marker)
-        except OSError:
-            return None
-        return st.st_mtime_ns, st.st_size
+        for stat in (os.stat, os.lstat):  # lstat: a dangling symlink is a marker too
+            try:
+                st = stat(self.marker)
+            except OSError:
+                continue
+            return st.st_mtime_ns, st.st_size
+        return None
 
     async def _watch_marker(self) -> None:
-        """Adopt a kill switch the standalone CLI engaged (marker written) or cleared (marker
-        removed and the store says cleared) while this process runs."""
+        """Adopt a kill switch the standalone CLI engaged (marker written; a marker that is not a
+        complete snapshot engages immediate, bot.io.marker) or cleared (marker removed and the store
+        says cleared) while this process runs."""
         seen = self._marker_stat()
         if seen == self._marker_seen:
             return
         self._marker_seen = seen
         ks = self.trader.engine.killswitch
         now = self.clock.now_ms()
-        if seen is not None:
-            data = _read_json(self.marker)
-            if data is None or not isinstance(data.get("engaged"), bool) or data.get("version") != 1:
-                data = emergency_snapshot("unreadable emergency marker", now)
-            if not data.get("engaged"):
-                return
-            try:
-                await self.trader.apply_external_killswitch(data)
-            except (KeyError, ValueError, TypeError) as exc:
-                print(f"bot: kill-switch marker unusable ({exc}); engaging immediate", file=sys.stderr, flush=True)
-                await self.trader.apply_external_killswitch(
-                    emergency_snapshot(f"unusable emergency marker ({exc})", now))
+        snapshot = read_marker(self.marker, now)
+        if snapshot is not None:
+            await self.trader.apply_external_killswitch(snapshot)
             return
         if not ks.status().engaged:
             return
@@ -388,10 +388,3 @@ def _with_parent(target: str | Path) -> str | Path:
         Path(text).parent.mkdir(parents=True, exist_ok=True)
     return target
 
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None

@@ -4,13 +4,28 @@ The same `Trader` runs in sim mode (virtual clock, in-process exchange, driven b
 the harness) and as the real bot process (wall clock, ccxt, driven by `bot.live`). It never
 sleeps: anything that must wait (Retry-After, a ban, resolving an unknown outcome, the stale-feed
 deadline) becomes a deadline, and the driver calls `on_timer()` at `next_deadline_ms()`.
+
+Safety before bookkeeping. The kill switch, exits and flattening never wait for, and are never
+stopped by, the audit log, the marker file or the state store: the bot acts, then records, and a
+recording that failed is reported (a critical alert, `OperatorOutcome.record_error`) and done later
+(`AuditTrail` keeps the records and `on_timer` retries). While the audit log or the state store
+cannot be written, no new entries are made (fail closed); exits go on.
+
+Lost state. Every snapshot the bot saves carries a `generation` (one more than the last), and each
+save is witnessed by a `state.saved{generation, key, store}` audit record - the audit log survives
+where a store does not (a deleted or emptied bot.db, a lost WAL, a Redis restarted empty or from an
+old dump). At start, a store that holds no snapshot, or an older one, while the audit log says a
+newer one was saved - or a store that is damaged or not a database at all - is lost state, not a
+first start: the bot comes up halted with manual resume required (`state.lost`, `trading.halted`,
+a critical alert, a `state.lost` audit record saying what is missing). Halted rather than refused:
+a halted bot still adopts and protects the positions it finds, obeys the kill switch and can
+flatten; a bot that refuses to run leaves an open position unmanaged. An operator inspects (the
+audit log shows what was saved last) and resumes. The marker file still engages the kill switch.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,11 +33,13 @@ from typing import Any, Literal
 from bot.core.clock import Clock
 from bot.core.engine import CancelAll, Engine, Fill, Intent, PlaceOrder
 from bot.core.events import Event, EventBus
-from bot.core.killswitch import emergency_snapshot
+from bot.core.killswitch import MODE_RANK
 from bot.core.market import Bar, BookTick
 from bot.core.policy import Policy
 from bot.core.risk import OrderIntent
-from bot.io.audit import AuditLog
+from bot.io.audit import iso_utc
+from bot.io.audit_trail import AuditTrail, Witness
+from bot.io.disk import REAL_DISK, Disk
 from bot.io.exchange import (
     AuthError,
     ClockSkewError,
@@ -36,6 +53,7 @@ from bot.io.exchange import (
     RetryableError,
     UnknownOutcomeError,
 )
+from bot.io.marker import read_marker, remove_marker, write_marker
 from bot.io.state import CorruptStateError, StateStore, StateStoreError
 
 PERSISTED_EVENTS = frozenset({"breaker.tripped", "breaker.reset", "trading.halted", "trading.paused",
@@ -80,6 +98,7 @@ class TraderConfig:
     rest_fallback_ms: int = 1_000  # while the WebSocket is silent, poll the book over REST this often
     qty_step: float = 0.001
     trade_entries: bool = True
+    audit_retry_ms: int = 1_000  # while audit records are kept, try to write them this often
 
 
 @dataclass
@@ -113,12 +132,13 @@ class Trader:
     policy: Policy
     exchange: Exchange
     store: StateStore
-    audit: AuditLog
+    audit: AuditTrail
     clock: Clock
     bus: EventBus
     verify: Any  # Callable[[str | None], bool]: the kill-switch credential check
     config: TraderConfig = field(default_factory=TraderConfig)
     marker_path: Path | None = None
+    disk: Disk = REAL_DISK  # the marker file's writes
     engine: Engine = field(init=False)
     feed: FeedState = field(default_factory=FeedState)
     _retries: list[_Retry] = field(default_factory=list)
@@ -135,14 +155,28 @@ class Trader:
     _rate_alert_quiet_until_ms: int = 0
     _cancel_failures: int = 0
     _store_down: bool = False
+    _store_error: str | None = None
     _next_store_check_ms: int = 0
     _next_rest_book_ms: int = 0
+    _generation: int = 0  # of the last snapshot saved (or found, or witnessed)
+    _bookkeeping_down: bool = False  # what the engine was last told (state store or audit log down)
+    _audit_alerted: bool = False
+    _next_audit_retry_ms: int = 0
+    _marker_unsaved: bool = False  # the kill switch is engaged and its marker file could not be written
+    _next_marker_retry_ms: int = 0
 
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Check the key, restore state, obey the marker file, reconcile. Raises StartupRefused."""
+        """Check the audit chain and the key, restore state (or find it lost), obey the marker
+        file, reconcile. Raises StartupRefused."""
         now = self.clock.now_ms()
+        self._announce_repairs(now)
+        if self.audit.chain_error is not None:
+            self._refuse(f"the audit log's chain is broken ({self.audit.chain_error}): the bot does not extend a "
+                         "chain it cannot vouch for - keep the file for inspection and move it aside (a new chain "
+                         "starts; the records kept meanwhile are appended late); the kill switch "
+                         "(python -m bot killswitch) acts without it")
         restrictions = await self.exchange.fetch_api_restrictions()
         problems = [name for name, on in (
             ("withdrawals are enabled", restrictions.enable_withdrawals),
@@ -157,25 +191,17 @@ class Trader:
                              equity=balance.wallet, verify=self.verify, qty_step=self.config.qty_step,
                              run_id=format(now % 36**6, "x"), trade_entries=self.config.trade_entries)
         self.bus.subscribe(self._on_event)
-        try:
-            saved = self.store.get(self.config.state_key)
-        except CorruptStateError as exc:
-            self._refuse(f"corrupt state, refusing to trade: {exc} - inspect the store, then clear the key "
-                         f"'{self.config.state_key}' only if the breaker state is known")
-        except StateStoreError as exc:
-            self._refuse(f"state store unreachable: {exc}")
-        if saved is not None:
-            try:
-                self.engine.restore(saved)
-            except (KeyError, ValueError, TypeError) as exc:
-                self._refuse(f"corrupt state, refusing to trade: '{self.config.state_key}': {exc}")
-        marker = self._read_marker()
-        if marker is not None and not self.engine.killswitch.status().engaged:
-            self.engine.killswitch.restore(marker)
-        if saved is not None or marker is not None:
+        restored = self._restore_state(now)
+        marker = read_marker(self.marker_path, now) if self.marker_path is not None else None
+        if marker is not None:  # the marker wins for the kill switch, whatever the store held
+            current = self.engine.killswitch.status()
+            if not current.engaged or current.mode is None or MODE_RANK[marker["mode"]] > MODE_RANK[current.mode]:
+                self.engine.killswitch.restore(marker)
+        if restored or marker is not None:
             status = self.engine.status()
             self.bus.emit("state.restored", now, breakers=status.board.to_dict(),
                           killswitch=status.killswitch.to_dict())
+        self._audit_changed(now)
         self._started = True
         await self.reconcile()
         self._persist(force=True)
@@ -189,7 +215,11 @@ class Trader:
         return {"trading": s.trading_summary, "killswitch": "engaged" if s.killswitch.engaged else "clear",
                 "position": "open" if abs(s.position_qty) > 1e-12 else "flat",
                 "equity": s.equity, "peak_equity": s.peak_equity, "board": s.board.to_dict(),
-                "kill": s.killswitch.to_dict()}
+                "kill": s.killswitch.to_dict(),
+                "bookkeeping": {"audit_problem": self.audit.problem if self.audit.down else None,
+                                "audit_records_kept": self.audit.pending,
+                                "state_store_problem": self._store_error if self._store_down else None,
+                                "state_generation": self._generation}}
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -234,6 +264,15 @@ class Trader:
         if (self.config.store_check_ms or self._store_down) and now >= self._next_store_check_ms:
             self._next_store_check_ms = now + (self.config.store_check_ms or self.config.outage_probe_ms)
             self._check_store()
+        if self.audit.down and now >= self._next_audit_retry_ms:
+            self._next_audit_retry_ms = now + self.config.audit_retry_ms
+            self.audit.retry()
+            self._audit_changed(now)
+        if self._marker_unsaved and now >= self._next_marker_retry_ms:
+            self._next_marker_retry_ms = now + self.config.audit_retry_ms
+            if self._save_marker() is None:
+                self.bus.emit("alert.sent", now, channel="log", severity="info",
+                              title=f"kill-switch marker {self.marker_path} written at last")
         await self._poll_pending()
         if self._cancel_pending is not None and now >= self._blocked_until_ms:
             pending_cancel, self._cancel_pending = self._cancel_pending, None
@@ -271,6 +310,10 @@ class Trader:
             candidates.append(self.clock.now_ms())
         if self.config.store_check_ms or self._store_down:
             candidates.append(self._next_store_check_ms)
+        if self.audit.down:
+            candidates.append(self._next_audit_retry_ms)
+        if self._marker_unsaved:
+            candidates.append(self._next_marker_retry_ms)
         if self.feed.stale and self.config.rest_fallback_ms:
             candidates.append(self._next_rest_book_ms)
         return int(min(candidates))
@@ -282,15 +325,17 @@ class Trader:
 
     async def engage_killswitch(self, mode: str, reason: str, actor: str, credential: str | None
                                 ) -> OperatorOutcome:
+        """Halt (in memory, then the marker file so the halt survives a crash), cancel and flatten;
+        only then the state store and the audit log. A failure of any of the three is reported, and
+        never stops or delays the action."""
         result, intents = self.engine.engage_killswitch(mode, reason, actor, credential)
-        self.audit.append(actor, "killswitch.engage" if result.accepted else "killswitch.rejected",
-                          {"mode": mode, "reason": reason, "accepted": result.accepted,
-                           "why": result.reason}, self.clock.now_ms())
-        if result.accepted:
-            self._write_marker()
-            self._persist(force=True)
-            await self._execute(intents)
-        return OperatorOutcome(result.accepted, result.reason)
+        details = {"mode": mode, "reason": reason, "accepted": result.accepted, "why": result.reason}
+        if not result.accepted:
+            return OperatorOutcome(False, result.reason, self._record(actor, "killswitch.rejected", details))
+        marker_problem = self._save_marker()
+        await self._execute(intents)
+        return self._acted(f"kill switch {mode}", result.reason,
+                           [marker_problem, self._persist(), self._record(actor, "killswitch.engage", details)])
 
     async def apply_external_killswitch(self, snapshot: dict[str, Any]) -> None:
         """A kill switch engaged outside this process (the standalone CLI wrote the marker and the
@@ -302,27 +347,44 @@ class Trader:
             return
         now = self.clock.now_ms()
         self.bus.emit("killswitch.engaged", now, mode=status.mode, reason=status.reason, actor=status.actor)
-        self.audit.append(status.actor or "marker", "killswitch.adopt",
-                          {"mode": status.mode, "reason": status.reason}, now)
-        self._persist(force=True)
         await self._execute(self.engine.on_timer())
+        self._acted(f"kill switch {status.mode} (marker file)", status.reason or "",
+                    [self._persist(), self._record(status.actor or "marker", "killswitch.adopt",
+                                                   {"mode": status.mode, "reason": status.reason})])
 
     async def clear_killswitch(self, actor: str, credential: str | None) -> OperatorOutcome:
         result = self.engine.clear_killswitch(actor, credential)
-        self.audit.append(actor, "killswitch.clear" if result.accepted else "killswitch.rejected",
-                          {"accepted": result.accepted, "why": result.reason}, self.clock.now_ms())
-        if result.accepted:
-            if self.marker_path is not None:
-                self.marker_path.unlink(missing_ok=True)
-            self._persist(force=True)
-        return OperatorOutcome(result.accepted, result.reason)
+        details = {"accepted": result.accepted, "why": result.reason}
+        if not result.accepted:
+            return OperatorOutcome(False, result.reason, self._record(actor, "killswitch.rejected", details))
+        problems: list[str | None] = []
+        self._marker_unsaved = False
+        if self.marker_path is not None:
+            try:
+                remove_marker(self.marker_path)
+            except OSError as exc:
+                problems.append(f"marker {self.marker_path} could not be removed ({exc}): a restart engages "
+                                "the kill switch again")
+        problems += [self._persist(force=True), self._record(actor, "killswitch.clear", details)]
+        return self._acted("kill switch cleared", result.reason, problems)
 
     async def manual_resume(self, actor: str) -> OperatorOutcome:
         result = self.engine.manual_resume(actor)
-        self.audit.append(actor, "trading.resume", {"accepted": result.accepted, "why": result.reason},
-                          self.clock.now_ms())
-        self._persist(force=True)
-        return OperatorOutcome(result.accepted, result.reason)
+        problems = [self._persist(force=True),
+                    self._record(actor, "trading.resume", {"accepted": result.accepted, "why": result.reason})]
+        if not result.accepted:
+            return OperatorOutcome(False, result.reason, "; ".join(p for p in problems if p) or None)
+        return self._acted("trading resumed", result.reason, problems)
+
+    def _acted(self, what: str, reason: str, problems: list[str | None]) -> OperatorOutcome:
+        """The outcome of an accepted operator request; a recording that failed is alerted."""
+        errors = [p for p in problems if p]
+        if not errors:
+            return OperatorOutcome(True, reason)
+        text = "; ".join(errors)
+        self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="critical",
+                      title=f"{what}: acted; recording failed: {text[:300]}")
+        return OperatorOutcome(True, reason, text)
 
     # --- reconciliation ---------------------------------------------------------------------
 
@@ -402,8 +464,7 @@ class Trader:
         self._cancel_failures = 0
         self.engine.on_orders_cancelled()
         self._pending = {k: p for k, p in self._pending.items() if p.order.intent.risk_reducing}
-        self.audit.append(self.config.actor, "orders.cancel_all", {"count": count, "reason": intent.reason},
-                          self.clock.now_ms())
+        self._record(self.config.actor, "orders.cancel_all", {"count": count, "reason": intent.reason})
         self.bus.emit("orders.cancelled", self.clock.now_ms(), count=count)
 
     async def _place(self, order: PlaceOrder, attempts: int = 0) -> None:
@@ -459,10 +520,9 @@ class Trader:
         self._mark_up("rest")
         latency = self.clock.now_ms() - started
         await self._execute(self.engine.on_order_latency("placement", latency))
-        self.audit.append(self.config.actor, "order.place",
-                          {"client_id": intent.client_id, "side": intent.side, "qty": intent.qty,
-                           "price": intent.price, "reduce_only": intent.reduce_only,
-                           "purpose": intent.purpose}, self.clock.now_ms())
+        self._record(self.config.actor, "order.place",
+                     {"client_id": intent.client_id, "side": intent.side, "qty": intent.qty, "price": intent.price,
+                      "reduce_only": intent.reduce_only, "purpose": intent.purpose})
         self._emit_order("order.placed", intent, type=order.type, purpose=intent.purpose,
                          post_only=intent.post_only)
         pending = _Pending(order, started, unknown=False)
@@ -562,7 +622,7 @@ class Trader:
             return
         if not any(abs(p.qty) > 1e-12 for p in positions) and not orders:
             self.bus.emit("account.flat", self.clock.now_ms())
-            self.audit.append(self.config.actor, "account.flat", {}, self.clock.now_ms())
+            self._record(self.config.actor, "account.flat", {})
 
     async def _heartbeat(self) -> None:
         """Dead-man switch: while orders rest, the exchange cancels them if we stop renewing."""
@@ -616,39 +676,164 @@ class Trader:
         if event.name in PERSISTED_EVENTS:
             self._dirty = True
 
-    def _persist(self, force: bool = False) -> None:
-        if not (self._dirty or force) or self._store_down:
-            return
+    def _persist(self, force: bool = False) -> str | None:
+        """Save the snapshot when it changed (or `force`); None when saved or unchanged, else why not."""
+        if not (self._dirty or force):
+            return None
+        if self._store_down:
+            return f"state store: {self._store_error}"
         try:
-            self.store.put(self.config.state_key, self.engine.snapshot())
-            self._dirty = False
+            self._save_snapshot()
         except StateStoreError as exc:
             self._set_store_down(exc)
+            return f"state store: {exc}"
+        return None
+
+    def _save_snapshot(self) -> None:
+        """One more generation, witnessed in the audit log once the store has it (module docstring)."""
+        generation = self._generation + 1
+        self.store.put(self.config.state_key, {**self.engine.snapshot(), "generation": generation})
+        self._generation = generation
+        self._dirty = False
+        self._record(self.config.actor, "state.saved",
+                     {"generation": generation, "key": self.config.state_key, "store": self._store_name()})
+
+    def _store_name(self) -> str:
+        return str(getattr(self.store, "name", type(self.store).__name__))
 
     def _check_store(self) -> None:
-        try:
-            self.store.ping()
-        except StateStoreError as exc:
-            self._set_store_down(exc)
+        if not self._store_down:
+            try:
+                self.store.ping()
+            except StateStoreError as exc:
+                self._set_store_down(exc)
             return
-        if self._store_down:
-            self._store_down = False
-            now = self.clock.now_ms()
-            self.bus.emit("alert.sent", now, channel="log", severity="info", title="state store reachable again")
-            self._deferred_intents.extend(self.engine.on_store_status(False))
-            self._persist(force=True)
+        try:  # a write is the probe: a full disk still answers a ping
+            self._save_snapshot()
+        except StateStoreError as exc:
+            self._store_error = str(exc)
+            return
+        self._store_down = False
+        self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="info",
+                      title="state store writable again")
+        self._bookkeeping_changed()
 
     def _set_store_down(self, exc: Exception) -> None:
         """No new risk while breaker state cannot be persisted (fail closed); exits go on."""
         self._dirty = True
+        self._store_error = str(exc)
         if self._store_down:
             return
         self._store_down = True
         now = self.clock.now_ms()
         self._next_store_check_ms = now + (self.config.store_check_ms or self.config.outage_probe_ms)
         self.bus.emit("alert.sent", now, channel="log", severity="critical",
-                      title=f"state store unreachable, new entries stopped: {str(exc)[:160]}")
-        self._deferred_intents.extend(self.engine.on_store_status(True))
+                      title=f"state store cannot be written, new entries stopped: {str(exc)[:160]}")
+        self._bookkeeping_changed()
+
+    def _bookkeeping_changed(self) -> None:
+        """Tell the engine whether its state can be recorded (the state store and the audit log):
+        while either cannot, no new entries (the state-store breaker); exits go on."""
+        down = self._store_down or self.audit.down
+        if down != self._bookkeeping_down:
+            self._bookkeeping_down = down
+            self._deferred_intents.extend(self.engine.on_store_status(down))
+
+    def _record(self, actor: str, action: str, details: dict[str, Any]) -> str | None:
+        """Append an audit record; never raises. None when written, else why not (it is kept)."""
+        now = self.clock.now_ms()
+        error = self.audit.record(actor, action, details, now)
+        self._audit_changed(now)
+        return None if error is None else f"audit: {error}"
+
+    def _announce_repairs(self, now: int) -> None:
+        for repair in self.audit.take_repairs():
+            self.bus.emit("audit.repaired", now, cut_bytes=repair.cut_bytes, cut_sha256=repair.cut_sha256)
+            self.bus.emit("alert.sent", now, channel="log", severity="warning",
+                          title=f"audit log: a torn last line was cut ({repair.cut_bytes} bytes after record "
+                                f"{repair.after_seq}, sha256 {repair.cut_sha256[:16]}, kept in {repair.saved_to})")
+
+    def _audit_changed(self, now: int) -> None:
+        """Announce repairs; alert when the audit log stops or starts taking records again."""
+        self._announce_repairs(now)
+        if self.audit.down and not self._audit_alerted:
+            self._audit_alerted = True
+            self._next_audit_retry_ms = now + self.config.audit_retry_ms
+            where = "in memory" if self.audit.spill_problem else "in memory and in a spill file beside the log"
+            self.bus.emit("alert.sent", now, channel="log", severity="critical",
+                          title=f"audit log cannot be written ({str(self.audit.problem)[:200]}): records are kept "
+                                f"{where} and written late; new entries stopped; retrying every "
+                                f"{self.config.audit_retry_ms / 1000:g} s")
+        elif not self.audit.down and self._audit_alerted:
+            self._audit_alerted = False
+            self.bus.emit("alert.sent", now, channel="log", severity="info",
+                          title="audit log writable again: the records kept were appended late (audit.late)")
+        self._bookkeeping_changed()
+
+    # --- state at start -----------------------------------------------------------------------
+
+    def _restore_state(self, now: int) -> bool:
+        """Restore the saved snapshot; True when one was restored. State found lost (module
+        docstring) halts trading, manual resume required. An unreachable store refuses the start."""
+        key = self.config.state_key
+        witness, witness_problem = self.audit.last_saved(key)
+        problem: str | None = None
+        saved: dict[str, Any] | None = None
+        try:
+            saved = self.store.get(key)
+        except CorruptStateError as exc:
+            problem = f"the stored state is damaged: {exc}" + self._set_aside(key, now)
+        except StateStoreError as exc:
+            self._refuse(f"state store unreachable: {exc}")
+        found = None if saved is None else saved.get("generation", 0)
+        if saved is not None:
+            try:
+                if type(found) is not int or found < 0:
+                    raise ValueError(f"generation {found!r} is not a whole number >= 0")
+                self.engine.restore(saved)
+            except (KeyError, ValueError, TypeError) as exc:
+                problem = f"the stored state does not restore ({type(exc).__name__}: {exc})" + self._set_aside(key, now)
+                found = None
+        expected = witness.generation if witness is not None else None
+        if problem is None and witness is not None:
+            if saved is None:
+                problem = (f"{self._store_name()} holds no state under '{key}', but the audit log says generation "
+                           f"{expected} was saved {self._witnessed(witness)}")
+            elif isinstance(found, int) and found < witness.generation:
+                problem = (f"{self._store_name()}:{key} holds generation {found}, older than generation {expected} "
+                           f"saved {self._witnessed(witness)}: newer state was lost (a lost WAL, a restored "
+                           "backup, a Redis restarted from an old dump?)")
+        if problem is None and saved is None and witness_problem is not None:
+            problem = f"{self._store_name()} holds no state under '{key}', and whether it ever did cannot be told: " \
+                      + witness_problem
+        self._generation = max(found if isinstance(found, int) else 0, expected or 0)
+        if problem is not None:
+            self._state_lost(now, problem, expected, found if isinstance(found, int) else None)
+        return saved is not None and isinstance(found, int)
+
+    @staticmethod
+    def _witnessed(witness: Witness) -> str:
+        where = f"record {witness.seq}" if witness.seq is not None else "a record not yet written"
+        return f"at {iso_utc(witness.ts_ms)} ({where})"
+
+    def _set_aside(self, key: str, now: int) -> str:
+        """Keep a damaged value under another key before a new snapshot replaces it."""
+        aside = f"{key}.damaged-{now}"
+        try:
+            moved = self.store.set_aside(key, aside)
+        except StateStoreError as exc:
+            return f" (it could not be set aside: {str(exc)[:160]})"
+        return f" (kept as '{aside}')" if moved else ""
+
+    def _state_lost(self, now: int, reason: str, expected: int | None, found: int | None) -> None:
+        key, store = self.config.state_key, self._store_name()
+        self.bus.emit("state.lost", now, reason=reason, store=store, key=key, expected_generation=expected,
+                      found_generation=found)
+        self.engine.board.fail_closed(f"state lost: {reason}; inspect, then resume manually")
+        self.bus.emit("alert.sent", now, channel="log", severity="critical",
+                      title=f"STATE LOST: trading halted until an operator resumes: {reason[:240]}")
+        self._record(self.config.actor, "state.lost", {"reason": reason, "store": store, "key": key,
+                                                      "expected_generation": expected, "found_generation": found})
 
     async def _rest_fallback(self, now: int) -> None:
         """WebSocket silent but REST may work: keep prices (and so exits and drawdown) current."""
@@ -690,28 +875,20 @@ class Trader:
     def _refuse(self, reason: str) -> None:
         now = self.clock.now_ms()
         self.bus.emit("startup.refused", now, reason=reason)
-        self.audit.append(self.config.actor, "startup.refused", {"reason": reason}, now)
+        self.bus.emit("alert.sent", now, channel="log", severity="critical",
+                      title=f"bot refused to start: {reason[:240]}")
+        self.audit.record(self.config.actor, "startup.refused", {"reason": reason}, now)
         raise StartupRefused(reason)
 
-    def _read_marker(self) -> dict[str, Any] | None:
-        if self.marker_path is None or not self.marker_path.exists():
+    def _save_marker(self) -> str | None:
+        """Write the marker of the engaged kill switch; on failure it is retried on the timer."""
+        self._marker_unsaved = False
+        if self.marker_path is None or not self.engine.killswitch.status().engaged:
             return None
         try:
-            data = json.loads(self.marker_path.read_text())
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-            return data
-        except (OSError, ValueError) as exc:
-            # An unreadable marker still means someone pulled the switch: stay stopped.
-            return emergency_snapshot(f"unreadable emergency marker ({exc})", None)
-
-    def _write_marker(self) -> None:
-        if self.marker_path is None:
-            return
-        self.marker_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.marker_path.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
-            json.dump(self.engine.killswitch.snapshot(), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.marker_path)
+            write_marker(self.marker_path, self.engine.killswitch.snapshot(), self.disk)
+        except OSError as exc:
+            self._marker_unsaved = True
+            self._next_marker_retry_ms = self.clock.now_ms() + self.config.audit_retry_ms
+            return f"marker {self.marker_path}: {exc}"
+        return None

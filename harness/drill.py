@@ -83,7 +83,7 @@ SHRINK_RUN_BUDGET = 150  # sim runs hypothesis may spend shrinking one failure
 # flatten SLA unjudgeable while they act (window after injection, in bars; None: until the end).
 TRANSPORT_WINDOW_BARS: Mapping[str, int | None] = {
     "exchange_outage": 2, "http_errors": 2, "order_reject": 2, "unknown_outcome": 2,
-    "stale_book": 2, "ws_lag": 2, "malformed_fill": 2, "restart": 1,
+    "stale_book": 2, "ws_lag": 2, "malformed_fill": 2, "restart": 1, "audit_torn": 1, "state_lost": 1,
     "clock_skew": None, "order_latency": None, "key_revoked": None, "key_permissions": None,
 }
 UNFOLDING = ("drawdown", "loss_streak", "winning_trade")
@@ -124,7 +124,8 @@ KIND_COVERS: Mapping[str, str] = {
     "ws_lag": "C2.latency", "inference_latency": "C2.latency", "order_latency": "C2.latency",
     "stale_book": "C2.latency", "credential_leak": "D3.credential_leak", "key_revoked": "D1.api_restrictions",
     "key_permissions": "D1.api_restrictions", "kill_switch": "C2.kill_switch",
-    "clear_kill_switch": "C2.kill_switch", "manual_resume": "C2",
+    "clear_kill_switch": "C2.kill_switch", "manual_resume": "C2", "audit_torn": "D3.audit", "disk_full": "D3.audit",
+    "state_lost": "PETS.circuit_breakers.persisted",
 }
 BREAKER_COVERS = {"drawdown": "C2.drawdown", "consecutive_losses": "C2.consecutive_losses",
                   "volatility": "C2.volatility", "latency": "C2.latency", "outage": "D3.exchange_outage",

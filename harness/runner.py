@@ -20,6 +20,7 @@ state. `run_sim` is registered as `harness.collect.RUNNERS["sim"]`.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import heapq
 import itertools
@@ -33,9 +34,10 @@ from typing import Any
 from bot.core.clock import VirtualClock
 from bot.core.events import Event, EventBus
 from bot.core.market import Bar, BookTick, IncrementalATR, RollingMean
-from bot.io.audit import AuditLog
+from bot.io.audit_trail import AuditTrail
+from bot.io.disk import Disk
 from bot.io.exchange import OrderRequest, OrderState, error_from_binance
-from bot.io.state import StateStore, open_store
+from bot.io.state import JsonObject, StateStore, StateStoreError, open_bot_store
 from bot.runtime import StartupRefused, Trader, TraderConfig
 from harness import collect
 from harness.expect import RunRecord, StepTiming
@@ -202,6 +204,69 @@ class SimTransport(SimExchange):
 
 
 # --------------------------------------------------------------------------------------------
+# The bot's disk (the disk_full fault)
+# --------------------------------------------------------------------------------------------
+
+
+class SimDisk(Disk):
+    """The real disk until `full`; then every write fails as a full disk's does (ENOSPC)."""
+
+    def __init__(self) -> None:
+        self.full = False
+
+    def write(self, fd: int, data: bytes | memoryview) -> int:
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device (gameday disk_full)")
+        return super().write(fd, data)
+
+
+class SimStore:
+    """The bot's state store on that disk: while `full`, writes fail the way SQLite's do on a full
+    disk ("database or disk is full"); reads and pings still work."""
+
+    def __init__(self, inner: StateStore) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.full = False
+
+    def _write(self, key: str) -> None:
+        if self.full:
+            raise StateStoreError(f"{self.name}:{key}: database or disk is full (gameday disk_full)")
+
+    def get(self, key: str) -> JsonObject | None:
+        return self.inner.get(key)
+
+    def put(self, key: str, value: JsonObject) -> None:
+        self._write(key)
+        self.inner.put(key, value)
+
+    def update(self, key: str, fn: Callable[[JsonObject | None], JsonObject]) -> JsonObject:
+        self._write(key)
+        return self.inner.update(key, fn)
+
+    def delete(self, key: str) -> None:
+        self._write(key)
+        self.inner.delete(key)
+
+    def set_aside(self, key: str, new_key: str) -> bool:
+        self._write(key)
+        return self.inner.set_aside(key, new_key)
+
+    def ping(self) -> None:
+        self.inner.ping()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@dataclass
+class SimDisks:
+    audit: SimDisk = field(default_factory=SimDisk)  # the audit log and its spill files
+    marker: SimDisk = field(default_factory=SimDisk)  # the kill-switch marker file
+    state_full: bool = False  # the state store
+
+
+# --------------------------------------------------------------------------------------------
 # Steps
 # --------------------------------------------------------------------------------------------
 
@@ -304,8 +369,9 @@ class SimWorld:
         self._day_peak = scenario.account.equity
         self.notes: list[str] = []
         self.trader: Trader | None = None
-        self.store: StateStore | None = None
-        self.audit: AuditLog | None = None
+        self.store: SimStore | None = None
+        self.audit: AuditTrail | None = None
+        self.disks = SimDisks()
         self.transport: SimTransport | None = None
         self.restarts = 0
         if scenario.duration is not None:
@@ -463,14 +529,22 @@ class SimWorld:
         return credential == OPERATOR_TOKEN
 
     def _new_trader(self) -> Trader:
-        self.store = open_store(self.workdir / "state.db")
-        self.audit = AuditLog(self.workdir / "audit.jsonl")
+        self.store = SimStore(open_bot_store(self.workdir / "state.db"))
+        self.store.full = self.disks.state_full
+        self.audit = AuditTrail(self.workdir / "audit.jsonl", now_ms=self.clock.now_ms, disk=self.disks.audit,
+                                verify_chain=True)
         bus = EventBus()
         bus.subscribe(self._record)
         self.transport = SimTransport(self.xe, self.clock, self.net)
         config = TraderConfig(symbol=SYMBOL, bar_ms=self.bar_ms, trade_entries=self.scenario.account.strategy)
         return Trader(self.policy, self.transport, self.store, self.audit, self.clock, bus,
-                      verify=self._verify, config=config, marker_path=self.workdir / "EMERGENCY_STOP")
+                      verify=self._verify, config=config, marker_path=self.workdir / "EMERGENCY_STOP",
+                      disk=self.disks.marker)
+
+    def set_state_full(self, full: bool) -> None:
+        self.disks.state_full = full
+        if self.store is not None:
+            self.store.full = full
 
     async def start_bot(self) -> bool:
         """Start a bot process; False when it refused to start (startup.refused was emitted)."""
@@ -495,12 +569,25 @@ class SimWorld:
             await trader.exchange.close()
         self._close_io()
 
+    async def crash_bot(self) -> None:
+        """The bot process dies at once: no last save, and what its audit trail kept only in
+        memory is gone (its spill files stay for the next process)."""
+        trader, self.trader = self.trader, None
+        if trader is not None:
+            await trader.exchange.close()
+        if self.audit is not None:
+            self.audit.abandon()
+            self.audit = None
+        self._close_io()
+
     def _close_io(self) -> None:
         if self.store is not None:
             self.store.close()
             self.store = None
         if self.audit is not None:
-            self.audit.close()
+            for kept in self.audit.close():
+                self.notes.append(f"an audit record was not written when the bot stopped: {kept.action} "
+                                  f"({kept.error[:120]})")
             self.audit = None
 
     def _wrap_inference(self, trader: Trader) -> None:

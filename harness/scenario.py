@@ -343,6 +343,15 @@ FAULTS: Mapping[str, FaultSpec] = {f.kind: f for f in (
                      choices=("SIGKILL", "SIGTERM", "SIGINT"))),
     _fault("restart", "process", "sn", "the bot restarts and reconciles"),
     _fault("redis_outage", "process", "n", "the Redis state store goes away", duration=_DUR),
+    _fault("audit_torn", "process", "sn",
+           "the bot dies mid-append of a large audit record (a torn last line), then starts again"),
+    _fault("state_lost", "process", "sn", "the bot stops, its state store loses what it held, the bot starts again",
+           how=_P("enum", choices=("delete", "empty", "not_a_database", "stale", "flush"),
+                  doc="the store deleted / emptied / overwritten with bytes that are not a database / "
+                      "back at an older snapshot (a lost WAL) / flushed (a Redis restarted empty)")),
+    _fault("disk_full", "process", "sn", "the bot's disk is full: its writes fail with ENOSPC", duration=_DUR,
+           target=_P("enum", required=False, default="all", choices=("audit", "state", "all"),
+                     doc="the audit log, the state store, or everything the bot writes (with the marker)")),
     # operator
     _fault("kill_switch", "operator", "sn", "an operator engages the kill switch",
            mode=_P("enum", choices=("immediate", "graceful", "pause")),

@@ -32,12 +32,14 @@ EVENT_NAMES: frozenset[str] = frozenset(
         "exchange.down",
         "exchange.up",
         "state.restored",
+        "state.lost",
         "startup.refused",
         "alert.sent",
         "credential.leak_detected",
         "credential.revoked",
         "credential.rotated",
         "runbook.step_done",
+        "audit.repaired",
     }
 )
 

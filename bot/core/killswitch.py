@@ -14,6 +14,7 @@ silently. A graceful deadline never moves once set.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -63,6 +64,68 @@ def emergency_snapshot(reason: str, engaged_at_ms: int | None, actor: str = "mar
     or used stands for (someone pulled the switch; the bot stays stopped and flattens)."""
     return {"version": SNAPSHOT_VERSION, **KillStatus(True, "immediate", reason, actor, engaged_at_ms, None,
                                                       True).to_dict()}
+
+
+_SNAPSHOT_FIELDS = ("engaged", "mode", "reason", "actor", "engaged_at_ms", "deadline_ms", "flatten_requested")
+
+
+def _snapshot_problem(data: object) -> str | None:
+    """Why `data` is not a complete snapshot of an engaged kill switch (None when it is one)."""
+    if not isinstance(data, dict):
+        return f"it holds a JSON {type(data).__name__}, not an object"
+    missing = [k for k in ("version", *_SNAPSHOT_FIELDS) if k not in data]
+    if missing:
+        return "it is not a complete kill-switch snapshot (missing " + ", ".join(missing) + ")"
+    if data["version"] != SNAPSHOT_VERSION:
+        return f"version {data['version']!r}, expected {SNAPSHOT_VERSION}"
+    if data["engaged"] is not True:
+        return (f"engaged is {data['engaged']!r}, but a marker file stands for an engaged kill switch "
+                "(clear it with `python -m bot killswitch --clear`)")
+    mode = data["mode"]
+    if mode not in MODE_RANK:
+        return f"mode {mode!r} is not one of {sorted(MODE_RANK)}"
+    for name in ("reason", "actor"):
+        if data[name] is not None and not isinstance(data[name], str):
+            return f"{name} is {type(data[name]).__name__}, not text"
+    for name in ("engaged_at_ms", "deadline_ms"):
+        if data[name] is not None and type(data[name]) is not int:
+            return f"{name} is {data[name]!r}, not whole milliseconds"
+    if type(data["flatten_requested"]) is not bool:
+        return f"flatten_requested is {data['flatten_requested']!r}, not true/false"
+    if mode == "immediate" and not data["flatten_requested"]:
+        return "mode immediate without flatten_requested"
+    if mode == "graceful" and data["deadline_ms"] is None:
+        return "mode graceful without a deadline"
+    return None
+
+
+def marker_snapshot(content: bytes | None, problem: str | None, where: str, now_ms: int) -> dict[str, Any]:
+    """What an emergency marker file stands for, as a snapshot `KillSwitch.restore` accepts.
+
+    `content` is the file's bytes (None when it could not be read; `problem` says why). A complete
+    snapshot of an engaged kill switch is taken as written; anything else a marker can be - a
+    hand-written `{"engaged": true}`, `{}`, garbage bytes, a directory, an unreadable file - still
+    means someone pulled the switch: it engages the strictest mode (immediate: cancel, flatten, halt)
+    with a reason that names the marker and what is wrong with it. Never raises.
+    """
+    data: object = None
+    if problem is None and content is None:
+        problem = "it could not be read"
+    if problem is None:
+        assert content is not None
+        try:
+            data = json.loads(content.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            problem = f"it is not JSON ({type(exc).__name__}: {str(exc)[:80]})"
+        except RecursionError:
+            problem = "it is not usable JSON (nested too deeply)"
+    if problem is None:
+        problem = _snapshot_problem(data)
+    if problem is None:
+        assert isinstance(data, dict)
+        return {"version": SNAPSHOT_VERSION, **{k: data[k] for k in _SNAPSHOT_FIELDS}}
+    return emergency_snapshot(f"emergency marker {where}: {problem}; engaged in the strictest mode (immediate)",
+                              now_ms)
 
 
 class KillSwitch:

@@ -13,15 +13,23 @@ canonical JSON of the record without its "hash" field.
 `AuditLog.append` writes the line and fsyncs the file (and, when it created the file, the
 directory) before it returns: a caller reports an action done only after `append` returned.
 
+A torn last line (a crash during an append: bytes after the last newline) is repaired when the
+log is opened: the bytes are cut off (and kept beside the log in ``<log>.torn-<seq>-<sha>``), and
+an ``audit.repaired`` record (details: cut_bytes, cut_sha256, after_seq, saved_to) is appended.
+The append that was torn never returned, so nothing it recorded had been reported done. A line
+that is complete but wrong (an edit) is never repaired: opening refuses with the line number.
+
 What `verify` proves from the file alone: any edited byte, any deleted, inserted or reordered
-line, a truncated last line. A log cut at a record boundary (whole last records removed) is a
+line, a torn last line. A log cut at a record boundary (whole last records removed) is a
 valid shorter log; to detect that, keep the last record's hash somewhere else (`AuditLog.head`)
-and pass it as ``expect_head`` (`python -m bot audit verify FILE --head HASH`).
+and pass it as ``expect_head`` (`python -m bot audit verify FILE --head HASH`). `verify` also
+lists every repair and every batch of records written late (``audit.late``) it finds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -29,11 +37,14 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from bot.io.disk import REAL_DISK, Disk
 
 GENESIS = "0" * 64
 REDACTED = "***"
@@ -51,6 +62,36 @@ class AuditError(Exception):
 
 class AuditChainError(AuditError):
     """The existing log's chain is broken; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Repair:
+    """A torn last line cut off when the log was opened."""
+
+    cut_bytes: int
+    cut_sha256: str
+    after_seq: int  # the last whole record, kept
+    after_hash: str  # its hash (GENESIS when nothing was kept)
+    saved_to: str | None  # where the cut bytes were kept (None: they could not be written)
+
+    def details(self) -> dict[str, Any]:
+        return {"cut_bytes": self.cut_bytes, "cut_sha256": self.cut_sha256, "after_seq": self.after_seq,
+                "saved_to": self.saved_to}
+
+
+class AuditWriteError(AuditError):
+    """Records (or the repair record written on open) did not become durable. `attempted` are the
+    records of the failed write - some may be in the file; `repair` is set when the failed write
+    was the record of a repair already done (the cut is gone, its record is not written)."""
+
+    def __init__(self, message: str, attempted: Sequence[Mapping[str, Any]], repair: Repair | None = None) -> None:
+        super().__init__(message)
+        self.attempted = [dict(r) for r in attempted]
+        self.repair = repair
+
+
+Entry = tuple[str, str, Mapping[str, Any], int]  # actor, action, details, ts_ms
+REPAIR_ACTOR = "audit"
 
 
 def canonical_json(obj: Any) -> str:
@@ -141,36 +182,125 @@ class VerifyResult:
     first_bad_line: int | None
     reason: str | None
     last_hash: str = GENESIS  # hash of the last good record (GENESIS for an empty log)
+    repairs: tuple[tuple[int, dict[str, Any]], ...] = ()  # (line, details) of each audit.repaired record
+    late: tuple[tuple[int, dict[str, Any]], ...] = ()  # (line, details) of each audit.late record
+    prefix: VerifiedPrefix | None = None  # when ok: the whole file, to resume from next time
 
 
-def verify(path: str | os.PathLike[str], *, expect_head: str | None = None) -> VerifyResult:
+@dataclass(frozen=True)
+class VerifiedPrefix:
+    """The first `records` lines (`size` bytes) of a log, verified: their bytes hash to
+    `prefix_sha256`, and the last of them (without newline) to `last_sha256`."""
+
+    records: int
+    size: int
+    prefix_sha256: str
+    last_sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "size": self.size, "prefix_sha256": self.prefix_sha256,
+                "last_sha256": self.last_sha256}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> VerifiedPrefix | None:
+        try:
+            records, size, prefix, last = (data[k] for k in ("records", "size", "prefix_sha256", "last_sha256"))
+        except (KeyError, TypeError):
+            return None
+        if not (type(records) is int and type(size) is int and records > 0 and size > 0
+                and isinstance(prefix, str) and isinstance(last, str)):
+            return None
+        return cls(records, size, prefix, last)
+
+
+def verify(path: str | os.PathLike[str], *, expect_head: str | None = None,
+           resume: VerifiedPrefix | None = None) -> VerifyResult:
     """Check the whole chain of the log at `path`; stop at the first bad line.
 
     `expect_head`: hash of a record known (from elsewhere) to have been in the log; when given,
     a log that does not contain it — e.g. cut after its last records — fails.
+    `resume`: a prefix verified before (the bot keeps one beside the log, to check only what was
+    appended since its last start): skipped when the file still starts with exactly those bytes
+    (their sha256, which costs far less than parsing them), else the whole file is checked.
+    `python -m bot audit verify` never resumes.
     Raises OSError when the file cannot be read.
     """
     prev = GENESIS
     count = 0
     seen_head = expect_head is None
+    digest = hashlib.sha256()  # of every byte verified so far: the prefix a later resume may skip
+    size = 0
+    repairs: list[tuple[int, dict[str, Any]]] = []
+    late: list[tuple[int, dict[str, Any]]] = []
+
+    def result(ok: bool, bad: int | None, reason: str | None) -> VerifyResult:
+        prefix = VerifiedPrefix(count, size, digest.hexdigest(), prev) if ok and count else None
+        return VerifyResult(ok, count, bad, reason, prev, tuple(repairs), tuple(late), prefix)
+
     with open(path, "rb") as f:
-        for lineno, line in enumerate(f, start=1):
+        if resume is not None and expect_head is None:
+            seen = hashlib.sha256()
+            left = resume.size
+            while left > 0 and (chunk := f.read(min(left, 1 << 20))):
+                seen.update(chunk)
+                left -= len(chunk)
+            if left == 0 and seen.hexdigest() == resume.prefix_sha256:  # byte for byte what was verified
+                prev, count, size, digest = resume.last_sha256, resume.records, resume.size, seen
+        f.seek(size)
+        for lineno, line in enumerate(f, start=count + 1):
             if not line.endswith(b"\n"):
-                return VerifyResult(False, count, lineno, "truncated last line (no newline at end of file)", prev)
+                return result(False, lineno, f"torn last line: {len(line)} bytes without a newline after record "
+                                             f"{count} (a crash during an append); the bot and the kill switch cut "
+                                             "it on their next open and record audit.repaired")
             record, reason = _check_line(line[:-1], lineno, prev)
             if record is None:
-                return VerifyResult(False, count, lineno, reason, prev)
+                return result(False, lineno, reason)
             count += 1
             prev = _sha256(line[:-1])
+            digest.update(line)
+            size += len(line)
             if record["hash"] == expect_head:
                 seen_head = True
+            if record["action"] == "audit.repaired":
+                repairs.append((lineno, record["details"]))
+            elif record["action"] == "audit.late":
+                late.append((lineno, record["details"]))
     if not seen_head:
-        return VerifyResult(
-            False, count, count + 1,
-            f"record {expect_head} is not in the log: records were removed from the end (or the log was replaced)",
-            prev,
-        )
-    return VerifyResult(True, count, None, None, prev)
+        return result(False, count + 1, f"record {expect_head} is not in the log: records were removed from the "
+                                        "end (or the log was replaced)")
+    return result(True, None, None)
+
+
+def find_last(path: str | os.PathLike[str], action: str, where: Mapping[str, Any] | None = None
+              ) -> dict[str, Any] | None:
+    """The last record of `action` whose details hold every item of `where`, reading the file
+    backwards from its end (cheap when such records are frequent). Lines are parsed, not
+    verified (that is `verify`'s job). Raises OSError when the file cannot be read."""
+    needle = b'"action":' + json.dumps(action).encode("ascii")
+    wanted = dict(where or {})
+    with open(path, "rb") as f:
+        pos = os.fstat(f.fileno()).st_size
+        rest = b""
+        block = 65536
+        while pos > 0:
+            step = min(block, pos)
+            pos -= step
+            f.seek(pos)
+            lines = (f.read(step) + rest).split(b"\n")
+            rest, complete = (lines[0], lines[1:]) if pos > 0 else (b"", lines)
+            for raw in reversed(complete):
+                if needle not in raw:
+                    continue
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue
+                details = record.get("details") if isinstance(record, dict) else None
+                if (record.get("action") == action and isinstance(details, dict)
+                        and all(details.get(k) == v for k, v in wanted.items())):
+                    return dict(record)
+            block = min(block * 2, 1 << 22)
+    return None
 
 
 def _read_tail_lines(f: Any, size: int, want: int = 2) -> list[bytes]:
@@ -190,23 +320,49 @@ def _read_tail_lines(f: Any, size: int, want: int = 2) -> list[bytes]:
     return lines[-(want + 1):]  # with a trailing "" when the file ends with a newline
 
 
+def _end_of_last_line(f: Any, size: int) -> int:
+    """Offset just past the file's last newline (0 when there is none)."""
+    pos = size
+    block = 8192
+    while pos > 0:
+        step = min(block, pos)
+        pos -= step
+        f.seek(pos)
+        i = f.read(step).rfind(b"\n")
+        if i >= 0:
+            return pos + i + 1
+        block = min(block * 2, 1 << 22)
+    return 0
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 class AuditLog:
     """Appends records to one JSONL file, continuing the chain found there.
 
     Opening checks the tail only (the last line parses, is canonical, matches its hash and links
     to the line before it) and raises AuditChainError naming the line otherwise; checking the
-    whole file is `verify`'s job. A torn last line (crash during an append that therefore never
-    returned) is refused too: an operator inspects it and truncates it before the bot goes on.
+    whole file is `verify`'s job. A torn last line (bytes after the last newline: a crash during
+    an append, which therefore never returned) is cut and the cut recorded (module docstring);
+    `repairs` lists what this instance cut, on open or when another process's crash left one.
 
     Safe across threads, and across processes appending to the same file (flock per append).
-    After a failed write or fsync the log refuses further appends: whether the record is
-    durable is unknown, and the chain in memory can no longer be trusted.
+    After a failed write or fsync the file is cut back to where it was (no part of a record whose
+    append failed stays behind) and the log refuses further appends: whether the cut itself
+    reached the disk is unknown - open it again (the reopen repairs a torn tail if it did not).
+    `disk` carries the write/fsync calls; `now_ms` stamps the repair records (default: wall clock).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, disk: Disk = REAL_DISK,
+                 now_ms: Callable[[], int] | None = None) -> None:
         self.path = Path(path)
+        self.disk = disk
+        self._now_ms = now_ms or _wall_ms
         self._lock = threading.Lock()
         self._failed: str | None = None
+        self.repairs: list[Repair] = []
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
             created = True
@@ -216,8 +372,8 @@ class AuditLog:
         self._fd = fd
         try:
             if created:
-                os.fsync(fd)
-                _fsync_dir(self.path.parent)
+                disk.fsync(fd)
+                disk.fsync_dir(self.path.parent)
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 self._load_tail()
@@ -238,18 +394,25 @@ class AuditLog:
         return self._seq
 
     def _load_tail(self) -> None:
+        """Read the chain's end (under the file lock); cut a torn last line."""
         size = os.fstat(self._fd).st_size
         self._size = size
         self._seq, self._prev_line_hash, self._head = 0, GENESIS, GENESIS
         if size == 0:
             return
         with open(self.path, "rb") as f:
-            tail = _read_tail_lines(f, size)
-        if tail[-1] != b"":
-            raise AuditChainError(
-                f"{self.path}: last line is incomplete (no newline; a crash during append?): "
-                f"refusing to continue; run `python -m bot audit verify {self.path}`"
-            )
+            whole = _end_of_last_line(f, size)
+            cut = b""
+            if whole < size:
+                f.seek(whole)
+                cut = f.read(size - whole)
+            tail = _read_tail_lines(f, whole) if whole else []
+        if len(tail) >= 2:
+            self._check_tail(tail)
+        if cut:
+            self._repair(whole, cut)
+
+    def _check_tail(self, tail: list[bytes]) -> None:
         last = tail[-2]
         before = tail[-3] if len(tail) >= 3 else None
         try:
@@ -264,6 +427,14 @@ class AuditLog:
         prev = _sha256(before) if before is not None else GENESIS
         if before is None and seq != 1:
             raise AuditChainError(f"{self.path}:{seq}: first line of the file has seq {seq}, expected 1")
+        if before is not None:  # name the edited line itself, not only the broken link after it
+            try:
+                before_prev = json.loads(before.decode("ascii")).get("prev")
+            except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+                before_prev = None
+            checked_before, why = _check_line(before, seq - 1, before_prev if isinstance(before_prev, str) else "")
+            if checked_before is None:
+                raise AuditChainError(f"{self.path}:{seq - 1}: {why}: refusing to continue a broken chain")
         checked, reason = _check_line(last, seq, prev)
         if checked is None:
             raise AuditChainError(f"{self.path}:{seq}: {reason}: refusing to continue a broken chain")
@@ -271,47 +442,99 @@ class AuditLog:
         self._prev_line_hash = _sha256(last)
         self._head = checked["hash"]
 
+    def _repair(self, whole: int, cut: bytes) -> None:
+        digest = _sha256(cut)
+        saved = self._save_cut(cut, digest)
+        try:
+            os.ftruncate(self._fd, whole)
+            self.disk.fsync(self._fd)
+        except OSError as exc:
+            raise AuditError(f"{self.path}: a torn last line ({len(cut)} bytes) could not be cut: {exc}") from exc
+        self._size = whole
+        repair = Repair(len(cut), digest, self._seq, self._head, saved)
+        self.repairs.append(repair)
+        try:
+            self._write_locked([(REPAIR_ACTOR, "audit.repaired", repair.details(), self._now_ms())])
+        except AuditWriteError as exc:
+            exc.repair = repair
+            raise
+
+    def _save_cut(self, cut: bytes, digest: str) -> str | None:
+        """Keep the cut bytes beside the log for inspection (best effort: the cut goes on without)."""
+        target = self.path.with_name(f"{self.path.name}.torn-{self._seq + 1}-{digest[:12]}")
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return str(target)  # the same bytes, cut before (named by their digest)
+        except OSError:
+            return None
+        try:
+            self.disk.write_all(fd, cut)
+            self.disk.fsync(fd)
+        except OSError:
+            os.close(fd)
+            target.unlink(missing_ok=True)
+            return None
+        os.close(fd)
+        return str(target)
+
     def append(self, actor: str, action: str, details: Mapping[str, Any], ts_ms: int) -> dict[str, Any]:
         """Write one record and fsync it; returns the record as written (details redacted)."""
-        if not isinstance(actor, str) or not actor or not isinstance(action, str) or not action:
-            raise ValueError("actor and action must be non-empty strings")
-        if type(ts_ms) is not int:
-            raise TypeError(f"ts_ms must be an int (milliseconds since the epoch), got {type(ts_ms).__name__}")
-        if not isinstance(details, Mapping):
-            raise TypeError(f"details must be a mapping, got {type(details).__name__}")
-        clean = redact(details)
-        canonical_json(clean)  # refuse non-JSON / NaN details before touching the file
+        return self.append_batch([(actor, action, details, ts_ms)])[0]
+
+    def append_batch(self, entries: Sequence[Entry]) -> list[dict[str, Any]]:
+        """Write records with one write and one fsync (a crash leaves a prefix of them, and at most a
+        torn last line the next open cuts); returns them as written (details redacted)."""
+        clean: list[Entry] = []
+        for actor, action, details, ts_ms in entries:
+            if not isinstance(actor, str) or not actor or not isinstance(action, str) or not action:
+                raise ValueError("actor and action must be non-empty strings")
+            if type(ts_ms) is not int:
+                raise TypeError(f"ts_ms must be an int (milliseconds since the epoch), got {type(ts_ms).__name__}")
+            if not isinstance(details, Mapping):
+                raise TypeError(f"details must be a mapping, got {type(details).__name__}")
+            redacted = redact(details)
+            canonical_json(redacted)  # refuse non-JSON / NaN details before touching the file
+            clean.append((actor, action, redacted, ts_ms))
+        if not clean:
+            return []
         with self._lock:
             if self._failed is not None:
                 raise AuditError(f"{self.path}: an earlier append failed ({self._failed}); reopen the log")
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 if os.fstat(self._fd).st_size != self._size:
-                    self._load_tail()  # another process appended since our last look
-                record: dict[str, Any] = {
-                    "seq": self._seq + 1,
-                    "ts": iso_utc(ts_ms),
-                    "ts_ms": ts_ms,
-                    "actor": actor,
-                    "action": action,
-                    "details": clean,
-                    "prev": self._prev_line_hash,
-                }
-                record["hash"] = _record_hash(record)
-                line = canonical_json(record).encode("ascii")
-                try:
-                    _write_all(self._fd, line + b"\n")
-                    os.fsync(self._fd)
-                except OSError as exc:
-                    self._failed = f"{type(exc).__name__}: {exc}"
-                    raise AuditError(f"{self.path}: append not durable: {exc}") from exc
-                self._seq = record["seq"]
-                self._prev_line_hash = _sha256(line)
-                self._head = record["hash"]
-                self._size += len(line) + 1
-                return record
+                    self._load_tail()  # another process appended (or crashed appending) since our last look
+                return self._write_locked(clean)
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _write_locked(self, entries: Sequence[Entry]) -> list[dict[str, Any]]:
+        """Chain, write and fsync `entries` (checked, redacted); the caller holds the file lock."""
+        records: list[dict[str, Any]] = []
+        lines: list[bytes] = []
+        seq, prev = self._seq, self._prev_line_hash
+        for actor, action, details, ts_ms in entries:
+            seq += 1
+            record: dict[str, Any] = {"seq": seq, "ts": iso_utc(ts_ms), "ts_ms": ts_ms, "actor": actor,
+                                      "action": action, "details": dict(details), "prev": prev}
+            record["hash"] = _record_hash(record)
+            line = canonical_json(record).encode("ascii")
+            prev = _sha256(line)
+            records.append(record)
+            lines.append(line)
+        data = b"\n".join(lines) + b"\n"
+        try:
+            self.disk.write_all(self._fd, data)
+            self.disk.fsync(self._fd)
+        except OSError as exc:
+            self._failed = f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(OSError):  # leave no part of an unacknowledged write behind
+                os.ftruncate(self._fd, self._size)
+            raise AuditWriteError(f"{self.path}: append not durable: {exc}", records) from exc
+        self._seq, self._prev_line_hash, self._head = seq, prev, records[-1]["hash"]
+        self._size += len(data)
+        return records
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -323,21 +546,6 @@ class AuditLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _fsync_dir(directory: Path) -> None:
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def main_verify(argv: Sequence[str]) -> int:
@@ -354,8 +562,17 @@ def main_verify(argv: Sequence[str]) -> int:
     except OSError as exc:
         print(f"{args.file}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    for line, d in result.repairs:
+        kept = f"kept in {d.get('saved_to')}" if d.get("saved_to") else "not kept (could not be written)"
+        print(f"{args.file}:{line}: repaired: a torn last line after record {d.get('after_seq')} was cut: "
+              f"{d.get('cut_bytes')} bytes, sha256 {d.get('cut_sha256')}, {kept}")
+    for line, d in result.late:
+        print(f"{args.file}:{line}: late: the next {d.get('records')} records were written late (from "
+              f"{d.get('first_ts_ms')} to {d.get('last_ts_ms')} ms), because: {d.get('reason')}")
     if result.ok:
-        print(f"ok: {result.records} records, chain intact")
+        print(f"ok: {result.records} records, chain intact"
+              + (f", {len(result.repairs)} repair(s)" if result.repairs else "")
+              + (f", {len(result.late)} late batch(es)" if result.late else ""))
         return 0
     print(f"{args.file}:{result.first_bad_line}: {result.reason}")
     return 1

@@ -1,7 +1,9 @@
 """Durable state of the bot: breaker states, cooldown clocks, kill switch, peak equity.
 
 Values are JSON objects stored in an envelope with a sha256 digest; a value that fails its
-digest or does not parse raises `CorruptStateError`, and the bot refuses to trade.
+digest or does not parse raises `CorruptStateError`. The bot then treats its state as lost: it
+comes up halted (manual resume required) and sets the damaged value aside (`set_aside`) before it
+saves a new one (bot.runtime, "Lost state").
 """
 
 from __future__ import annotations
@@ -24,13 +26,38 @@ class CorruptStateError(StateStoreError):
 
 
 class StateStore(Protocol):
+    name: str  # where the state lives, for messages (never a password)
+
     def get(self, key: str) -> JsonObject | None: ...
     def put(self, key: str, value: JsonObject) -> None: ...
     def update(self, key: str, fn: Callable[[JsonObject | None], JsonObject]) -> JsonObject:
         """Atomic read-modify-write: no update is lost when several processes write one key."""
     def delete(self, key: str) -> None: ...
+    def set_aside(self, key: str, new_key: str) -> bool:
+        """Move the stored value of `key`, as it is (damaged or not), to `new_key`; False if none."""
     def ping(self) -> None: ...
     def close(self) -> None: ...
+
+
+class UnusableStore:
+    """Stands in for a store that cannot even be opened (a state file that is not a database):
+    every call raises the reason, so the bot comes up halted, stops new entries and says why,
+    instead of refusing to run while a position may be open. The file is left as found."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+
+    def _fail(self, *args: object) -> Any:
+        raise CorruptStateError(self.reason)
+
+    get = put = update = delete = ping = _fail
+
+    def set_aside(self, key: str, new_key: str) -> bool:
+        return False  # nothing can be moved inside it: the whole file is left as found, for the operator
+
+    def close(self) -> None:
+        pass
 
 
 ENVELOPE_VERSION = 1
@@ -91,6 +118,16 @@ def decode_envelope(raw: str | bytes, *, store: str, key: str) -> JsonObject:
             "the value was altered"
         )
     return value
+
+
+def open_bot_store(target: str | os.PathLike[str], *, prefix: str = "gameday:") -> StateStore:
+    """`open_store` for the bot itself: a store that is damaged beyond opening (CorruptStateError,
+    e.g. "file is not a database") becomes an `UnusableStore` carrying the reason (module doc)."""
+    try:
+        return open_store(target, prefix=prefix)
+    except CorruptStateError as exc:
+        return UnusableStore(f"sqlite:{os.fspath(target)}", f"{exc} - move the file aside for inspection "
+                             "(e.g. `mv FILE FILE.damaged`), restart, then resume manually")
 
 
 def open_store(target: str | os.PathLike[str], *, prefix: str = "gameday:") -> StateStore:

@@ -137,6 +137,15 @@ class RedisStore:
         with self._errors(rkey):
             self._client.delete(rkey)
 
+    def set_aside(self, key: str, new_key: str) -> bool:
+        rkey, rnew = self._key(key), self._key(new_key)
+        with self._errors(rkey):
+            try:
+                self._client.rename(rkey, rnew)
+            except redis.ResponseError:  # "no such key"
+                return False
+        return True
+
     def keys(self) -> list[str]:
         """Keys under this store's prefix, without the prefix."""
         with self._errors():

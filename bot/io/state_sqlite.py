@@ -145,6 +145,16 @@ class SqliteStore:
         check_key(key)
         self._retrying(key, lambda: self._db.execute("DELETE FROM state WHERE key = ?", (key,)))
 
+    def set_aside(self, key: str, new_key: str) -> bool:
+        check_key(key)
+        check_key(new_key)
+
+        def move() -> bool:
+            cursor = self._db.execute("UPDATE OR REPLACE state SET key = ? WHERE key = ?", (new_key, key))
+            return cursor.rowcount > 0
+
+        return self._retrying(key, move)
+
     def keys(self) -> list[str]:
         return self._retrying("*", lambda: [row[0] for row in self._db.execute("SELECT key FROM state ORDER BY key")])
 

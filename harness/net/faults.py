@@ -11,6 +11,9 @@ How each kind is made real (DESIGN.md fault table, mode `n`):
 | redis_outage | Redis proxy disabled for duration |
 | bot_crash | the signal to the bot's process group; then the harness restarts the bot |
 | restart | SIGTERM, wait for the exit, start again |
+| audit_torn | SIGKILL; 4 KiB of a large record appended to the audit log (a kill mid-append); start again |
+| state_lost | SIGTERM (the bot saves its last snapshot); the store changed in Redis directly (below); start |
+| disk_full | a tmpfs of the bot's audit log (and marker) filled up; and/or Redis `maxmemory 1` (below) |
 | spread_spike, price_gap, stale_book, clock_skew, http_errors, order_reject, | testnet admin API |
 | unknown_outcome, key_revoked, key_permissions, drawdown, atr_spike | testnet admin API |
 | kill_switch, clear_kill_switch, manual_resume | control API (Bearer token); bot down: the CLI |
@@ -23,6 +26,13 @@ its next reconcile (the runner starts it with `--reconcile-ms`); the price is wa
 judges both on every book tick - until the bot closes the trade; then the price goes back to where
 the trade started. Established when the count-th close with the wanted pnl sign happened.
 
+state_lost in Redis: delete (DEL the bot's key), flush (FLUSHALL on a Redis the harness started; on
+one from GAMEDAY_REDIS_URL only the bot's keys are deleted), empty / not_a_database (the key set to
+"" / to text), stale (the key set back to its value at injection). disk_full: target audit or all
+fills, with a file, the tmpfs the runner mounted for the bot's audit log (all: and its marker file)
+until ENOSPC - root only, else the step is an ERROR; target state or all sets Redis `CONFIG SET
+maxmemory 1` (writes fail with OOM, reads work). Both are undone after `duration`.
+
 A fault that cannot be made real here (an inference delay lives inside the bot; a fill delay
 separate from the placement delay; a leak detector the live bot does not run) raises
 `FaultNotInjectable`: the step is reported with the reason and the scenario is an ERROR, never a
@@ -31,7 +41,9 @@ pass. So does a streak trade the bot does not adopt or close in time.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -47,6 +59,7 @@ if TYPE_CHECKING:
     from harness.net.runner import NetRun
 
 Revert = Callable[[], None]
+STATE_PREFIX = "gameday:"  # bot.io.state.open_store's default key prefix for Redis
 
 
 class FaultNotInjectable(Exception):
@@ -135,6 +148,104 @@ def bot_crash(run: NetRun, p: dict[str, Any]) -> Injected:
 def restart(run: NetRun, p: dict[str, Any]) -> Injected:
     run.bot.stop()
     return Injected(run.restart_bot())
+
+
+def audit_torn(run: NetRun, p: dict[str, Any]) -> Injected:
+    from harness.faults.process import TORN_RECORD
+
+    run.bot.kill(signal.SIGKILL)
+    with open(run.audit_path, "ab") as fh:
+        fh.write(TORN_RECORD)
+    restarted = run.restart_bot()
+    return Injected(restarted, notes=[f"bot SIGKILLed mid-append ({len(TORN_RECORD)} bytes torn), restarted "
+                                      f"(pid {run.bot.pid})"])
+
+
+def _redis(run: NetRun) -> Any:
+    from harness.services import make_redis_client
+
+    handle = run.stack.redis
+    if handle is None:
+        raise FaultNotInjectable("no Redis in this run's stack")
+    return make_redis_client(f"redis://{handle.host}:{handle.port}/0", timeout=2.0)
+
+
+def state_lost(run: NetRun, p: dict[str, Any]) -> Injected:
+    from harness.faults.process import NOT_A_DATABASE
+
+    how = p["how"]
+    client = _redis(run)
+    key = STATE_PREFIX + "bot"
+    try:
+        older = client.get(key)
+        if how == "stale" and older is None:
+            raise FaultNotInjectable("state_lost how=stale needs a saved state to go back to, and Redis holds none")
+        if run.bot.stop() is None:
+            raise FaultNotInjectable("state_lost: the bot was not running")
+        notes = []
+        if how == "delete":
+            client.delete(key)
+        elif how == "flush":
+            assert run.stack.redis is not None
+            if run.stack.redis.source == "env":  # someone else's Redis: only what is the bot's
+                keys = list(client.scan_iter(match=STATE_PREFIX + "*"))
+                if keys:
+                    client.delete(*keys)
+                notes.append(f"Redis from the environment: deleted the bot's {len(keys)} key(s), not FLUSHALL")
+            else:
+                client.flushall()
+        elif how == "empty":
+            client.set(key, b"")
+        elif how == "not_a_database":
+            client.set(key, NOT_A_DATABASE)
+        elif how == "stale":
+            client.set(key, older)
+        else:
+            raise FaultNotInjectable(f"state_lost: no net implementation of how={how!r}")
+    finally:
+        client.close()
+    restarted = run.restart_bot()
+    return Injected(restarted, notes=[f"state lost while the bot was down ({how}), restarted (pid {run.bot.pid})",
+                                      *notes])
+
+
+def disk_full(run: NetRun, p: dict[str, Any]) -> Injected:
+    from harness.net.runner import FILLER
+
+    target = p["target"]
+    undo: list[Revert] = []
+    notes: list[str] = []
+    if target in ("audit", "all"):
+        if run.disk_dir is None or not run.disk_mounted:
+            raise FaultNotInjectable(run.disk_problem or "no tmpfs was mounted for the bot's audit log")
+        filler = run.disk_dir / FILLER
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for size in (65536, 4096, 512, 1):  # until not one more byte fits
+                with contextlib.suppress(OSError):
+                    while True:
+                        os.write(fd, b"\0" * size)
+        finally:
+            os.close(fd)
+        notes.append(f"filled {run.disk_dir} ({filler.stat().st_size} bytes of filler)")
+        undo.append(lambda: filler.unlink(missing_ok=True))
+    if target in ("state", "all"):
+        client = _redis(run)
+        before = client.config_get("maxmemory").get("maxmemory", "0")
+        client.config_set("maxmemory", 1)
+
+        def restore() -> None:
+            client.config_set("maxmemory", before)
+            client.close()
+
+        undo.append(restore)
+        notes.append("Redis maxmemory 1: every write fails with OOM")
+
+    def revert() -> None:
+        for fn in undo:
+            fn()
+
+    return Injected(now_ms(), revert, p["duration"], notes)
 
 
 # ------------------------------------------------------------------------------------------ testnet admin
@@ -401,6 +512,7 @@ NET_FAULTS: dict[str, Callable[[NetRun, dict[str, Any]], Injected]] = {
     "key_revoked": key_revoked, "key_permissions": key_permissions, "drawdown": drawdown, "atr_spike": atr_spike,
     "kill_switch": kill_switch, "clear_kill_switch": clear_kill_switch, "manual_resume": manual_resume,
     "loss_streak": loss_streak, "winning_trade": winning_trade,
+    "audit_torn": audit_torn, "state_lost": state_lost, "disk_full": disk_full,
     "inference_latency": _not_injectable("inference runs inside the bot process; there is no wire to slow "
                                          "(run it in sim mode)"),
     "credential_leak": _not_injectable("the live bot runs no leak detector the harness could trigger"),

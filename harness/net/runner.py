@@ -22,6 +22,12 @@ bot's policy (`python -m bot run --time-scale`); it is recorded in the evidence.
 
 Run artifacts (events.jsonl, bot.log, audit.jsonl) are kept under
 `<evidence dir>/net/<scenario id>/`.
+
+A scenario with a `disk_full` step on the audit log (target audit or all) runs the bot with its
+audit log (and, for all, its marker file) on a small tmpfs mounted at `<run dir>/disk` before the
+bot starts, which the fault fills; mounting needs root (CI runs as root). Without it the step is
+an ERROR naming the reason, never a pass. The tmpfs's files are copied to `<run dir>/disk-copy`
+before it is unmounted.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import dataclasses
 import os
 import secrets
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -54,6 +61,8 @@ READY_TIMEOUT_S = 20.0
 RECONCILE_MS_SCALED = 500
 RECONCILE_MS_REALTIME = 5_000
 LOOP_S = 0.01
+DISK_BYTES = 256 * 1024  # the tmpfs for disk_full: room for a run's audit records, until it is filled
+FILLER = "gameday-disk-full.filler"
 TIMEFRAMES = {60_000: "1m", 180_000: "3m", 300_000: "5m", 900_000: "15m", 1_800_000: "30m",
               3_600_000: "1h", 7_200_000: "2h", 14_400_000: "4h", 86_400_000: "1d"}
 PROJECT = Path(__file__).resolve().parents[2]
@@ -131,9 +140,45 @@ class NetRun:
         self.follower = EventFollower(self.events_path)
         self.bot: BotProcess = BotProcess([], {}, PROJECT, run_dir / "bot.log")
         self.notes: list[str] = []
+        targets = {str(s.params.get("target", "all")) for s in scenario.steps if s.fault == "disk_full"}
+        self.disk_dir: Path | None = run_dir / "disk" if targets & {"audit", "all"} else None
+        self.disk_problem: str | None = None  # why the tmpfs could not be mounted (the fault then ERRORs)
+        self.disk_mounted = False
+        self.audit_path = (self.disk_dir or run_dir) / "audit.jsonl"
+        self.marker_path = (self.disk_dir if "all" in targets and self.disk_dir else run_dir) / "EMERGENCY_STOP"
 
     # -- setup -----------------------------------------------------------------------------
+    def _mount_disk(self) -> None:
+        """A small tmpfs for the bot's audit log, so `disk_full` can fill a real disk (root only)."""
+        assert self.disk_dir is not None
+        self.disk_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() != 0:
+            self.disk_problem = ("disk_full on the audit log needs root to mount a tmpfs for the bot's files "
+                                 f"(mount -t tmpfs); running as uid {os.geteuid()}")
+            return
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES},mode=0700", "tmpfs",  # noqa: S603,S607
+                               str(self.disk_dir)], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            self.disk_problem = f"mount -t tmpfs failed (exit {done.returncode}): {done.stderr.strip()[:200]}"
+            return
+        self.disk_mounted = True
+
+    def _unmount_disk(self) -> None:
+        if not self.disk_mounted or self.disk_dir is None:
+            return
+        copy = self.run_dir / "disk-copy"
+        copy.mkdir(exist_ok=True)
+        for item in self.disk_dir.iterdir():
+            if item.is_file() and item.name != FILLER:
+                shutil.copy2(item, copy / item.name)
+        done = subprocess.run(["umount", str(self.disk_dir)], capture_output=True, text=True, check=False)  # noqa: S603,S607
+        if done.returncode != 0:
+            subprocess.run(["umount", "-l", str(self.disk_dir)], capture_output=True, check=False)  # noqa: S603,S607
+        self.disk_mounted = False
+
     def start(self) -> None:
+        if self.disk_dir is not None:
+            self._mount_disk()
         self.stack.start()
         self.stack.admin("keys", {"api_key": self.api_key, "secret": self.secret,
                                   "balance": self.scenario.account.equity})
@@ -152,7 +197,7 @@ class NetRun:
                 "--testnet-url", self.stack.bot_rest_url, "--ws-url", self.stack.bot_ws_url,
                 "--symbol", self.symbol, "--timeframe", timeframe,
                 "--events", str(self.events_path), "--state", self.stack.bot_redis_url,
-                "--audit", str(self.run_dir / "audit.jsonl"), "--marker", str(self.run_dir / "EMERGENCY_STOP"),
+                "--audit", str(self.audit_path), "--marker", str(self.marker_path),
                 "--auth-token-file", str(token_file), "--time-scale", repr(self.scale),
                 "--control-port", str(self.control_port), "--store-check-ms", "250", "--startup-attempts", "1",
                 "--reconcile-ms", str(self.reconcile_ms)]
@@ -216,7 +261,7 @@ class NetRun:
         if token is not None:
             env["GAMEDAY_KILL_TOKEN"] = token
         argv = ["killswitch", *args, "--profile", self.scenario.profile, "--state", self.stack.bot_redis_url,
-                "--audit", str(self.run_dir / "audit.jsonl"), "--marker", str(self.run_dir / "EMERGENCY_STOP"),
+                "--audit", str(self.audit_path), "--marker", str(self.marker_path),
                 "--auth-token-file", str(self.run_dir / "kill_token"), "--exchange", "testnet",
                 "--testnet-url", self.stack.bot_rest_url, "--actor", "gameday", "--timeout", "10"]
         done = run_cli(argv, env, str(PROJECT), timeout=30)
@@ -322,6 +367,7 @@ class NetRun:
             self.follower.stop()
             self.control.close()
             self.stack.stop()
+            self._unmount_disk()
 
 
 def run_net(scenario: Scenario, context: RunContext) -> RunRecord:

@@ -7,10 +7,12 @@ import json
 
 import pytest
 from breaker_support import MINUTE, POLICIES, PROFILES, T0
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.core.clock import VirtualClock
 from bot.core.events import Event, EventBus
-from bot.core.killswitch import KillStatus, KillSwitch
+from bot.core.killswitch import KillStatus, KillSwitch, marker_snapshot
 
 TOKEN = "s3cret-operator-token"
 
@@ -156,3 +158,72 @@ def test_no_auth_policy_accepts_without_credential() -> None:
     policy = p.model_copy(update={"kill_switch": p.kill_switch.model_copy(update={"require_auth": False})})
     ks = KillSwitch(policy, EventBus(), VirtualClock(T0), verify)
     assert ks.engage("pause", "x", "a", None).accepted
+
+
+# --- the emergency marker file: one function decides what any content stands for -----------------
+
+_JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12)
+_SNAPSHOT_KEYS = ["version", "engaged", "mode", "reason", "actor", "engaged_at_ms", "deadline_ms", "flatten_requested"]
+
+
+def _restores(snapshot: dict[str, object]) -> KillStatus:
+    ks, _, _ = make()
+    ks.restore(snapshot)
+    return ks.status()
+
+
+def _emergency(snapshot: dict[str, object]) -> bool:
+    return str(snapshot["reason"]).startswith("emergency marker state/EMERGENCY_STOP: ")
+
+
+@settings(max_examples=400, deadline=None)
+@given(content=st.binary(max_size=300))
+def test_any_marker_bytes_engage_the_kill_switch_and_never_raise(content: bytes) -> None:
+    snapshot = marker_snapshot(content, None, "state/EMERGENCY_STOP", T0)
+    status = _restores(snapshot)
+    assert status.engaged
+    assert _emergency(snapshot) and status.mode == "immediate" and status.flatten_requested
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.dictionaries(st.sampled_from(_SNAPSHOT_KEYS + ["extra"]),
+                            _JSON_SCALARS | st.sampled_from(["immediate", "graceful", "pause", 1, True]),
+                            max_size=9))
+def test_partial_or_wrong_snapshots_engage_immediate_with_the_problem_named(data: dict[str, object]) -> None:
+    snapshot = marker_snapshot(json.dumps(data).encode(), None, "state/EMERGENCY_STOP", T0)
+    status = _restores(snapshot)
+    assert status.engaged
+    if _emergency(snapshot):
+        assert status.mode == "immediate" and status.flatten_requested and status.engaged_at_ms == T0
+        assert status.actor == "marker"
+    else:  # taken as written: only a complete snapshot of an engaged kill switch is
+        assert data["engaged"] is True and data["version"] == 1
+        assert {k: data[k] for k in _SNAPSHOT_KEYS} == snapshot
+
+
+@pytest.mark.parametrize("content,problem", [
+    (b'{"engaged": true}', "missing version, mode, reason, actor, engaged_at_ms, deadline_ms, flatten_requested"),
+    (b"{}", "missing version, engaged"),
+    (b"\x00\xff garbage", "not JSON"),
+    (b"[1, 2]", "JSON list, not an object"),
+    (b'{"version": 1, "engaged": false, "mode": null, "reason": null, "actor": null, "engaged_at_ms": null, '
+     b'"deadline_ms": null, "flatten_requested": false}', "engaged is False"),
+    (b'{"version": 1, "engaged": true, "mode": "immediate", "reason": "x", "actor": "a", "engaged_at_ms": 1, '
+     b'"deadline_ms": null, "flatten_requested": false}', "immediate without flatten_requested"),
+    (b'{"version": 1, "engaged": true, "mode": "graceful", "reason": "x", "actor": "a", "engaged_at_ms": 1, '
+     b'"deadline_ms": null, "flatten_requested": false}', "graceful without a deadline"),
+    (None, "it could not be read"),
+])
+def test_hand_written_and_partial_markers_engage_immediate_naming_the_problem(content: bytes | None,
+                                                                              problem: str) -> None:
+    snapshot = marker_snapshot(content, None, "m", T0)
+    status = _restores(snapshot)
+    assert (status.engaged, status.mode, status.flatten_requested, status.actor) == (True, "immediate", True, "marker")
+    assert status.reason is not None and problem in status.reason and "strictest mode" in status.reason
+
+
+def test_a_complete_marker_is_taken_as_written() -> None:
+    ks, _, _ = make()
+    ks.engage("graceful", "deploy", "alice", TOKEN)
+    written = ks.snapshot()
+    assert marker_snapshot(json.dumps(written).encode(), None, "m", T0 + 5) == written

@@ -327,6 +327,8 @@ def test_fault_catalog_is_one_table_matching_design():
         "redis_outage": "n", "kill_switch": "sn", "clear_kill_switch": "sn", "manual_resume": "sn",
         # beyond DESIGN's list: a win (resets a loss streak), a fill with a non-finite price
         "winning_trade": "sn", "malformed_fill": "s",
+        # issue 8: the bot's own bookkeeping fails (a torn audit line, lost state, a full disk)
+        "audit_torn": "sn", "state_lost": "sn", "disk_full": "sn",
     }
     assert set(FAULTS) == set(expected_modes)
     for kind, modes in expected_modes.items():

@@ -20,7 +20,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.io.audit import GENESIS, AuditChainError, AuditError, AuditLog, iso_utc, main_verify, verify
+from bot.io.audit import (
+    GENESIS,
+    AuditChainError,
+    AuditError,
+    AuditLog,
+    AuditWriteError,
+    find_last,
+    iso_utc,
+    main_verify,
+    verify,
+)
 
 T0 = 1_700_000_000_123  # 2023-11-14T22:13:20.123Z
 
@@ -192,12 +202,86 @@ def test_reopening_a_broken_chain_is_refused_naming_the_line(tmp_path: Path) -> 
         AuditLog(path)
 
 
-def test_reopening_after_a_torn_append_is_refused(tmp_path: Path) -> None:
+def test_reopening_after_a_torn_append_cuts_the_torn_line_and_records_the_repair(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     write_log(path).close()
-    path.write_bytes(path.read_bytes()[:-20])
-    with pytest.raises(AuditChainError, match="incomplete"):
+    whole = path.read_bytes()
+    torn = b'{"action":"killswitch.engage","actor":"operator:carol","details":{"reason":"' + b"x" * 5000
+    path.write_bytes(whole + torn)
+    log = AuditLog(path, now_ms=lambda: T0 + 9000)
+    [repair] = log.repairs
+    assert (repair.cut_bytes, repair.cut_sha256, repair.after_seq) == (len(torn), hashlib.sha256(torn).hexdigest(), 5)
+    assert repair.saved_to is not None and Path(repair.saved_to).read_bytes() == torn  # kept for inspection
+    log.append("bot", "startup", {}, T0 + 10_000)
+    log.close()
+    data = path.read_bytes()
+    assert data.startswith(whole) and torn not in data
+    records = [json.loads(line) for line in data.splitlines()]
+    assert [r["action"] for r in records[5:]] == ["audit.repaired", "startup"]
+    assert records[5]["details"] == {"cut_bytes": len(torn), "cut_sha256": hashlib.sha256(torn).hexdigest(),
+                                     "after_seq": 5, "saved_to": repair.saved_to}
+    result = verify(path)
+    assert result.ok and result.records == 7 and result.repairs == ((6, records[5]["details"]),)
+
+
+def test_a_torn_first_line_is_cut_to_an_empty_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b'{"action":"startup","act')
+    log = AuditLog(path)
+    log.close()
+    assert [r.after_seq for r in log.repairs] == [0]
+    assert verify(path).ok and verify(path).records == 1
+
+
+def test_a_torn_line_left_by_another_process_is_cut_before_the_next_append(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = write_log(path)
+    with open(path, "ab") as other:  # another writer died mid-append while this log stayed open
+        other.write(b'{"seq":6,"ts":"2023-')
+    log.append("bot", "order.place", {"qty": 1}, T0 + 7000)
+    log.close()
+    assert [r.cut_bytes for r in log.repairs] == [len(b'{"seq":6,"ts":"2023-')]
+    result = verify(path)
+    assert result.ok and result.records == 7 and len(result.repairs) == 1
+
+
+def test_an_edited_last_line_is_not_repaired_but_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path).close()
+    edited = path.read_bytes().replace(b'"by":"operator"', b'"by":"intruder"')
+    path.write_bytes(edited + b'{"seq":6')
+    with pytest.raises(AuditChainError, match=r"audit\.jsonl:5: hash does not match"):
         AuditLog(path)
+    assert path.read_bytes() == edited + b'{"seq":6'  # the evidence is kept as found
+
+
+def test_a_failed_write_leaves_no_part_of_the_record_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    path = tmp_path / "audit.jsonl"
+    log = write_log(path)
+    before = path.read_bytes()
+    real_write = os.write
+    calls: list[int] = []
+
+    def half_then_enospc(fd: int, data: Any) -> int:  # what a filling disk does: a short write, then ENOSPC
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[:100]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_enospc)
+    with pytest.raises(AuditWriteError, match="No space left") as failed:
+        log.append("operator:alice", "killswitch.engage", {"reason": "r" * 400}, T0 + 8000)
+    assert failed.value.attempted[0]["seq"] == 6 and len(calls) == 2
+    monkeypatch.undo()
+    assert path.read_bytes() == before  # the 100 bytes written are cut again
+    with pytest.raises(AuditError, match="earlier append failed"):
+        log.append("bot", "x", {}, T0 + 9000)
+    log.close()
+    reopened = AuditLog(path)
+    assert reopened.repairs == [] and reopened.seq == 5
+    reopened.close()
 
 
 # --- tampering is detected --------------------------------------------------------------------
@@ -270,7 +354,7 @@ def test_a_truncated_last_line_is_detected(
     cut = original[: min(last_start + keep, len(original) - 1)]
     result = verify_bytes(tmp_path_factory.getbasetemp(), cut, "torn.jsonl")
     assert not result.ok and result.first_bad_line == len(ACTIONS)
-    assert "truncated" in (result.reason or "")
+    assert "torn last line" in (result.reason or "") and "audit.repaired" in (result.reason or "")
 
 
 def test_an_empty_log_is_intact(tmp_path: Path) -> None:
@@ -319,6 +403,53 @@ def test_cli_unreadable_file_is_one_line_and_exit_2(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1 and captured.err.startswith(f"{path}: cannot read")
+
+
+def test_cli_reports_each_repair_and_late_batch_it_finds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path).close()
+    with open(path, "ab") as fh:
+        fh.write(b'{"seq":6,"ts"')
+    log = AuditLog(path)
+    log.append_batch([("audit", "audit.late", {"records": 1, "first_ts_ms": T0, "last_ts_ms": T0,
+                                               "reason": "No space left on device"}, T0 + 9000),
+                      ("bot", "state.saved", {"generation": 3, "key": "bot"}, T0)])
+    log.close()
+    assert main_verify([str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{path}:6: repaired: a torn last line after record 5 was cut: 13 bytes, sha256 ")
+    assert out[1] == (f"{path}:7: late: the next 1 records were written late (from {T0} to {T0} ms), because: "
+                      "No space left on device")
+    assert out[2] == "ok: 8 records, chain intact, 1 repair(s), 1 late batch(es)"
+
+
+def test_a_resumed_verify_skips_an_unchanged_prefix_and_still_finds_an_edit_inside_it(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = write_log(path)
+    first = verify(path)
+    assert first.ok and first.prefix is not None and first.prefix.records == 5
+    log.append("bot", "order.place", {"qty": 1}, T0 + 9000)
+    log.close()
+    resumed = verify(path, resume=first.prefix)
+    assert resumed.ok and resumed.records == 6 and resumed.prefix == verify(path).prefix
+    path.write_bytes(path.read_bytes().replace(b'"value":3.52', b'"value":1.52'))  # line 2: inside the prefix
+    broken = verify(path, resume=first.prefix)
+    assert not broken.ok and broken.first_bad_line == 2 and "hash does not match" in (broken.reason or "")
+
+
+def test_find_last_reads_backwards_to_the_newest_match(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = write_log(path)
+    blob = "z" * 200_000  # records longer than one read block
+    for generation in (1, 2, 3):
+        log.append("bot", "state.saved", {"generation": generation, "key": "bot", "pad": blob}, T0 + generation)
+        log.append("bot", "state.saved", {"generation": 10 + generation, "key": "other"}, T0 + generation)
+        log.append("bot", "order.place", {"pad": blob}, T0 + generation)
+    log.close()
+    found = find_last(path, "state.saved", {"key": "bot"})
+    assert found is not None and found["details"]["generation"] == 3 and found["seq"] == 5 + 7
+    assert find_last(path, "state.saved", {"key": "nobody"}) is None
+    assert find_last(path, "killswitch.engage")["details"]["mode"] == "immediate"  # type: ignore[index]
 
 
 def test_python_m_bot_audit_verify_end_to_end(tmp_path: Path) -> None:

@@ -117,3 +117,20 @@ def test_stack_wires_the_bot_through_proxies_on_loopback(gameday_redis: object, 
         host, port = address.split(":")
         with socket.socket() as sock:
             assert sock.connect_ex((host, int(port))) != 0
+
+
+def test_disk_full_without_root_is_an_error_naming_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from harness.net.faults import FaultNotInjectable, disk_full
+    from harness.net.runner import NetRun
+
+    scenario = load_scenario(NET_DIR / "disk-full-kill-switch.yaml")
+    context = SimpleNamespace(policy=SimpleNamespace(policy=None), params={}, evidence_dir=tmp_path)
+    run = NetRun(scenario, context, scenario.time_scale, tmp_path)  # type: ignore[arg-type]
+    assert run.audit_path.parent == tmp_path / "disk" and run.marker_path.parent == tmp_path / "disk"
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    run._mount_disk()
+    assert not run.disk_mounted and run.disk_problem is not None and "needs root" in run.disk_problem
+    with pytest.raises(FaultNotInjectable, match="needs root to mount a tmpfs"):
+        disk_full(run, {"target": "all", "duration": 1000})

@@ -9,9 +9,10 @@ from bot.config import load_policy
 from bot.core.clock import VirtualClock
 from bot.core.events import Event, EventBus
 from bot.core.market import Bar, BookTick
-from bot.io.audit import AuditLog
+from bot.io.audit_trail import AuditTrail
 from bot.io.state import StateStore, open_store
 from bot.runtime import Trader, TraderConfig
+from harness.runner import SimDisk
 from harness.testnet.engine import Engine as ExchangeEngine
 from harness.testnet.sim import SimExchange
 
@@ -28,6 +29,8 @@ class World:
     feed_alive: bool = True  # the kline stream keeps updating between bar closes
     clock: VirtualClock = field(default_factory=lambda: VirtualClock(1_767_571_200_000))
     events: list[Event] = field(default_factory=list)
+    audit_disk: SimDisk = field(default_factory=SimDisk)  # `.full = True`: its writes fail with ENOSPC
+    marker_disk: SimDisk = field(default_factory=SimDisk)
 
     def __post_init__(self) -> None:
         self.policy = load_policy(self.profile).policy
@@ -42,7 +45,9 @@ class World:
         bus = EventBus()
         bus.subscribe(self.events.append)
         exchange = SimExchange(self.exchange_engine, "test-key", "test-secret-not-real", clock=self.clock)
-        return Trader(self.policy, exchange, self.store, AuditLog(self.dir / "audit.jsonl"), self.clock, bus,
+        audit = AuditTrail(self.dir / "audit.jsonl", now_ms=self.clock.now_ms, disk=self.audit_disk,
+                           verify_chain=True)
+        return Trader(self.policy, exchange, self.store, audit, self.clock, bus, disk=self.marker_disk,
                       verify=lambda credential: credential == TOKEN,
                       config=TraderConfig(symbol=SYMBOL, bar_ms=BAR_MS, trade_entries=self.trade_entries),
                       marker_path=self.dir / "EMERGENCY_STOP")

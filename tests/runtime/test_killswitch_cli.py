@@ -274,3 +274,81 @@ async def test_immediate_flattens_the_account_with_the_bot_dead(tmp_path: Path) 
         assert restored["killswitch"]["engaged"] and restored["killswitch"]["mode"] == "immediate"
         assert code == 0, err
         assert not any(e["name"] == "order.placed" for e in events)
+
+
+# --- the kill switch is never blocked by its own bookkeeping --------------------------------------
+
+
+def _audit_log(tmp: Path, records: int = 4) -> Path:
+    from bot.io.audit import AuditLog
+
+    path = _cli_paths(tmp)["audit"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log = AuditLog(path)
+    for i in range(records):
+        log.append("bot", "order.place", {"i": i}, 1_767_571_200_000 + i)
+    log.close()
+    return path
+
+
+def test_a_chain_broken_inside_does_not_stop_the_cli_it_acts_and_says_it_could_not_audit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    p = _cli_paths(tmp_path)
+    audit = _audit_log(tmp_path, 6)
+    write_private(p["auth"], TOKEN)
+    monkeypatch.setenv("GAMEDAY_KILL_TOKEN", TOKEN)
+    audit.write_bytes(audit.read_bytes().replace(b'"i":4', b'"i":9'))  # the last-but-one record edited
+    broken = audit.read_bytes()
+    assert bot_main(_cli(tmp_path, "--mode", "pause", "--reason", "Investigating anomaly")) == 3
+    err = capsys.readouterr().err
+    assert "audit.jsonl:5: hash does not match" in err and "acting anyway" in err
+    assert "acted; audit write failed: " in err and "kept in a spill file" in err
+    assert json.loads(p["marker"].read_text())["mode"] == "pause"  # it acted
+    assert audit.read_bytes() == broken  # and never extended a broken chain
+    [spill] = list(audit.parent.glob("audit.jsonl.pending-*"))
+    assert b'"action":"killswitch.engage"' in spill.read_bytes()
+
+
+def test_with_the_audit_disk_full_the_cli_acts_exits_3_and_prints_what_it_could_not_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+    import os
+
+    p = _cli_paths(tmp_path)
+    audit = _audit_log(tmp_path)
+    write_private(p["auth"], TOKEN)
+    monkeypatch.setenv("GAMEDAY_KILL_TOKEN", TOKEN)
+    marker = tmp_path / "elsewhere" / "EMERGENCY_STOP"
+    real_write = os.write
+
+    def audit_dir_full(fd: int, data: Any) -> int:  # the audit log's filesystem is full, the marker's is not
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(audit.parent)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", audit_dir_full)
+    code = bot_main([*_cli(tmp_path, "--mode", "graceful", "--reason", "Model deployment"), "--marker", str(marker)])
+    monkeypatch.setattr(os, "write", real_write)
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "acted; audit write failed: " in err and "No space left on device" in err
+    unwritten = [json.loads(line.split("audit record not written: ", 1)[1]) for line in err.splitlines()
+                 if "audit record not written: " in line]
+    assert [r["action"] for r in unwritten] == ["killswitch.engage"] and TOKEN not in err
+    assert json.loads(marker.read_text())["mode"] == "graceful"
+    assert verify_audit(audit).ok
+
+
+def test_a_hand_written_marker_counts_as_immediate_for_status_and_requests(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    p = _cli_paths(tmp_path)
+    write_private(p["auth"], TOKEN)
+    monkeypatch.setenv("GAMEDAY_KILL_TOKEN", TOKEN)
+    p["marker"].parent.mkdir(parents=True, exist_ok=True)
+    p["marker"].write_text('{"engaged": true}')
+    assert bot_main(_cli(tmp_path, "--status")) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["engaged"] is True and status["marker"]["mode"] == "immediate"
+    assert "not a complete kill-switch snapshot" in status["marker"]["reason"]
+    assert bot_main(_cli(tmp_path, "--mode", "pause", "--reason", "x")) == 1  # weaker than what the marker means
+    assert "already engaged in immediate" in capsys.readouterr().err

@@ -26,7 +26,7 @@ from rt_support import (
 from bot.config import load_policy
 from bot.core.clock import WallClock
 from bot.core.events import Event, EventBus
-from bot.io.audit import AuditLog
+from bot.io.audit_trail import AuditTrail
 from bot.io.credentials import make_verifier
 from bot.io.exchange_ccxt import CcxtExchange
 from bot.io.state import open_store
@@ -155,8 +155,9 @@ async def test_unknown_outcome_never_produces_a_duplicate(tmp_path: Path, mode: 
         seen: list[Event] = []
         bus.subscribe(seen.append)
         store = open_store(str(tmp_path / "bot.db"))
-        audit = AuditLog(tmp_path / "audit.jsonl")
-        trader = Trader(policy, exchange, store, audit, WallClock(), bus, make_verifier(TOKEN),
+        clock = WallClock()
+        audit = AuditTrail(tmp_path / "audit.jsonl", now_ms=clock.now_ms)
+        trader = Trader(policy, exchange, store, audit, clock, bus, make_verifier(TOKEN),
                         config=TraderConfig(symbol=BTC, trade_entries=False), marker_path=tmp_path / "STOP")
         try:
             handle.engine.place_order(KEY, BTC, "BUY", "MARKET", 0.02)

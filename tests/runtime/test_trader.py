@@ -152,7 +152,7 @@ def test_marker_file_keeps_the_kill_switch_when_the_store_is_lost(world: World, 
     assert world.trader.status()["killswitch"] == "engaged"
 
 
-def test_corrupt_state_refuses_to_trade_with_a_reason(world: World) -> None:
+def test_corrupt_state_halts_with_a_reason_and_keeps_the_damaged_value(world: World) -> None:
     import sqlite3
 
     async def scenario() -> None:
@@ -167,9 +167,13 @@ def test_corrupt_state_refuses_to_trade_with_a_reason(world: World) -> None:
     db.commit()
     db.close()
     world.trader = world.new_trader()
-    with pytest.raises(StartupRefused, match="corrupt state"):
-        run(world.trader.start())
-    assert world.of("startup.refused")
+    run(world.trader.start())
+    [lost] = world.of("state.lost")
+    assert "sha256 mismatch" in lost.fields["reason"] and "kept as 'bot.damaged-" in lost.fields["reason"]
+    halted = world.of("trading.halted")[-1]
+    assert halted.fields["requires_manual_resume"] is True and "state lost" in halted.fields["reason"]
+    assert world.trader.status()["trading"] == "halted"
+    assert [k for k in world.store.keys() if k.startswith("bot.damaged-")]  # type: ignore[attr-defined]
 
 
 def test_startup_refused_for_a_key_that_can_withdraw(world: World) -> None:
