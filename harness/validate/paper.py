@@ -31,7 +31,7 @@ from bot.core.costs import impact_bps, slippage_bps
 from bot.core.events import Event, EventBus
 from bot.core.market import Bar, BookTick, IncrementalATR
 from bot.core.policy import Policy
-from bot.io.audit import AuditLog
+from bot.io.audit_trail import AuditTrail
 from bot.io.state import open_store
 from bot.runtime import Trader, TraderConfig
 from harness.testnet.engine import Engine
@@ -125,7 +125,7 @@ class PaperSession:
         bus.subscribe(self.tally.on_event)
         config = TraderConfig(symbol=self._symbol, bar_ms=self.bar_ms, reconcile_every_ms=RECONCILE_MS)
         self.trader = Trader(self.policy, SimExchange(xe, API_KEY, API_SECRET, clock=clock),
-                             open_store(self.workdir / "state.db"), AuditLog(self.workdir / "audit.jsonl"),
+                             open_store(self.workdir / "state.db"), AuditTrail(self.workdir / "audit.jsonl", now_ms=clock.now_ms),
                              clock, bus, verify=lambda credential: False, config=config,
                              marker_path=self.workdir / "EMERGENCY_STOP")
         await self.trader.start()
