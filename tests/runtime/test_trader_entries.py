@@ -1,0 +1,159 @@
+"""The Trader on the in-process exchange: resting entries cancelled on the exchange when entries
+are forbidden (and the race with a fill), exit plans across a restart, the ATR warmed from klines."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.core.market import Bar, IncrementalATR
+from bot.core.strategy import Signal
+from bot.io.exchange import NotFoundError
+from tests.runtime.sim_world import BAR_MS, SYMBOL, TOKEN, World
+
+BUY = Signal("buy", 0.01, 0.5, 2.0, 0.05)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def want_entry_on_next_bar(world: World) -> None:
+    """The strategy signals a buy on the next bar (once), whatever the market did."""
+    strategy = world.trader.engine.strategy
+    update = strategy.update
+    fired = {"done": False}
+
+    def once(bar: Bar) -> Signal:
+        signal = update(bar)
+        if fired["done"]:
+            return signal
+        fired["done"] = True
+        return BUY
+
+    strategy.update = once  # type: ignore[method-assign]
+
+
+def open_orders(world: World) -> list[Any]:
+    return world.exchange_engine.open_orders("test-key", SYMBOL)
+
+
+async def resting_entry(world: World) -> str:
+    await world.trader.start()
+    await world.bars(20)
+    want_entry_on_next_bar(world)
+    await world.bars(1)
+    (order,) = open_orders(world)
+    assert (order.type, order.time_in_force, order.reduce_only) == ("LIMIT", "GTX", False)
+    placed = world.of("order.placed")[-1]
+    assert placed.fields["purpose"] == "entry" and placed.fields["post_only"] is True
+    return str(placed.fields["client_id"])
+
+
+@pytest.fixture
+def pets(tmp_path: Path) -> World:
+    return World(tmp_path, profile="pets", trade_entries=True)
+
+
+def test_a_pause_kill_cancels_the_resting_post_only_entry_on_the_exchange(pets: World) -> None:
+    async def scenario() -> str:
+        client_id = await resting_entry(pets)
+        assert await pets.trader.engage_killswitch("pause", "drill", "risk-officer", TOKEN)
+        assert open_orders(pets) == []
+        await pets.bars(3)
+        return client_id
+
+    client_id = run(scenario())
+    (cancelled,) = pets.of("orders.cancelled")
+    assert cancelled.fields == {"count": 1, "scope": "entries", "client_id": client_id,
+                                "reason": cancelled.fields["reason"]}
+    assert not [e for e in pets.of("position.opened") if e.fields["reason"] == "entry"]
+    assert pets.position() == 0
+
+
+def test_a_cancel_that_loses_the_race_accounts_the_fill_and_manages_the_position(pets: World) -> None:
+    async def scenario() -> None:
+        client_id = await resting_entry(pets)
+        bid, _ = pets.exchange_engine.book(SYMBOL)
+        pets.exchange_engine.set_price(SYMBOL, bid * 0.998)  # the book reaches the entry first
+        assert open_orders(pets) == []
+        with pytest.raises(NotFoundError):
+            await pets.trader.exchange.cancel_order(SYMBOL, client_id)  # what the bot's cancel will meet
+        assert await pets.trader.engage_killswitch("graceful", "drill", "risk-officer", TOKEN)
+        assert pets.trader.engine.exit_state is not None, "the late fill is a managed position"
+        assert await pets.trader.engage_killswitch("immediate", "drill", "risk-officer", TOKEN)
+        await pets.bars(1)
+
+    run(scenario())
+    opened = [e for e in pets.of("position.opened") if e.fields["reason"] == "entry"]
+    assert len(opened) == 1
+    assert any("lost the race" in e.fields["title"] for e in pets.of("alert.sent"))
+    assert pets.of("account.flat") and pets.position() == 0
+
+
+def test_a_failed_cancel_is_retried_until_the_entry_is_gone(pets: World) -> None:
+    async def scenario() -> None:
+        await resting_entry(pets)
+        pets.exchange_engine.fail_next("/fapi/v1/order", 2, 503, None, method="DELETE")
+        await pets.trader.engage_killswitch("pause", "drill", "risk-officer", TOKEN)
+        assert len(open_orders(pets)) == 1  # the first attempt failed
+        await pets.bars(1)
+
+    run(scenario())
+    assert open_orders(pets) == []
+    assert pets.of("orders.cancelled")[-1].fields["scope"] == "entries"
+    assert pets.position() == 0
+
+
+def test_entries_carry_their_size_as_a_percentage_of_equity(pets: World) -> None:
+    run(resting_entry(pets))
+    placed = pets.of("order.placed")[-1]
+    equity = pets.trader.engine.equity
+    assert placed.fields["qty_pct"] == pytest.approx(placed.fields["qty"] * placed.fields["price"] / equity * 100,
+                                                     rel=1e-3)
+    assert 0 < placed.fields["qty_pct"] <= pets.policy.position_sizing.max_position_pct * 100
+
+
+def test_a_restart_gives_the_open_position_its_saved_plan(tmp_path: Path) -> None:
+    world = World(tmp_path, vol_bps=150)
+
+    async def scenario() -> None:
+        world.give_position(0.01)
+        await world.trader.start()
+        await world.bars(2)
+        await world.trader.close()
+        world.trader = world.new_trader()
+        await world.trader.start()
+
+    run(scenario())
+    first, again = world.of("position.opened")
+    assert first.fields["plan"] == "new" and again.fields["plan"] == "restored"
+    assert again.fields["stop"] == first.fields["stop"] and again.fields["take_profit"] == first.fields["take_profit"]
+    assert world.trader.engine.exit_state is not None and world.trader.engine.exit_state.bars_held == 2
+
+
+def test_klines_warm_the_atr_so_a_position_found_at_start_gets_an_atr_stop(tmp_path: Path) -> None:
+    world = World(tmp_path, vol_bps=150)
+    world.give_position(0.01)
+    run(world.trader.start())
+    atr = IncrementalATR(world.policy.circuit_breakers.volatility.atr.atr_periods)
+    for c in world.exchange_engine.candles(SYMBOL)[-100:-1]:  # the 100 klines asked for, less the one forming
+        atr.update(Bar(c.open_time + BAR_MS, c.open, c.high, c.low, c.close))
+    assert world.trader.engine.atr.value == pytest.approx(atr.value)
+    (opened,) = world.of("position.opened")
+    entry = opened.fields["entry"]
+    stop_pct = 1 - opened.fields["stop"] / entry
+    assert stop_pct > world.policy.exits.stop_loss.min_pct
+    assert stop_pct == pytest.approx(min(1.5 * atr.value / entry, world.policy.exits.stop_loss.max_pct), rel=1e-6)
+
+
+def test_without_klines_the_atr_warms_from_live_bars_and_says_so(tmp_path: Path) -> None:
+    world = World(tmp_path, vol_bps=150)
+    world.exchange_engine.fail_next("/fapi/v1/klines", 1, 503, None)
+    world.give_position(0.01)
+    run(world.trader.start())
+    titles = [e.fields["title"] for e in world.of("alert.sent")]
+    assert any("klines unavailable" in t for t in titles) and any("without an ATR" in t for t in titles)
