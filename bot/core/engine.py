@@ -492,8 +492,8 @@ class Engine:
         return any(i.risk_reducing for i in self._in_flight.values())
 
     def _entry(self, signal: Signal, atr: float, bar_ts: int) -> list[Intent]:
-        """The strategy wants an entry: size it, check its edge after costs, pass the gate. Each
-        refusal names its rule (order.refused)."""
+        """The strategy wants an entry: size it, pass the risk gate, check its edge after costs.
+        Each refusal names its rule (order.refused)."""
         side: Side = "buy" if signal.side == "buy" else "sell"
         status = self.board.status()
         price = self.mark
@@ -501,32 +501,31 @@ class Engine:
                              payoff=signal.payoff, open_exposure=self._open_exposure(),
                              size_factor=status.size_factor)
         qty = math.floor(size.qty / self.qty_step + 1e-9) * self.qty_step
-        blocked = self.gate.entries_blocked(status, self.killswitch.status(), self.clock.now_ms())
-        if blocked is not None:
-            return self._refuse(blocked.rule or "state", side, qty, blocked.reason, bar_ts)
         if qty <= 0:
+            # nothing to place; name the first reason: a state that forbids entries comes before size
+            blocked = self.gate.entries_blocked(status, self.killswitch.status(), self.clock.now_ms())
+            if blocked is not None:
+                return self._refuse(blocked.rule or "state", side, 0.0, blocked.reason, bar_ts)
             return self._refuse(self._size_rule(size), side, 0.0, size.reason if size.blocked else
                                 f"size {size.qty:.6f} rounds to 0 at qty step {self.qty_step}", bar_ts)
         post_only = self.policy.orders.post_only
-        atr_bps = atr / price * 10_000
-        edge_check = entry_allowed_by_edge(self.policy.execution_costs, signal.expected_edge, qty * price, atr_bps,
-                                           post_only, signal.expected_move)
-        if not edge_check.allowed:
-            return self._refuse("edge", side, qty, edge_check.reason, bar_ts)
         limit = self.policy.orders.entry_type == "limit" or post_only
         limit_price = (self.bid if side == "buy" else self.ask) if limit else None
         if limit and not limit_price:
             return self._refuse("invalid", side, qty, "limit entry without a book price to rest at", bar_ts)
         intent = OrderIntent(self._next_id("entry"), self.symbol, side, qty, limit_price, False, "entry",
                              post_only=post_only)
-        order = PlaceOrder(intent, "limit" if limit else "market", "GTX" if post_only else "GTC",
-                           size.binding_constraint)
         decision = self._check(intent)
         if not decision.allowed:
             if decision.fail_closed:
                 self.board.fail_closed(decision.reason)
             return self._refuse(decision.rule or "invalid", side, qty, decision.reason, bar_ts)
-        return self._admit(order)
+        edge_check = entry_allowed_by_edge(self.policy.execution_costs, signal.expected_edge, qty * price,
+                                           atr / price * 10_000, post_only, signal.expected_move)
+        if not edge_check.allowed:
+            return self._refuse("edge", side, qty, edge_check.reason, bar_ts)
+        return self._admit(PlaceOrder(intent, "limit" if limit else "market", "GTX" if post_only else "GTC",
+                                      size.binding_constraint))
 
     @staticmethod
     def _size_rule(size: SizeDecision) -> RefusalRule:

@@ -16,15 +16,16 @@ what the market moves.
   in expected moves, its signals run. A return <= 0 counts as a loss (conservative). The last
   `window` outcomes are kept; `snapshot` / `restore` carry them across a restart.
 - Estimate: win probability p and the average win w and loss l (units of M) blend those
-  outcomes with a prior worth `prior_trades` trades (Beta-style pseudo counts): p 0.45, w 1.6,
-  l 0.8 - right less than half the time, winners twice the size of losers (the exits' 2R target
-  on a 1R stop). For a signal at move M: avg win = min(w x M, take-profit distance), avg loss =
-  min(l x M, stop distance) (a trade cannot make more than its exits let it), expected_edge =
-  p x avg win - (1 - p) x avg loss (a fraction of notional, before costs) and payoff b = avg win
-  / avg loss. In a normal 5-minute BTC market (the testnet at vol_bps 15: median ATR ~ 19 bps,
-  M ~ 1.3 %) the exits bind and the prior gives their 2 % / 1 %: an edge of 0.35 %, which clears
-  a taker round trip plus the minimum edge (0.28 %); in a dead-calm one (vol_bps 2: ATR ~ 2.5
-  bps, M ~ 0.17 %) it gives ~ 0.05 %, and the cost check keeps the bot out.
+  outcomes with a prior worth `prior_trades` trades (Beta-style pseudo counts): p 0.45, w 2,
+  l 1 - right less than half the time, a loser costs one expected move and a winner makes two
+  (the exits' 2R target on a 1R stop, with R one expected move). For a signal at move M: avg
+  win = min(w x M, take-profit distance), avg loss = min(l x M, stop distance) (a trade cannot
+  make more than its exits let it), expected_edge = p x avg win - (1 - p) x avg loss (a fraction
+  of notional, before costs) and payoff b = avg win / avg loss. The prior's edge is 0.35 x M
+  until the exits bind: in a normal 5-minute BTC market (the testnet at vol_bps 15: median ATR ~
+  19 bps, M ~ 1.3 %) they do, and it is their 2 % / 1 %: 0.35 %, clear of a taker round trip plus
+  the minimum edge (0.28 %, so M >= 0.8 % is needed); in a dead-calm market (vol_bps 2: ATR ~ 2.5
+  bps, M ~ 0.17 %) it is ~ 0.06 %, and the cost check keeps the bot out.
 
 Deterministic and O(1) per bar (bounded deques, running sums). A bar that fails
 `Bar.is_sane()` is ignored.
@@ -52,8 +53,8 @@ class StrategyParams:
     window: int = 50  # outcomes kept for the estimate
     prior_trades: float = 20.0
     prior_win_prob: float = 0.45
-    prior_avg_win: float = 1.6  # in expected moves (M)
-    prior_avg_loss: float = 0.8  # in expected moves (M)
+    prior_avg_win: float = 2.0  # in expected moves (M)
+    prior_avg_loss: float = 1.0  # in expected moves (M)
     atr_periods: int = 14  # the ATR a strategy keeps when it is not given the engine's
 
     def __post_init__(self) -> None:

@@ -103,11 +103,11 @@ def test_prior_stays_out_of_a_dead_calm_market_whose_moves_cannot_pay_the_round_
     est = Strategy.for_policy(policy, atr=_atr_of(CALM_BPS)).estimate_at(100.0)
     move = 0.00025 * math.sqrt(48)
     assert math.isclose(est.expected_move, move, rel_tol=1e-9)
-    assert math.isclose(est.expected_edge, 0.45 * 1.6 * move - 0.55 * 0.8 * move, rel_tol=1e-9)
+    assert math.isclose(est.expected_edge, 0.45 * 2 * move - 0.55 * 1 * move, rel_tol=1e-9)
     check = entry_allowed_by_edge(policy.execution_costs, est.expected_edge, 1_000.0, CALM_BPS, False,
                                   est.expected_move)
     assert not check.allowed and "expected move" in check.reason
-    # the edge alone (no move given) is refused too: 0.05 % against 0.28 %
+    # the edge alone (no move given) is refused too: 0.06 % against 0.28 %
     assert not entry_allowed_by_edge(policy.execution_costs, est.expected_edge, 1_000.0, CALM_BPS, False).allowed
 
 

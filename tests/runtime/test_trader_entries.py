@@ -4,6 +4,7 @@ are forbidden (and the race with a fill), exit plans across a restart, the ATR w
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,29 @@ def test_a_cancel_that_loses_the_race_accounts_the_fill_and_manages_the_position
     assert len(opened) == 1
     assert any("lost the race" in e.fields["title"] for e in pets.of("alert.sent"))
     assert pets.of("account.flat") and pets.position() == 0
+
+
+def test_a_fill_reported_by_the_cancel_itself_is_accounted_at_once(pets: World) -> None:
+    """The exchange's answer to the cancel is the order's final state: part of it may have filled
+    just before (the testnet fills whole orders, so the reply is doctored here)."""
+
+    async def scenario() -> str:
+        client_id = await resting_entry(pets)
+        cancel = pets.trader.exchange.cancel_order
+
+        async def partly_filled(symbol: str, cid: str) -> Any:
+            state = await cancel(symbol, cid)
+            return replace(state, filled_qty=0.004, avg_price=state.price)
+
+        pets.trader.exchange.cancel_order = partly_filled  # type: ignore[method-assign]
+        assert await pets.trader.engage_killswitch("pause", "drill", "risk-officer", TOKEN)
+        return client_id
+
+    client_id = run(scenario())
+    assert pets.trader.engine.position_qty == pytest.approx(0.004)
+    assert pets.trader.engine.exit_state is not None
+    assert client_id not in pets.trader._pending  # done with: nothing left to poll
+    assert [e.fields["qty"] for e in pets.of("order.filled")] == [pytest.approx(0.004)]
 
 
 def test_a_failed_cancel_is_retried_until_the_entry_is_gone(pets: World) -> None:
