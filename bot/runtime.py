@@ -159,7 +159,6 @@ class Trader:
                              run_id=format(now % 36**6, "x"), trade_entries=self.config.trade_entries,
                              bar_ms=self.config.bar_ms)
         self.bus.subscribe(self._on_event)
-        await self._warm_up()
         try:
             saved = self.store.get(self.config.state_key)
         except CorruptStateError as exc:
@@ -180,6 +179,7 @@ class Trader:
             self.bus.emit("state.restored", now, breakers=status.board.to_dict(),
                           killswitch=status.killswitch.to_dict())
         self._started = True
+        await self._warm_up()
         await self.reconcile()
         self._persist(force=True)
 
