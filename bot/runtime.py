@@ -133,6 +133,7 @@ class Trader:
     _deferred_intents: list[Intent] = field(default_factory=list)
     _cancel_pending: CancelAll | None = None
     _entry_cancels: dict[str, CancelOrder] = field(default_factory=dict)  # entry cancels to retry
+    _orphans_checked: bool = False
     _rate_alert_quiet_until_ms: int = 0
     _cancel_failures: int = 0
     _store_down: bool = False
@@ -368,6 +369,8 @@ class Trader:
                                              else self.config.reconcile_every_ms)
             return
         self._mark_up("rest")
+        if not self._orphans_checked:
+            await self._cancel_orphaned_entries()
         qty = sum(p.qty for p in positions)
         self.engine.set_wallet(balance.wallet)
         entry = positions[0].entry_price if positions else 0.0
@@ -375,6 +378,21 @@ class Trader:
             self.bus.emit("order.reconciled", now, client_id=None, side=None, qty=qty, price=entry,
                           reduce_only=None, code=None, status="position_adopted")
             await self._execute(self.engine.on_timer())
+
+    async def _cancel_orphaned_entries(self) -> None:
+        """Entries an earlier process left resting (a crash, a restart) are cancelled once, at the
+        first reconcile: this process did not size them for the state it finds and does not track
+        them, so their fill would open a position no one decided on now. Orders of others and
+        reduce-only orders are left alone."""
+        try:
+            orders = await self.exchange.fetch_open_orders(self.config.symbol)
+        except ExchangeError:
+            return  # tried again at the next reconcile
+        self._orphans_checked = True
+        for order in orders:
+            if self.engine.orphaned_entry(order.client_id, order.reduce_only):
+                await self._cancel_entry(CancelOrder(self.config.symbol, order.client_id,
+                                                     "an entry left resting by an earlier run of the bot"))
 
     # --- carrying out intents ---------------------------------------------------------------
 
@@ -634,20 +652,23 @@ class Trader:
             self.audit.append(self.config.actor, "account.flat", {}, self.clock.now_ms())
 
     async def _heartbeat(self) -> None:
-        """Dead-man switch: while orders rest, the exchange cancels them if we stop renewing."""
+        """Dead-man switch: while orders rest, the exchange cancels them unless we renew the
+        countdown (3 x heartbeat_ms, renewed every heartbeat_ms): a bot that dies leaves no entry
+        on the book for long. Off once nothing rests."""
         self._next_heartbeat_ms = None
-        if not self._pending:
-            try:
-                await self.exchange.countdown_cancel_all(self.config.symbol, 0)
-            except ExchangeError:
-                pass
-            return
-        self._arm_heartbeat()
+        countdown = 3 * self.config.heartbeat_ms if self._pending else 0
+        try:
+            await self.exchange.countdown_cancel_all(self.config.symbol, countdown)
+        except ExchangeError:
+            pass  # renewed at the next beat; past 3 beats the exchange cancels, as it should
+        if self._pending:
+            self._next_heartbeat_ms = self.clock.now_ms() + self.config.heartbeat_ms
 
     def _arm_heartbeat(self) -> None:
+        """Start the dead-man countdown now (at the next timer), unless it is already running."""
         if self._next_heartbeat_ms is not None:
             return
-        self._next_heartbeat_ms = self.clock.now_ms() + self.config.heartbeat_ms
+        self._next_heartbeat_ms = self.clock.now_ms()
 
     async def _resync_time(self, exc: ClockSkewError) -> None:
         try:

@@ -58,6 +58,7 @@ from bot.core.sizing import SizeDecision, size_position, zone_for
 from bot.core.strategy import Signal, Strategy
 
 SNAPSHOT_VERSION = 2
+_ID_PREFIX = "gd-"  # client ids: gd-<run>-<purpose[:2]>-<seq>
 READABLE_SNAPSHOTS = (1, 2)
 _EPS = 1e-12
 # Why sizing gave no quantity, as an order.refused rule (anything else: the size rounds to 0).
@@ -626,4 +627,11 @@ class Engine:
 
     def _next_id(self, purpose: str) -> str:
         self._seq += 1
-        return f"gd-{self._run_id}-{purpose[:2]}-{self._seq}"
+        return f"{_ID_PREFIX}{self._run_id}-{purpose[:2]}-{self._seq}"
+
+    def orphaned_entry(self, client_id: str, reduce_only: bool) -> bool:
+        """An entry order of this bot (any run: gd-<run>-en-<seq>) that this engine does not track:
+        left resting by an earlier process, so nothing would size or manage what it opens."""
+        if reduce_only or client_id in self._in_flight or not client_id.startswith(_ID_PREFIX):
+            return False
+        return client_id.split("-")[2:3] == ["en"]

@@ -186,6 +186,11 @@ def pause_leaves_resting_entries(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(engine_mod.Engine, "_cancel_resting_entries", lambda self, board, kill: [])
 
 
+def restart_keeps_orphaned_entries(mp: pytest.MonkeyPatch) -> None:
+    """A restarted bot leaves the entries its previous process booked resting on the book."""
+    mp.setattr(engine_mod.Engine, "orphaned_entry", lambda self, client_id, reduce_only: False)
+
+
 def restart_drops_exit_plan(mp: pytest.MonkeyPatch) -> None:
     """A restarted bot plans the reconciled position afresh instead of restoring its saved exit plan."""
     mp.setattr(engine_mod.Engine, "_restored_plan", lambda self, saved, side, qty: None)
@@ -249,6 +254,8 @@ REGRESSIONS = [
     Regression("state-not-persisted", state_not_persisted, RESTART),
     Regression("restore-ignores-input", restore_ignores_input, RESTART),
     Regression("pause-leaves-resting-entries", pause_leaves_resting_entries, RESTING_ENTRY),
+    Regression("restart-keeps-orphaned-entries", restart_keeps_orphaned_entries,
+               ("pets-restart-cancels-orphaned-entry",)),
     Regression("restart-drops-exit-plan", restart_drops_exit_plan,
                ("restart-keeps-time-exit", "restart-keeps-stop-level", "restart-keeps-volatility-exit")),
     Regression("edge-check-always-passes", edge_check_always_passes, ("dead-calm-market-no-entries",)),

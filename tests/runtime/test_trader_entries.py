@@ -132,6 +132,35 @@ def test_a_failed_cancel_is_retried_until_the_entry_is_gone(pets: World) -> None
     assert pets.position() == 0
 
 
+def test_a_restart_cancels_the_entry_the_previous_process_left_resting(pets: World) -> None:
+    async def scenario() -> str:
+        client_id = await resting_entry(pets)
+        # someone else's order and a reduce-only one on the same book stay
+        bid, _ = pets.exchange_engine.book(SYMBOL)
+        pets.exchange_engine.place_order("test-key", SYMBOL, "BUY", "LIMIT", 0.002, price=round(bid * 0.9, 1),
+                                         time_in_force="GTC", client_id="manual-order-1")
+        pets.trader = pets.new_trader()  # the old process died: nothing closed, nothing saved
+        await pets.trader.start()
+        return client_id
+
+    client_id = run(scenario())
+    assert [o.client_id for o in open_orders(pets)] == ["manual-order-1"]
+    (cancelled,) = pets.of("orders.cancelled")
+    assert cancelled.fields["client_id"] == client_id and "earlier run" in cancelled.fields["reason"]
+
+
+def test_the_dead_man_countdown_is_armed_while_an_entry_rests_and_fires_if_the_bot_dies(pets: World) -> None:
+    async def scenario() -> None:
+        await resting_entry(pets)
+        await pets.trader.on_timer()  # the heartbeat due now
+        countdown = pets.exchange_engine.accounts["test-key"].countdowns[SYMBOL][0]
+        assert countdown == 3 * pets.trader.config.heartbeat_ms
+        pets.clock.advance_to(pets.clock.now_ms() + countdown + 1)  # the bot is gone: no renewal
+
+    run(scenario())
+    assert open_orders(pets) == []
+
+
 def test_entries_carry_their_size_as_a_percentage_of_equity(pets: World) -> None:
     run(resting_entry(pets))
     placed = pets.of("order.placed")[-1]
