@@ -341,7 +341,7 @@ class Trader:
         now = self.clock.now_ms()
         try:
             bars = await self.exchange.fetch_klines(self.config.symbol, self.config.bar_ms, max(100, 5 * periods))
-        except ExchangeError as exc:
+        except (ExchangeError, ValueError) as exc:  # ValueError: a bar length with no kline interval
             self.bus.emit("alert.sent", now, channel="log", severity="warning",
                           title=f"klines unavailable, ATR warms from live bars: {str(exc)[:160]}")
             return

@@ -16,11 +16,10 @@ Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit"]
 TimeInForce = Literal["GTC", "IOC", "GTX"]
 OrderStatus = Literal["new", "partially_filled", "filled", "canceled", "rejected", "expired"]
-# Binance kline intervals by length (what fetch_klines accepts as interval_ms)
+# Binance kline intervals the bot trades on, by length (fetch_klines' interval_ms; the feed's timeframes)
 KLINE_INTERVALS: dict[int, str] = {
     60_000: "1m", 180_000: "3m", 300_000: "5m", 900_000: "15m", 1_800_000: "30m", 3_600_000: "1h",
-    7_200_000: "2h", 14_400_000: "4h", 21_600_000: "6h", 28_800_000: "8h", 43_200_000: "12h",
-    86_400_000: "1d",
+    7_200_000: "2h", 14_400_000: "4h", 86_400_000: "1d",
 }
 
 

@@ -210,3 +210,11 @@ def test_without_klines_the_atr_warms_from_live_bars_and_says_so(tmp_path: Path)
     run(world.trader.start())
     titles = [e.fields["title"] for e in world.of("alert.sent")]
     assert any("klines unavailable" in t for t in titles) and any("without an ATR" in t for t in titles)
+
+
+def test_a_bar_length_with_no_kline_interval_starts_without_a_warm_up(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    world.trader.config = replace(world.trader.config, bar_ms=600_000)  # 10 m: Binance has no such kline
+    run(world.trader.start())
+    assert any("no kline interval of 600000 ms" in e.fields["title"] for e in world.of("alert.sent"))
+    assert world.trader.engine.atr.value is None
