@@ -343,7 +343,8 @@ class Engine:
         if result.cancel_all or result.flatten:
             self._trade_reason = "killswitch"
             return result, self._flatten(f"kill switch {mode}: {reason}")
-        return result, self._safety_intents()  # graceful / pause: the resting entries go
+        # graceful / pause: no flatten yet, but the entries resting on the book go now
+        return result, self._cancel_resting_entries(self.board.status(), self.killswitch.status())
 
     def clear_killswitch(self, actor: str, credential: str | None) -> KillResult:
         was_engaged = self.killswitch.status().engaged
