@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bot.core.clock import Clock
-from bot.core.engine import CancelAll, Engine, Fill, Intent, PlaceOrder
+from bot.core.engine import CancelAll, CancelOrder, Engine, Fill, Intent, PlaceOrder
 from bot.core.events import Event, EventBus
 from bot.core.killswitch import MODE_RANK
 from bot.core.market import Bar, BookTick
@@ -58,7 +58,7 @@ from bot.io.state import CorruptStateError, StateStore, StateStoreError
 
 PERSISTED_EVENTS = frozenset({"breaker.tripped", "breaker.reset", "trading.halted", "trading.paused",
                               "trading.resumed", "killswitch.engaged", "killswitch.cleared",
-                              "sizing.reduced", "position.closed"})
+                              "sizing.reduced", "position.opened", "position.closed"})
 
 
 class StartupRefused(Exception):
@@ -152,6 +152,8 @@ class Trader:
     _started: bool = False
     _deferred_intents: list[Intent] = field(default_factory=list)
     _cancel_pending: CancelAll | None = None
+    _entry_cancels: dict[str, CancelOrder] = field(default_factory=dict)  # entry cancels to retry
+    _orphans_checked: bool = False
     _rate_alert_quiet_until_ms: int = 0
     _cancel_failures: int = 0
     _store_down: bool = False
@@ -189,7 +191,8 @@ class Trader:
         balance = await self.exchange.fetch_balance()
         self.engine = Engine(self.policy, self.clock, self.bus, symbol=self.config.symbol,
                              equity=balance.wallet, verify=self.verify, qty_step=self.config.qty_step,
-                             run_id=format(now % 36**6, "x"), trade_entries=self.config.trade_entries)
+                             run_id=format(now % 36**6, "x"), trade_entries=self.config.trade_entries,
+                             bar_ms=self.config.bar_ms)
         self.bus.subscribe(self._on_event)
         restored = self._restore_state(now)
         marker = read_marker(self.marker_path, now) if self.marker_path is not None else None
@@ -203,6 +206,7 @@ class Trader:
                           killswitch=status.killswitch.to_dict())
         self._audit_changed(now)
         self._started = True
+        await self._warm_up()
         await self.reconcile()
         self._persist(force=True)
 
@@ -277,6 +281,10 @@ class Trader:
         if self._cancel_pending is not None and now >= self._blocked_until_ms:
             pending_cancel, self._cancel_pending = self._cancel_pending, None
             await self._cancel_all(pending_cancel)
+        if self._entry_cancels and now >= self._blocked_until_ms:
+            cancels, self._entry_cancels = self._entry_cancels, {}
+            for cancel in cancels.values():
+                await self._cancel_entry(cancel)
         if self._retries and now >= self._blocked_until_ms and self._cancel_pending is None:
             retries, self._retries = self._retries, []
             for retry in retries:
@@ -301,7 +309,7 @@ class Trader:
         if feed_watchdog and self.feed.last_event_ms is not None and not self.feed.stale:
             limit_ms = self.policy.circuit_breakers.latency.websocket.max_lag_seconds * 1000
             candidates.append(self.feed.last_event_ms + math.ceil(limit_ms))
-        if self._retries or self._cancel_pending is not None:
+        if self._retries or self._cancel_pending is not None or self._entry_cancels:
             candidates.append(self._blocked_until_ms)
         candidates.extend(p.due_ms for p in self._pending.values())
         if self._next_heartbeat_ms is not None:
@@ -388,6 +396,19 @@ class Trader:
 
     # --- reconciliation ---------------------------------------------------------------------
 
+    async def _warm_up(self) -> None:
+        """Seed the engine's ATR from the exchange's closed klines, so a position found at start
+        gets an ATR-based stop (not the floor) and the volatility exit has its measure at once."""
+        periods = self.policy.circuit_breakers.volatility.atr.atr_periods
+        now = self.clock.now_ms()
+        try:
+            bars = await self.exchange.fetch_klines(self.config.symbol, self.config.bar_ms, max(100, 5 * periods))
+        except (ExchangeError, ValueError) as exc:  # ValueError: a bar length with no kline interval
+            self.bus.emit("alert.sent", now, channel="log", severity="warning",
+                          title=f"klines unavailable, ATR warms from live bars: {str(exc)[:160]}")
+            return
+        self.engine.warm_up([b for b in bars if b.ts_ms <= now])
+
     async def reconcile(self) -> None:
         now = self.clock.now_ms()
         self._next_reconcile_ms = now + self.config.reconcile_every_ms
@@ -410,15 +431,30 @@ class Trader:
                                              else self.config.reconcile_every_ms)
             return
         self._mark_up("rest")
+        if not self._orphans_checked:
+            await self._cancel_orphaned_entries()
         qty = sum(p.qty for p in positions)
         self.engine.set_wallet(balance.wallet)
-        engine_qty = self.engine.position_qty
-        if abs(qty - engine_qty) > self.config.qty_step / 2 and not self._pending:
-            entry = positions[0].entry_price if positions else 0.0
-            self.engine.adopt_position(qty, entry if qty else 0.0)
+        entry = positions[0].entry_price if positions else 0.0
+        if not self._pending and self.engine.reconcile_position(qty, entry):
             self.bus.emit("order.reconciled", now, client_id=None, side=None, qty=qty, price=entry,
                           reduce_only=None, code=None, status="position_adopted")
             await self._execute(self.engine.on_timer())
+
+    async def _cancel_orphaned_entries(self) -> None:
+        """Entries an earlier process left resting (a crash, a restart) are cancelled once, at the
+        first reconcile: this process did not size them for the state it finds and does not track
+        them, so their fill would open a position no one decided on now. Orders of others and
+        reduce-only orders are left alone."""
+        try:
+            orders = await self.exchange.fetch_open_orders(self.config.symbol)
+        except ExchangeError:
+            return  # tried again at the next reconcile
+        self._orphans_checked = True
+        for order in orders:
+            if self.engine.orphaned_entry(order.client_id, order.reduce_only):
+                await self._cancel_entry(CancelOrder(self.config.symbol, order.client_id,
+                                                     "an entry left resting by an earlier run of the bot"))
 
     # --- carrying out intents ---------------------------------------------------------------
 
@@ -428,6 +464,8 @@ class Trader:
             if isinstance(intent, CancelAll):
                 flatten = True
                 await self._cancel_all(intent)
+            elif isinstance(intent, CancelOrder):
+                await self._cancel_entry(intent)
             else:
                 await self._place(intent)
         if flatten and not any(isinstance(i, PlaceOrder) for i in intents):
@@ -464,8 +502,51 @@ class Trader:
         self._cancel_failures = 0
         self.engine.on_orders_cancelled()
         self._pending = {k: p for k, p in self._pending.items() if p.order.intent.risk_reducing}
+        self._entry_cancels.clear()
         self._record(self.config.actor, "orders.cancel_all", {"count": count, "reason": intent.reason})
-        self.bus.emit("orders.cancelled", self.clock.now_ms(), count=count)
+        self.bus.emit("orders.cancelled", self.clock.now_ms(), count=count, scope="all", client_id=None,
+                      reason=intent.reason)
+
+    async def _cancel_entry(self, intent: CancelOrder) -> None:
+        """Cancel one working entry. The exchange's answer is the order's final state, so a fill
+        that beat the cancel (partly or wholly) is accounted, never lost; an order that is no
+        longer open is looked up. A failure is retried after the back-off."""
+        now = self.clock.now_ms()
+        if now < self._blocked_until_ms:
+            self._entry_cancels[intent.client_id] = intent
+            return
+        pending = self._pending.get(intent.client_id)
+        try:
+            state = await self.exchange.cancel_order(intent.symbol, intent.client_id)
+        except NotFoundError:
+            # Not open any more: filled, expired, or never booked. The order's own record says which.
+            if pending is not None:
+                pending.due_ms = now
+                await self._poll_pending()
+            else:
+                self.engine.on_order_done(intent.client_id)
+            return
+        except ExchangeError as exc:
+            self._entry_cancels[intent.client_id] = intent
+            if isinstance(exc, RateLimitedError):
+                wait_ms = int((exc.retry_after_s or self._backoff_ms(0) / 1000) * 1000)
+                self._blocked_until_ms = max(self._blocked_until_ms, now + wait_ms)
+                self._escalate_if_banned(exc, "entry cancel")
+            else:
+                self._blocked_until_ms = max(self._blocked_until_ms, now + self._backoff_ms(1))
+                if not isinstance(exc, AuthError):
+                    self._mark_down("rest", exc)
+            return
+        self._mark_up("rest")
+        if pending is not None:
+            await self._apply_state(pending, state)
+        else:
+            self.engine.on_order_done(intent.client_id)
+        self._record(self.config.actor, "order.cancel",
+                     {"client_id": intent.client_id, "status": state.status, "filled": state.filled_qty,
+                      "reason": intent.reason})
+        self.bus.emit("orders.cancelled", self.clock.now_ms(), count=1 if state.status == "canceled" else 0,
+                      scope="entries", client_id=intent.client_id, reason=intent.reason)
 
     async def _place(self, order: PlaceOrder, attempts: int = 0) -> None:
         intent = order.intent
@@ -523,8 +604,14 @@ class Trader:
         self._record(self.config.actor, "order.place",
                      {"client_id": intent.client_id, "side": intent.side, "qty": intent.qty, "price": intent.price,
                       "reduce_only": intent.reduce_only, "purpose": intent.purpose})
+        extra: dict[str, Any] = {}
+        if intent.purpose == "entry":
+            equity = self.engine.equity
+            price = intent.price if intent.price is not None else self.engine.mark
+            extra["qty_pct"] = round(intent.qty * price / equity * 100, 4) if equity > 0 else None
+            extra["sized_by"] = order.sized_by
         self._emit_order("order.placed", intent, type=order.type, purpose=intent.purpose,
-                         post_only=intent.post_only)
+                         post_only=intent.post_only, **extra)
         pending = _Pending(order, started, unknown=False)
         self._pending[intent.client_id] = pending
         await self._apply_state(pending, state)
@@ -625,20 +712,23 @@ class Trader:
             self._record(self.config.actor, "account.flat", {})
 
     async def _heartbeat(self) -> None:
-        """Dead-man switch: while orders rest, the exchange cancels them if we stop renewing."""
+        """Dead-man switch: while orders rest, the exchange cancels them unless we renew the
+        countdown (3 x heartbeat_ms, renewed every heartbeat_ms): a bot that dies leaves no entry
+        on the book for long. Off once nothing rests."""
         self._next_heartbeat_ms = None
-        if not self._pending:
-            try:
-                await self.exchange.countdown_cancel_all(self.config.symbol, 0)
-            except ExchangeError:
-                pass
-            return
-        self._arm_heartbeat()
+        countdown = 3 * self.config.heartbeat_ms if self._pending else 0
+        try:
+            await self.exchange.countdown_cancel_all(self.config.symbol, countdown)
+        except ExchangeError:
+            pass  # renewed at the next beat; past 3 beats the exchange cancels, as it should
+        if self._pending:
+            self._next_heartbeat_ms = self.clock.now_ms() + self.config.heartbeat_ms
 
     def _arm_heartbeat(self) -> None:
+        """Start the dead-man countdown now (at the next timer), unless it is already running."""
         if self._next_heartbeat_ms is not None:
             return
-        self._next_heartbeat_ms = self.clock.now_ms() + self.config.heartbeat_ms
+        self._next_heartbeat_ms = self.clock.now_ms()
 
     async def _resync_time(self, exc: ClockSkewError) -> None:
         try:

@@ -20,8 +20,11 @@ A round trip is two legs of the same kind. With the default policy and a calm ma
 the checklist's estimate; volatility and size add to it.
 
 The entry check is `expected_edge >= min_edge_after_costs + round_trip_cost`: an edge exactly
-at the minimum passes, anything below fails. Bad inputs (non-finite, negative notional or ATR)
-never raise: the check fails closed with a reason.
+at the minimum passes, anything below fails. When the strategy gives the market's expected move
+over the holding horizon (`expected_move`, a fraction of price; see bot.core.strategy), that
+move must clear the same bar first: a market that does not move as far as the round trip costs
+plus the minimum edge cannot pay for a trade whatever the hit rate, and the reason says so. Bad
+inputs (non-finite, negative notional or ATR) never raise: the check fails closed with a reason.
 """
 
 from __future__ import annotations
@@ -123,8 +126,9 @@ class EdgeCheck:
 
 
 def entry_allowed_by_edge(costs: ExecutionCosts, expected_edge: float, notional: float, atr_bps: float,
-                          post_only: bool) -> EdgeCheck:
-    """Allow an entry only when expected_edge >= min_edge_after_costs + round-trip cost."""
+                          post_only: bool, expected_move: float | None = None) -> EdgeCheck:
+    """Allow an entry only when expected_edge (and expected_move, when given) >=
+    min_edge_after_costs + round-trip cost."""
     if not math.isfinite(expected_edge):
         return EdgeCheck(False, -math.inf, math.inf, f"expected_edge is not finite ({expected_edge!r})")
     if not _valid(notional, atr_bps):
@@ -133,6 +137,10 @@ def entry_allowed_by_edge(costs: ExecutionCosts, expected_edge: float, notional:
     cost = round_trip_cost(costs, notional, atr_bps, post_only)
     need = costs.min_edge_after_costs + cost
     after = expected_edge - cost
+    if expected_move is not None and not expected_move >= need:  # NaN fails too
+        return EdgeCheck(False, after, need,
+                         f"expected move {expected_move:.4%} over the holding horizon does not cover the "
+                         f"round trip {cost:.4%} plus min_edge_after_costs {costs.min_edge_after_costs:.4%}")
     if expected_edge >= need:
         return EdgeCheck(True, after, need, "edge clears costs")
     return EdgeCheck(False, after, need,

@@ -4,6 +4,27 @@ Pure and synchronous. Every input first feeds the breaker board (so a breaker ju
 event, on real equity), then exits are planned before entries, and every order passes the risk
 gate. Exits, stops and flattening are never blocked by a halt. Arithmetic that fails while
 accounting for a fill halts trading (fail closed) instead of letting orders through.
+
+Resting entries: whenever new entries are forbidden - any kill-switch mode, a pause or halt of
+the board (breakers, exchange outage, state store down, fail-closed), or the zone the market is
+in being blocked - every entry order still working is cancelled (`CancelOrder`, one per order,
+once); protective and reduce-only orders are never touched. A latency backoff does not cancel:
+it throttles new order traffic to a slow venue (a cancel is more traffic) and lifts in seconds;
+it says nothing against the entry already booked. An entry that fills after entries were
+forbidden (the cancel lost the race) is alerted and then managed like any position, with its
+exits, and flattened if the state asks for a flatten.
+
+An entry the strategy wanted and a check refused emits `order.refused{rule, side, qty, reason}`
+(rules: bot.core.risk.REFUSAL_RULES), at most once per bar per rule. A refused manual resume
+emits `resume.refused{by, actor, reason}`.
+
+Snapshot (version 2): board, kill switch, peak equity, order sequence, the strategy's measured
+outcomes and the open position's exit plan (side, qty, levels, entry ATR, bars held). A
+restarted engine gives the plan back to the position reconciliation finds when it is the same
+position: same side and a size no larger than saved (a partial close outside the bot leaves
+the same stop). A different side or a larger size is not the position the plan was made for:
+it gets a fresh plan from the exchange's entry price and the current (warmed) ATR, with an
+alert. Version 1 snapshots (no plan) are still read.
 """
 
 from __future__ import annotations
@@ -31,13 +52,20 @@ from bot.core.events import EventBus
 from bot.core.exits import ExitState, check_exit, plan_exits
 from bot.core.killswitch import KillResult, KillStatus, KillSwitch
 from bot.core.market import Bar, BookTick, IncrementalATR
-from bot.core.policy import Policy
-from bot.core.risk import Decision, GateContext, OrderIntent, Purpose, RiskGate, Side
-from bot.core.sizing import size_position, zone_for
-from bot.core.strategy import Strategy
+from bot.core.policy import Policy, Zone
+from bot.core.risk import Decision, GateContext, OrderIntent, Purpose, RefusalRule, RiskGate, Side
+from bot.core.sizing import SizeDecision, size_position, zone_for
+from bot.core.strategy import Signal, Strategy
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+_ID_PREFIX = "gd-"  # client ids: gd-<run>-<purpose[:2]>-<seq>
+READABLE_SNAPSHOTS = (1, 2)
 _EPS = 1e-12
+# Why sizing gave no quantity, as an order.refused rule (anything else: the size rounds to 0).
+_SIZE_RULES: dict[str, RefusalRule] = {
+    "zone_blocked": "zone", "zone_multiplier": "zone", "no_edge": "edge", "invalid_input": "invalid",
+    "max_position_pct": "cap", "max_total_exposure_pct": "exposure", "size_factor": "state",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +73,7 @@ class PlaceOrder:
     intent: OrderIntent
     type: Literal["market", "limit"]
     time_in_force: Literal["GTC", "IOC", "GTX"] = "GTC"
+    sized_by: str | None = None  # an entry: the sizing constraint that set its size (kelly, max_position_pct, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +82,16 @@ class CancelAll:
     reason: str
 
 
-Intent = PlaceOrder | CancelAll
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    """Cancel one working entry order (by client id); nothing else on the book is touched."""
+
+    symbol: str
+    client_id: str
+    reason: str
+
+
+Intent = PlaceOrder | CancelAll | CancelOrder
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,19 +126,20 @@ class EngineStatus:
 class Engine:
     def __init__(self, policy: Policy, clock: Clock, bus: EventBus, *, symbol: str, equity: float,
                  verify: Callable[[str | None], bool], qty_step: float = 0.001, run_id: str = "0",
-                 trade_entries: bool = True) -> None:
+                 trade_entries: bool = True, bar_ms: int = 300_000) -> None:
         self.policy = policy
         self.clock = clock
         self.bus = bus
         self.symbol = symbol
         self.qty_step = qty_step
         self.trade_entries = trade_entries
+        self.bar_ms = bar_ms
         self.board = BreakerBoard(policy, bus, clock)
         self.killswitch = KillSwitch(policy, bus, clock, verify)
         self.board.held = lambda: self.killswitch.status().engaged
         self.gate = RiskGate(policy)
-        self.strategy = Strategy.for_policy(policy)
         self.atr = IncrementalATR(policy.circuit_breakers.volatility.atr.atr_periods)
+        self.strategy = Strategy.for_policy(policy, atr=self.atr)
         self.wallet = equity
         self.peak_equity = equity
         self.position_qty = 0.0
@@ -112,7 +151,12 @@ class Engine:
         self._trade_pnl = 0.0
         self._trade_reason = "exit"
         self._in_flight: dict[str, OrderIntent] = {}
-        self._resting_entry_notional = 0.0
+        self._resting: dict[str, tuple[float, float]] = {}  # working limit entries: id -> (unfilled qty, price)
+        self._cancelling: set[str] = set()  # entries a CancelOrder was issued for
+        self._blocked_zone: Zone | None = None  # the market's zone, while it is a blocked one
+        self._refused: dict[str, int] = {}  # order.refused rule -> ts of the bar it was last emitted on
+        self._saved_plan: dict[str, Any] | None = None  # a restored snapshot's position plan
+        self._catch_up = False  # the first bar after a restored plan counts the bars missed
         self._flattening = False
         self._flat_announced = False
         self._seq = 0
@@ -135,10 +179,15 @@ class Engine:
             return self._safety_intents()
         atr = self.atr.update(bar)
         self.mark = bar.close
+        if self._resting:
+            self._blocked_zone = self._zone_if_blocked(atr, bar.close)
         self._observe_equity()
         intents = self._safety_intents()
         signal = (infer or self.strategy.update)(bar)
         if self.exit_state is not None and not self._flattening:
+            if self._catch_up:
+                self._catch_up = False
+                self.exit_state.catch_up(bar.ts_ms, self.bar_ms)
             hit = check_exit(self.exit_state, bar, atr)
             if hit is not None and not self._exit_in_flight():
                 purpose: Purpose = "stop" if hit.reason == "stop" else (
@@ -147,8 +196,21 @@ class Engine:
                 intents.extend(self._close_position(purpose))
         if (self.trade_entries and signal.side is not None and abs(self.position_qty) < _EPS
                 and not self._in_flight and atr is not None):
-            intents.extend(self._entry(signal.side, signal.expected_edge, signal.win_prob, signal.payoff, atr))
+            intents.extend(self._entry(signal, atr, bar.ts_ms))
         return intents
+
+    def warm_up(self, bars: list[Bar]) -> int:
+        """Closed bars from before the start (exchange klines, oldest first) seed the ATR, so
+        stops, sizing and the volatility exit have a real ATR from the first minute. Only a
+        fresh ATR is seeded; returns how many bars were used."""
+        if self.atr.value is not None:
+            return 0
+        used = 0
+        for bar in bars:
+            if bar.is_sane():
+                self.atr.update(bar)
+                used += 1
+        return used
 
     def on_feed_lag(self, lag_ms: float) -> list[Intent]:
         self.board.observe(FeedLag(self.clock.now_ms(), lag_ms))
@@ -201,29 +263,69 @@ class Engine:
     def on_order_done(self, client_id: str) -> None:
         """The order is no longer working (rejected, cancelled, expired, or never placed)."""
         intent = self._in_flight.pop(client_id, None)
+        self._resting.pop(client_id, None)
+        self._cancelling.discard(client_id)
         if intent is not None and intent.purpose == "flatten":
             self._flattening = False
 
     def on_orders_cancelled(self) -> None:
         for client_id in [c for c, i in self._in_flight.items() if not i.risk_reducing]:
             del self._in_flight[client_id]
-        self._resting_entry_notional = 0.0
+        self._resting.clear()
+        self._cancelling.clear()
+
+    def reconcile_position(self, qty: float, entry: float) -> bool:
+        """The exchange's position (signed qty, entry price). When it is not the engine's, adopt
+        it (True). When it is, a restored plan waiting for a position it never found is dropped:
+        it must not be handed to a position opened later."""
+        if abs(qty - self.position_qty) > self.qty_step / 2:
+            self.adopt_position(qty, entry if qty else 0.0)
+            return True
+        self._saved_plan = None
+        return False
 
     def adopt_position(self, qty: float, entry: float) -> None:
         """Reconciliation found a position the engine did not know: manage it with exits."""
         if not (math.isfinite(qty) and math.isfinite(entry) and entry > 0):
             self.board.fail_closed(f"exchange reported an unusable position: qty={qty!r} entry={entry!r}")
             return
+        saved, self._saved_plan = self._saved_plan, None
         self.position_qty, self.entry_price = qty, entry
         self._trade_pnl = 0.0
         if abs(qty) < _EPS:
             self.exit_state = None
             return
         side: Side = "buy" if qty > 0 else "sell"
-        plan = plan_exits(side, entry, self.atr.value, self.policy.exits)
-        self.exit_state = ExitState.from_plan(plan, self.atr.value, self.policy.exits)
-        self.bus.emit("position.opened", self.clock.now_ms(), symbol=self.symbol, qty=qty, entry=entry,
-                      exit=None, pnl=None, reason="reconciled")
+        now = self.clock.now_ms()
+        state, plan_kind = self._restored_plan(saved, side, qty), "restored"
+        if state is None:
+            plan = plan_exits(side, entry, self.atr.value, self.policy.exits)
+            state, plan_kind = ExitState.from_plan(plan, self.atr.value, self.policy.exits, now), "new"
+            if saved is not None:
+                self.bus.emit("alert.sent", now, channel="log", severity="warning",
+                              title=f"position {qty} differs from the saved one ({saved.get('qty')}, "
+                                    f"{saved.get('side')}): new exit plan, stop {plan.stop:.2f}")
+            if self.atr.value is None:
+                self.bus.emit("alert.sent", now, channel="log", severity="warning",
+                              title=f"position {qty} adopted without an ATR: stop at the "
+                                    f"{self.policy.exits.stop_loss.min_pct:.2%} floor ({plan.stop:.2f})")
+        self._catch_up = plan_kind == "restored"
+        self.exit_state = state
+        self.bus.emit("position.opened", now, symbol=self.symbol, qty=qty, entry=entry, exit=None, pnl=None,
+                      reason="reconciled", plan=plan_kind, stop=state.stop, take_profit=state.take_profit)
+
+    def _restored_plan(self, saved: dict[str, Any] | None, side: Side, qty: float) -> ExitState | None:
+        """The saved exit plan, when it was made for this position (see the module docstring)."""
+        if saved is None or saved.get("side") != side:
+            return None
+        try:
+            if abs(qty) > float(saved["qty"]) + self.qty_step / 2:
+                return None
+            return ExitState.from_dict(saved, self.policy.exits)
+        except (KeyError, TypeError, ValueError) as exc:
+            self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="warning",
+                          title=f"saved exit plan unusable ({exc}): planning afresh")
+            return None
 
     def set_wallet(self, wallet: float) -> None:
         """The exchange's wallet balance (reconciliation)."""
@@ -238,11 +340,11 @@ class Engine:
         result = self.killswitch.engage(mode, reason, actor, credential)
         if not result.accepted:
             return result, []
-        intents: list[Intent] = []
         if result.cancel_all or result.flatten:
             self._trade_reason = "killswitch"
-            intents = self._flatten(f"kill switch {mode}: {reason}")
-        return result, intents
+            return result, self._flatten(f"kill switch {mode}: {reason}")
+        # graceful / pause: no flatten yet, but the entries resting on the book go now
+        return result, self._cancel_resting_entries(self.board.status(), self.killswitch.status())
 
     def clear_killswitch(self, actor: str, credential: str | None) -> KillResult:
         was_engaged = self.killswitch.status().engaged
@@ -252,7 +354,10 @@ class Engine:
         return result
 
     def manual_resume(self, actor: str) -> ResumeResult:
-        return self.board.manual_resume(actor, self.clock.now_ms())
+        result = self.board.manual_resume(actor, self.clock.now_ms())
+        if not result.accepted:
+            self.bus.emit("resume.refused", self.clock.now_ms(), by="operator", actor=actor, reason=result.reason)
+        return result
 
     def status(self) -> EngineStatus:
         board = self.board.status()
@@ -266,17 +371,30 @@ class Engine:
     # --- persistence ------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
+        position = None
+        if self.exit_state is not None and abs(self.position_qty) > _EPS:
+            position = {"qty": abs(self.position_qty), **self.exit_state.to_dict()}
         return {"v": SNAPSHOT_VERSION, "board": self.board.snapshot(),
                 "killswitch": self.killswitch.snapshot(), "peak_equity": self.peak_equity,
-                "seq": self._seq}
+                "seq": self._seq, "strategy": self.strategy.snapshot(), "position": position}
 
     def restore(self, data: dict[str, Any]) -> None:
-        if data.get("v") != SNAPSHOT_VERSION:
-            raise ValueError(f"engine snapshot version {data.get('v')!r}, expected {SNAPSHOT_VERSION}")
+        """Load a snapshot (version 1 or 2). The position plan waits for reconciliation to find
+        the position (adopt_position); a bad plan is refused here, with the rest."""
+        version = data.get("v")
+        if version not in READABLE_SNAPSHOTS:
+            raise ValueError(f"engine snapshot version {version!r}, expected one of {READABLE_SNAPSHOTS}")
+        position = data.get("position") if version >= 2 else None
+        if position is not None:
+            ExitState.from_dict(position, self.policy.exits)  # validate now: corrupt state refuses to trade
+            float(position["qty"])
         self.board.restore(data["board"])
         self.killswitch.restore(data["killswitch"])
         self.peak_equity = float(data["peak_equity"])
         self._seq = int(data["seq"])
+        if version >= 2:
+            self.strategy.restore(data["strategy"])
+        self._saved_plan = position
 
     # --- internals --------------------------------------------------------------------------
 
@@ -290,9 +408,12 @@ class Engine:
         """Flatten while an emergency or the kill switch asks for it. With nothing open the
         request still cancels (orders we may not know of) and is confirmed flat, once."""
         board = self.board.status()
-        wants = board.flatten_requested or self.killswitch.status().flatten_requested
+        kill = self.killswitch.status()
+        wants = board.flatten_requested or kill.flatten_requested
         if not wants:
             self._flat_announced = False
+            if self._resting and len(self._cancelling) < len(self._resting):
+                return self._cancel_resting_entries(board, kill)
             return []
         if self._flattening:
             return []
@@ -303,6 +424,30 @@ class Engine:
             return []
         self._flat_announced = True
         return [CancelAll(self.symbol, "flatten requested with nothing open: " + "; ".join(board.reasons))]
+
+    def _cancel_resting_entries(self, board: BoardStatus, kill: KillStatus) -> list[Intent]:
+        """While entries are forbidden, cancel each working entry once (not a backoff: see the
+        module docstring)."""
+        blocked = self.gate.entries_blocked(board, kill, self.clock.now_ms())
+        if blocked is not None and blocked.rule != "backoff":
+            reason = blocked.reason
+        elif self._blocked_zone is not None:
+            reason = f"entry denied: zone {self._blocked_zone} is blocked"
+        else:
+            return []
+        out: list[Intent] = []
+        for client_id in self._resting:
+            if client_id not in self._cancelling:
+                self._cancelling.add(client_id)
+                out.append(CancelOrder(self.symbol, client_id, reason))
+        return out
+
+    def _zone_if_blocked(self, atr: float | None, price: float) -> Zone | None:
+        zones = self.policy.position_sizing.zones
+        if not zones.enabled or atr is None:
+            return None
+        zone = zone_for(atr / price * 100, zones)
+        return zone if zone in zones.blocked else None
 
     def _flatten(self, reason: str) -> list[Intent]:
         self._flat_announced = True
@@ -348,28 +493,51 @@ class Engine:
     def _exit_in_flight(self) -> bool:
         return any(i.risk_reducing for i in self._in_flight.values())
 
-    def _entry(self, side: Side, edge: float, win_prob: float, payoff: float, atr: float) -> list[Intent]:
+    def _entry(self, signal: Signal, atr: float, bar_ts: int) -> list[Intent]:
+        """The strategy wants an entry: size it, pass the risk gate, check its edge after costs.
+        Each refusal names its rule (order.refused)."""
+        side: Side = "buy" if signal.side == "buy" else "sell"
         status = self.board.status()
         price = self.mark
-        size = size_position(self.policy, equity=self.equity, price=price, atr=atr, win_prob=win_prob,
-                             payoff=payoff, open_exposure=self._open_exposure(),
+        size = size_position(self.policy, equity=self.equity, price=price, atr=atr, win_prob=signal.win_prob,
+                             payoff=signal.payoff, open_exposure=self._open_exposure(),
                              size_factor=status.size_factor)
         qty = math.floor(size.qty / self.qty_step + 1e-9) * self.qty_step
         if qty <= 0:
-            return []
+            # nothing to place; name the first reason: a state that forbids entries comes before size
+            blocked = self.gate.entries_blocked(status, self.killswitch.status(), self.clock.now_ms())
+            if blocked is not None:
+                return self._refuse(blocked.rule or "state", side, 0.0, blocked.reason, bar_ts)
+            return self._refuse(self._size_rule(size), side, 0.0, size.reason if size.blocked else
+                                f"size {size.qty:.6f} rounds to 0 at qty step {self.qty_step}", bar_ts)
         post_only = self.policy.orders.post_only
-        atr_bps = atr / price * 10_000
-        edge_check = entry_allowed_by_edge(self.policy.execution_costs, edge, qty * price, atr_bps, post_only)
-        if not edge_check.allowed:
-            return []
         limit = self.policy.orders.entry_type == "limit" or post_only
         limit_price = (self.bid if side == "buy" else self.ask) if limit else None
         if limit and not limit_price:
-            return []
+            return self._refuse("invalid", side, qty, "limit entry without a book price to rest at", bar_ts)
         intent = OrderIntent(self._next_id("entry"), self.symbol, side, qty, limit_price, False, "entry",
                              post_only=post_only)
-        order = PlaceOrder(intent, "limit" if limit else "market", "GTX" if post_only else "GTC")
-        return self._gated(order)
+        decision = self._check(intent)
+        if not decision.allowed:
+            if decision.fail_closed:
+                self.board.fail_closed(decision.reason)
+            return self._refuse(decision.rule or "invalid", side, qty, decision.reason, bar_ts)
+        edge_check = entry_allowed_by_edge(self.policy.execution_costs, signal.expected_edge, qty * price,
+                                           atr / price * 10_000, post_only, signal.expected_move)
+        if not edge_check.allowed:
+            return self._refuse("edge", side, qty, edge_check.reason, bar_ts)
+        return self._admit(PlaceOrder(intent, "limit" if limit else "market", "GTX" if post_only else "GTC",
+                                      size.binding_constraint))
+
+    @staticmethod
+    def _size_rule(size: SizeDecision) -> RefusalRule:
+        return _SIZE_RULES.get(size.binding_constraint, "size") if size.blocked else "size"
+
+    def _refuse(self, rule: RefusalRule, side: Side, qty: float, reason: str, bar_ts: int) -> list[Intent]:
+        if self._refused.get(rule) != bar_ts:
+            self._refused[rule] = bar_ts
+            self.bus.emit("order.refused", self.clock.now_ms(), rule=rule, side=side, qty=qty, reason=reason)
+        return []
 
     def _gated(self, order: PlaceOrder) -> list[Intent]:
         decision = self._check(order.intent)
@@ -377,9 +545,14 @@ class Engine:
             if decision.fail_closed:
                 self.board.fail_closed(decision.reason)
             return []
-        self._in_flight[order.intent.client_id] = order.intent
-        if order.type == "limit" and not order.intent.risk_reducing and order.intent.price:
-            self._resting_entry_notional += order.intent.qty * order.intent.price
+        return self._admit(order)
+
+    def _admit(self, order: PlaceOrder) -> list[Intent]:
+        intent = order.intent
+        self._in_flight[intent.client_id] = intent
+        if order.type == "limit" and not intent.risk_reducing and intent.price:
+            self._resting[intent.client_id] = (intent.qty, intent.price)
+            self._blocked_zone = None  # the gate has just judged the zone: not blocked
         return [order]
 
     def _check(self, intent: OrderIntent) -> Decision:
@@ -393,7 +566,10 @@ class Engine:
         return self.gate.check(intent, ctx)
 
     def _open_exposure(self) -> float:
-        return abs(self.position_qty) * self.mark + self._resting_entry_notional
+        exposure = abs(self.position_qty) * self.mark
+        for qty, price in self._resting.values():
+            exposure += qty * price
+        return exposure
 
     def _account(self, fill: Fill) -> None:
         values = (fill.qty, fill.price, fill.fee)
@@ -416,16 +592,27 @@ class Engine:
         self.wallet += realised - fill.fee
         self._trade_pnl += realised - fill.fee
         self.position_qty = new
-        intent = self._in_flight.get(fill.client_id)
-        if intent is not None and intent.purpose == "entry" and intent.price:
-            self._resting_entry_notional = max(0.0, self._resting_entry_notional - fill.qty * intent.price)
+        resting = self._resting.get(fill.client_id)
+        if resting is not None:
+            left = resting[0] - fill.qty
+            if left > self.qty_step / 2:
+                self._resting[fill.client_id] = (left, resting[1])
+            else:
+                del self._resting[fill.client_id]
         now = self.clock.now_ms()
+        if fill.client_id in self._cancelling:
+            if fill.client_id not in self._resting:
+                self._cancelling.discard(fill.client_id)
+            self.bus.emit("alert.sent", now, channel="log", severity="warning",
+                          title=f"entry {fill.client_id} filled {fill.qty} after entries were forbidden (the "
+                                "cancel lost the race): the position is managed with its exits")
         if abs(old) < _EPS and abs(new) > _EPS:
             side: Side = "buy" if new > 0 else "sell"
             plan = plan_exits(side, self.entry_price, self.atr.value, self.policy.exits)
-            self.exit_state = ExitState.from_plan(plan, self.atr.value, self.policy.exits)
+            self.exit_state = ExitState.from_plan(plan, self.atr.value, self.policy.exits, now)
             self.bus.emit("position.opened", now, symbol=self.symbol, qty=new, entry=self.entry_price,
-                          exit=None, pnl=None, reason="entry")
+                          exit=None, pnl=None, reason="entry", plan="new", stop=plan.stop,
+                          take_profit=plan.take_profit)
         elif abs(old) > _EPS and abs(new) < _EPS:
             pnl = self._trade_pnl
             self.bus.emit("position.closed", now, symbol=self.symbol, qty=old, entry=self.entry_price,
@@ -441,4 +628,11 @@ class Engine:
 
     def _next_id(self, purpose: str) -> str:
         self._seq += 1
-        return f"gd-{self._run_id}-{purpose[:2]}-{self._seq}"
+        return f"{_ID_PREFIX}{self._run_id}-{purpose[:2]}-{self._seq}"
+
+    def orphaned_entry(self, client_id: str, reduce_only: bool) -> bool:
+        """An entry order of this bot (any run: gd-<run>-en-<seq>) that this engine does not track:
+        left resting by an earlier process, so nothing would size or manage what it opens."""
+        if reduce_only or client_id in self._in_flight or not client_id.startswith(_ID_PREFIX):
+            return False
+        return client_id.split("-")[2:3] == ["en"]

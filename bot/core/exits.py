@@ -17,13 +17,17 @@ All numbers come from `policy.exits`. `side` is the side of the entry: "buy" ope
   entry ATR (both bounds inclusive).
 - A bar that fails `Bar.is_sane()` counts toward the time exit but is not used to judge prices;
   the feed and volatility breakers deal with bad data.
+- The plan outlives the process: `ExitState.to_dict` / `from_dict` carry the levels, the entry
+  ATR, the bars held and the close time of the last bar counted (`last_bar_ms`; the fill time
+  before the first). A restarted bot counts the bars that closed while it was down
+  (`catch_up`), so the time exit still fires max_hold_periods bars after the entry.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from bot.core.market import Bar
 from bot.core.policy import Exits, StopLoss
@@ -84,10 +88,49 @@ class ExitState:
     entry_atr: float | None
     policy: Exits
     bars_held: int = 0
+    last_bar_ms: int | None = None  # close time of the last bar counted (the fill time before one)
 
     @classmethod
-    def from_plan(cls, plan: ExitPlan, entry_atr: float | None, policy: Exits) -> ExitState:
-        return cls(plan.side, plan.entry, plan.stop, plan.take_profit, entry_atr, policy)
+    def from_plan(cls, plan: ExitPlan, entry_atr: float | None, policy: Exits,
+                  opened_ms: int | None = None) -> ExitState:
+        return cls(plan.side, plan.entry, plan.stop, plan.take_profit, entry_atr, policy,
+                   last_bar_ms=opened_ms)
+
+    def catch_up(self, bar_ts_ms: int, bar_ms: int) -> int:
+        """Count the bars that closed after `last_bar_ms` and before the bar closing at
+        `bar_ts_ms` (which check_exit counts itself): the bars a stopped process did not see.
+        Bars close on multiples of bar_ms. Returns how many were added."""
+        if self.last_bar_ms is None or bar_ms <= 0:
+            return 0
+        missed = max(0, bar_ts_ms // bar_ms - self.last_bar_ms // bar_ms - 1)
+        self.bars_held += missed
+        return missed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"side": self.side, "entry": self.entry, "stop": self.stop, "take_profit": self.take_profit,
+                "entry_atr": self.entry_atr, "bars_held": self.bars_held, "last_bar_ms": self.last_bar_ms}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], policy: Exits) -> ExitState:
+        """The inverse of to_dict; ValueError (naming the field) when the saved plan is unusable."""
+        side = data["side"]
+        if side not in ("buy", "sell"):
+            raise ValueError(f"exit plan: side {side!r} is not buy or sell")
+        levels = {k: float(data[k]) for k in ("entry", "stop", "take_profit")}
+        for name, value in levels.items():
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"exit plan: {name} {value!r} is not a finite positive price")
+        long = side == "buy"
+        if (levels["stop"] >= levels["entry"]) if long else (levels["stop"] <= levels["entry"]):
+            raise ValueError(f"exit plan: stop {levels['stop']} is on the wrong side of entry {levels['entry']}")
+        atr = data.get("entry_atr")
+        entry_atr = None if atr is None else float(atr)
+        bars = int(data["bars_held"])
+        if bars < 0:
+            raise ValueError(f"exit plan: bars_held {bars} is negative")
+        last = data.get("last_bar_ms")
+        return cls(side, levels["entry"], levels["stop"], levels["take_profit"], entry_atr, policy, bars,
+                   None if last is None else int(last))
 
 
 def _price_exit(state: ExitState, bar: Bar) -> ExitSignal | None:
@@ -108,6 +151,7 @@ def check_exit(state: ExitState, bar: Bar, atr: float | None) -> ExitSignal | No
     """Count `bar` as held and return the first exit that applies, or None."""
     policy = state.policy
     state.bars_held += 1
+    state.last_bar_ms = bar.ts_ms
     sane = bar.is_sane()
     if sane:
         hit = _price_exit(state, bar)

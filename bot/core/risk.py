@@ -12,6 +12,10 @@ the intent is not; the position after the order would exceed max_position_pct of
 total exposure would exceed max_total_exposure_pct of equity. Caps allow values up to and
 including the cap. Any exception inside the check denies with `fail_closed=True`, and the
 engine halts.
+
+Every denial of an entry names its `rule`, one of REFUSAL_RULES (the `order.refused` event's
+vocabulary): invalid, killswitch, state, backoff, zone, post_only, cap, exposure; the engine
+adds edge and size for entries its own checks refuse before the gate sees them.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from bot.core.policy import Policy, Zone
 Side = Literal["buy", "sell"]
 Purpose = Literal["entry", "exit", "stop", "take_profit", "flatten"]
 RISK_REDUCING: frozenset[str] = frozenset({"exit", "stop", "take_profit", "flatten"})
+RefusalRule = Literal["invalid", "killswitch", "state", "backoff", "zone", "post_only", "cap", "exposure",
+                      "edge", "size"]
+REFUSAL_RULES: tuple[RefusalRule, ...] = ("invalid", "killswitch", "state", "backoff", "zone", "post_only",
+                                          "cap", "exposure", "edge", "size")
 _TOL = 1e-9
 
 
@@ -64,6 +72,7 @@ class Decision:
     allowed: bool
     reason: str
     fail_closed: bool = False  # the gate itself failed: the engine must halt
+    rule: RefusalRule | None = None  # which rule denied an entry (None: allowed, or not an entry)
 
 
 def _positive(x: float | None) -> bool:
@@ -80,7 +89,23 @@ class RiskGate:
                 return self._reducing(intent, ctx)
             return self._entry(intent, ctx)
         except Exception as exc:  # fail closed
-            return Decision(False, f"risk gate failed: {type(exc).__name__}: {exc}", fail_closed=True)
+            return Decision(False, f"risk gate failed: {type(exc).__name__}: {exc}", fail_closed=True,
+                            rule="invalid")
+
+    @staticmethod
+    def entries_blocked(board: BoardStatus, killswitch: KillStatus, now_ms: int) -> Decision | None:
+        """The denial every entry gets now whatever its size (kill switch, pause or halt, latency
+        backoff), or None when the trading state lets entries through."""
+        if killswitch.engaged:
+            return Decision(False, f"entry denied: kill switch engaged ({killswitch.mode}) by "
+                                   f"{killswitch.actor}: {killswitch.reason}", rule="killswitch")
+        if board.state in ("halted", "paused"):
+            return Decision(False, f"entry denied: trading {board.state}: " + "; ".join(board.reasons),
+                            rule="state")
+        if now_ms < board.entries_allowed_at_ms:
+            return Decision(False, f"entry denied: latency backoff until ts {board.entries_allowed_at_ms} "
+                                   f"({board.entries_allowed_at_ms - now_ms} ms left)", rule="backoff")
+        return None
 
     def _reducing(self, o: OrderIntent, ctx: GateContext) -> Decision:
         what = "reduce-only" if o.reduce_only else o.purpose
@@ -104,32 +129,28 @@ class RiskGate:
     def _entry(self, o: OrderIntent, ctx: GateContext) -> Decision:
         for name, value in (("qty", o.qty), ("equity", ctx.equity), ("mark price", ctx.mark_price)):
             if not _positive(value):
-                return Decision(False, f"entry denied: {name} {value} is not a finite positive number")
+                return Decision(False, f"entry denied: {name} {value} is not a finite positive number",
+                                rule="invalid")
         if o.price is not None and not _positive(o.price):
-            return Decision(False, f"entry denied: price {o.price} is not a finite positive number")
+            return Decision(False, f"entry denied: price {o.price} is not a finite positive number",
+                            rule="invalid")
         for name, value in (("position qty", ctx.position_qty), ("position notional", ctx.position_notional),
                             ("open exposure", ctx.open_exposure)):
             if not math.isfinite(value):
-                return Decision(False, f"entry denied: {name} {value} is not finite")
-        ks = ctx.killswitch
-        if ks.engaged:
-            return Decision(False, f"entry denied: kill switch engaged ({ks.mode}) by {ks.actor}: {ks.reason}")
-        board = ctx.board
-        if board.state in ("halted", "paused"):
-            return Decision(False, f"entry denied: trading {board.state}: " + "; ".join(board.reasons))
-        if ctx.now_ms < board.entries_allowed_at_ms:
-            return Decision(False, f"entry denied: latency backoff until ts {board.entries_allowed_at_ms} "
-                                   f"({board.entries_allowed_at_ms - ctx.now_ms} ms left)")
+                return Decision(False, f"entry denied: {name} {value} is not finite", rule="invalid")
+        blocked = self.entries_blocked(ctx.board, ctx.killswitch, ctx.now_ms)
+        if blocked is not None:
+            return blocked
         zones = self.policy.position_sizing.zones
         if zones.enabled:
             if ctx.zone is None:
-                return Decision(False, "entry denied: zone unknown while zones are enabled")
+                return Decision(False, "entry denied: zone unknown while zones are enabled", rule="zone")
             if ctx.zone in zones.blocked:
                 return Decision(False, f"entry denied: zone {ctx.zone} is blocked "
-                                       f"(blocked: {', '.join(zones.blocked)})")
+                                       f"(blocked: {', '.join(zones.blocked)})", rule="zone")
         if self.policy.orders.post_only and not o.post_only:
             return Decision(False, "entry denied: policy requires post-only orders (orders.post_only) "
-                                   "and the intent is not post-only")
+                                   "and the intent is not post-only", rule="post_only")
         price = o.price if o.price is not None else ctx.mark_price
         notional = o.qty * price
         signed = o.qty if o.side == "buy" else -o.qty
@@ -143,12 +164,12 @@ class RiskGate:
         if new_position > cap * (1 + _TOL):
             return Decision(False, f"entry denied: position notional {new_position:.2f} would exceed "
                                    f"max_position_pct {sizing.max_position_pct:.2%} of equity "
-                                   f"{ctx.equity:.2f} ({cap:.2f})")
+                                   f"{ctx.equity:.2f} ({cap:.2f})", rule="cap")
         exposure_cap = sizing.max_total_exposure_pct * ctx.equity
         exposure = ctx.open_exposure + notional
         if exposure > exposure_cap * (1 + _TOL):
             return Decision(False, f"entry denied: total exposure {exposure:.2f} would exceed "
                                    f"max_total_exposure_pct {sizing.max_total_exposure_pct:.2%} of equity "
-                                   f"{ctx.equity:.2f} ({exposure_cap:.2f})")
+                                   f"{ctx.equity:.2f} ({exposure_cap:.2f})", rule="exposure")
         return Decision(True, f"entry allowed: notional {notional:.2f}, position {new_position:.2f} "
                               f"<= {cap:.2f}, exposure {exposure:.2f} <= {exposure_cap:.2f}")

@@ -10,10 +10,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from bot.core.market import Bar
+
 Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit"]
 TimeInForce = Literal["GTC", "IOC", "GTX"]
 OrderStatus = Literal["new", "partially_filled", "filled", "canceled", "rejected", "expired"]
+# Binance kline intervals the bot trades on, by length (fetch_klines' interval_ms; the feed's timeframes)
+KLINE_INTERVALS: dict[int, str] = {
+    60_000: "1m", 180_000: "3m", 300_000: "5m", 900_000: "15m", 1_800_000: "30m", 3_600_000: "1h",
+    7_200_000: "2h", 14_400_000: "4h", 86_400_000: "1d",
+}
+
+
+def kline_interval(interval_ms: int) -> str:
+    """Binance's name for a kline interval; ValueError naming the allowed lengths otherwise."""
+    name = KLINE_INTERVALS.get(interval_ms)
+    if name is None:
+        raise ValueError(f"no kline interval of {interval_ms} ms; allowed: "
+                         + ", ".join(f"{ms} ({n})" for ms, n in KLINE_INTERVALS.items()))
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +134,7 @@ class OrderRejectedError(ExchangeError):
 
 
 class NotFoundError(ExchangeError):
-    """-2013: no such order."""
+    """-2013: no such order; -2011: the order to cancel is not open (filled, cancelled or unknown)."""
 
 
 class AuthError(ExchangeError):
@@ -143,7 +159,7 @@ def error_from_binance(status: int, code: int | None, message: str,
         return ClockSkewError(text, status=status, code=code)
     if code == -1007 or status >= 500:
         return UnknownOutcomeError(text, status=status, code=code)
-    if code == -2013:
+    if code in (-2013, -2011):
         return NotFoundError(text, status=status, code=code)
     if status in (401, 403) or code in _AUTH_CODES:
         return AuthError(text, status=status, code=code)
@@ -162,7 +178,13 @@ class Exchange(Protocol):
     async def fetch_open_orders(self, symbol: str) -> list[OrderState]: ...
     async def fetch_order(self, symbol: str, client_id: str) -> OrderState: ...
     async def create_order(self, request: OrderRequest) -> OrderState: ...
+    # One order by client id; its final state (filled_qty counts a fill that beat the cancel).
+    # NotFoundError when it is no longer open.
+    async def cancel_order(self, symbol: str, client_id: str) -> OrderState: ...
     async def cancel_all_orders(self, symbol: str) -> int: ...
+    # The latest `limit` klines of `interval_ms` as Bars (ts_ms = close time), oldest first; the
+    # last may still be forming (its ts_ms is in the future).
+    async def fetch_klines(self, symbol: str, interval_ms: int, limit: int) -> list[Bar]: ...
     async def countdown_cancel_all(self, symbol: str, countdown_ms: int) -> None: ...
     async def fetch_api_restrictions(self) -> ApiRestrictions: ...
     async def close(self) -> None: ...

@@ -24,6 +24,7 @@ from typing import Any
 
 import ccxt  # type: ignore[import-untyped]
 
+from bot.core.market import Bar
 from bot.io.exchange import (
     ApiRestrictions,
     AuthError,
@@ -40,6 +41,7 @@ from bot.io.exchange import (
     RateLimitedError,
     UnknownOutcomeError,
     error_from_binance,
+    kline_interval,
 )
 
 FAPI_ORIGIN = "https://fapi.binance.com"
@@ -337,6 +339,20 @@ def parse_book(raw: Any, symbol: str) -> BookTop:
     return BookTop(symbol=got, bid=bid, ask=ask, ts_ms=_integer(raw, ts_name, what))
 
 
+def parse_kline(raw: Any, interval_ms: int) -> Bar:
+    """One ccxt OHLCV row [open ms, open, high, low, close, volume] -> Bar (ts_ms = close time)."""
+    what = "klines reply"
+    if not isinstance(raw, (list, tuple)) or len(raw) < 6:
+        raise MalformedReplyError(f"{what}: expected [time, open, high, low, close, volume], got {str(raw)[:80]!r}")
+    row = dict(zip(("time", "open", "high", "low", "close", "volume"), raw[:6], strict=True))
+    opened = _integer(row, "time", what)
+    o, h, low, c = (_number(row, name, what, positive=True) for name in ("open", "high", "low", "close"))
+    bar = Bar(opened + interval_ms, o, h, low, c, _number(row, "volume", what))
+    if not bar.is_sane():
+        raise MalformedReplyError(f"{what}: inconsistent bar at {opened}: o={o} h={h} l={low} c={c}")
+    return bar
+
+
 def parse_restrictions(raw: Any) -> ApiRestrictions:
     what = "apiRestrictions reply"
     return ApiRestrictions(
@@ -477,11 +493,24 @@ class CcxtExchange:
                                  request.price, _order_params(request), placing=True)
         return _placed(order, request)
 
+    async def cancel_order(self, symbol: str, client_id: str) -> OrderState:
+        unified = await self._market(symbol)
+        order = await self._call(self.client.cancel_order, None, unified, {"origClientOrderId": client_id})
+        return parse_order(order.get("info") if isinstance(order, Mapping) else order)
+
     async def cancel_all_orders(self, symbol: str) -> int:
         open_orders = await self.fetch_open_orders(symbol)
         unified = await self._market(symbol)
         await self._call(self.client.cancel_all_orders, unified)
         return len(open_orders)
+
+    async def fetch_klines(self, symbol: str, interval_ms: int, limit: int) -> list[Bar]:
+        timeframe = kline_interval(interval_ms)
+        unified = await self._market(symbol)
+        rows = await self._call(self.client.fetch_ohlcv, unified, timeframe, None, limit)
+        if not isinstance(rows, list):
+            raise MalformedReplyError(f"klines reply: expected a list, got {type(rows).__name__}")
+        return [parse_kline(row, interval_ms) for row in rows]
 
     async def countdown_cancel_all(self, symbol: str, countdown_ms: int) -> None:
         if countdown_ms < 0:

@@ -25,14 +25,14 @@ from typing import Any
 import ccxt  # type: ignore[import-untyped]
 
 from bot.core.market import Bar, BookTick
+from bot.io.exchange import KLINE_INTERVALS
 
 BarHandler = Callable[[Bar, int], Awaitable[None]]
 BookHandler = Callable[[BookTick, int], Awaitable[None]]
 StatusHandler = Callable[[bool, str | None], None]
 AliveHandler = Callable[[int], Awaitable[None]]
 
-TIMEFRAME_MS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
-                "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "1d": 86_400_000}
+TIMEFRAME_MS = {name: ms for ms, name in KLINE_INTERVALS.items()}
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bot.core.clock import Clock
+from bot.core.market import Bar
 from bot.io.exchange import (
     ApiRestrictions,
     Balance,
@@ -23,6 +24,7 @@ from bot.io.exchange import (
     OrderState,
     Position,
     error_from_binance,
+    kline_interval,
 )
 from harness.testnet.engine import BinanceError, Engine, sign_payload
 
@@ -115,6 +117,17 @@ class SimExchange:
             params["reduceOnly"] = "true"
         body = await self._call("POST", "/fapi/v1/order", params)
         return order_state_from_binance(body)
+
+    async def cancel_order(self, symbol: str, client_id: str) -> OrderState:
+        body = await self._call("DELETE", "/fapi/v1/order", {"symbol": symbol, "origClientOrderId": client_id})
+        return order_state_from_binance(body)
+
+    async def fetch_klines(self, symbol: str, interval_ms: int, limit: int) -> list[Bar]:
+        rows = await self._call("GET", "/fapi/v1/klines",
+                                {"symbol": symbol, "interval": kline_interval(interval_ms), "limit": limit},
+                                signed=False)
+        return [Bar(int(r[0]) + interval_ms, float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]))
+                for r in rows]
 
     async def cancel_all_orders(self, symbol: str) -> int:
         open_orders = await self._call("GET", "/fapi/v1/openOrders", {"symbol": symbol})

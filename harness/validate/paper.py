@@ -125,7 +125,8 @@ class PaperSession:
         bus.subscribe(self.tally.on_event)
         config = TraderConfig(symbol=self._symbol, bar_ms=self.bar_ms, reconcile_every_ms=RECONCILE_MS)
         self.trader = Trader(self.policy, SimExchange(xe, API_KEY, API_SECRET, clock=clock),
-                             open_store(self.workdir / "state.db"), AuditTrail(self.workdir / "audit.jsonl", now_ms=clock.now_ms),
+                             open_store(self.workdir / "state.db"),
+                             AuditTrail(self.workdir / "audit.jsonl", now_ms=clock.now_ms),
                              clock, bus, verify=lambda credential: False, config=config,
                              marker_path=self.workdir / "EMERGENCY_STOP")
         await self.trader.start()

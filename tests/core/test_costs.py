@@ -122,6 +122,23 @@ def test_edge_boundary_exactly_min_passes_just_below_fails(profile: str, notiona
     assert not below.allowed and "below minimum" in below.reason
 
 
+@pytest.mark.parametrize("profile", PROFILES)
+@settings(max_examples=300, deadline=None)
+@given(notional=st.floats(min_value=0.0, max_value=1e7), atr_bps=st.floats(min_value=0.0, max_value=1_000.0),
+       post_only=st.booleans())
+def test_a_market_whose_expected_move_cannot_pay_the_round_trip_is_refused(
+        profile: str, notional: float, atr_bps: float, post_only: bool) -> None:
+    """Whatever edge the strategy claims, the move the market makes over the holding horizon must
+    cover fees + slippage + impact + min_edge: exactly at it passes, just below fails."""
+    costs = POLICIES[profile].execution_costs
+    need = required_edge(costs, notional, atr_bps, post_only)
+    assert entry_allowed_by_edge(costs, need, notional, atr_bps, post_only, expected_move=need).allowed
+    below = entry_allowed_by_edge(costs, 1.0, notional, atr_bps, post_only,
+                                  expected_move=math.nextafter(need, -math.inf))
+    assert not below.allowed and "expected move" in below.reason and "round trip" in below.reason
+    assert not entry_allowed_by_edge(costs, 1.0, notional, atr_bps, post_only, expected_move=math.nan).allowed
+
+
 @pytest.mark.parametrize(("edge", "notional", "atr_bps"), [
     (math.nan, 1_000.0, 10.0), (math.inf, 1_000.0, 10.0), (0.01, math.nan, 10.0), (0.01, -1.0, 10.0),
     (0.01, 1_000.0, -1.0), (0.01, 1_000.0, math.inf),

@@ -159,4 +159,5 @@ def test_exception_inside_the_gate_fails_closed(policy: Policy) -> None:
             raise RuntimeError("status store corrupted")
 
     d = RiskGate(policy).check(entry(policy), ctx(policy, killswitch=Exploding()))
-    assert d == Decision(False, "risk gate failed: RuntimeError: status store corrupted", fail_closed=True)
+    assert d == Decision(False, "risk gate failed: RuntimeError: status store corrupted", fail_closed=True,
+                        rule="invalid")

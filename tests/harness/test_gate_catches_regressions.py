@@ -27,6 +27,7 @@ import pytest
 
 import harness.runner  # noqa: F401  (registers collect.RUNNERS["sim"])
 from bot import runtime
+from bot.core import costs as costs_mod
 from bot.core import engine as engine_mod
 from bot.core import killswitch as killswitch_mod
 from bot.core import risk as risk_mod
@@ -180,6 +181,44 @@ def restore_ignores_input(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(engine_mod.Engine, "restore", lambda self, data: None)
 
 
+def pause_leaves_resting_entries(mp: pytest.MonkeyPatch) -> None:
+    """A pause, halt or kill switch that forbids entries leaves the entries already resting on the book."""
+    mp.setattr(engine_mod.Engine, "_cancel_resting_entries", lambda self, board, kill: [])
+
+
+def restart_keeps_orphaned_entries(mp: pytest.MonkeyPatch) -> None:
+    """A restarted bot leaves the entries its previous process booked resting on the book."""
+    mp.setattr(engine_mod.Engine, "orphaned_entry", lambda self, client_id, reduce_only: False)
+
+
+def restart_drops_exit_plan(mp: pytest.MonkeyPatch) -> None:
+    """A restarted bot plans the reconciled position afresh instead of restoring its saved exit plan."""
+    mp.setattr(engine_mod.Engine, "_restored_plan", lambda self, saved, side, qty: None)
+
+
+def edge_check_always_passes(mp: pytest.MonkeyPatch) -> None:
+    """The minimum edge after costs lets every entry through (whatever the market's moves can pay)."""
+    mp.setattr(engine_mod, "entry_allowed_by_edge",
+               lambda *args, **kwargs: costs_mod.EdgeCheck(True, 1.0, 0.0, "edge check disabled"))
+
+
+def sizing_ignores_position_cap(mp: pytest.MonkeyPatch) -> None:
+    """Entry sizing forgets max_position_pct (the risk gate is left to catch what it asks for)."""
+    size_position = engine_mod.size_position
+
+    def uncapped(policy: Any, **kwargs: Any) -> Any:
+        sizing = policy.position_sizing.model_copy(update={"max_position_pct": 1.0})
+        return size_position(policy.model_copy(update={"position_sizing": sizing}), **kwargs)
+
+    mp.setattr(engine_mod, "size_position", uncapped)
+
+
+def resume_refusal_is_silent(mp: pytest.MonkeyPatch) -> None:
+    """A refused manual resume changes nothing but tells no one (no resume.refused)."""
+    mp.setattr(engine_mod.Engine, "manual_resume", lambda self, actor: self.board.manual_resume(
+        actor, self.clock.now_ms()))
+
+
 @dataclass(frozen=True)
 class Regression:
     id: str
@@ -193,6 +232,9 @@ RESTART = (*DRAWDOWN_RESTART, "restart-keeps-loss-streak-halt", "killswitch-surv
 EMERGENCY = ("drawdown-emergency-flattens-futures", "pets-drawdown-40pct-emergency-flattens")
 IMMEDIATE_KILL = ("killswitch-immediate-acts-on-engage", "killswitch-immediate-flattens-futures",
                   "killswitch-immediate-flattens-pets")
+RESTING_ENTRY = ("killswitch-graceful-cancels-resting-entry-pets", "killswitch-pause-cancels-resting-entry-pets",
+                 "pets-ws-lag-cancels-resting-entry", "pets-spread-spike-cancels-resting-entry")
+CAPS = ("pets-entries-capped-at-max-position", "entries-capped-at-max-position-futures")
 
 REGRESSIONS = [
     Regression("drawdown-never-trips", drawdown_never_trips, (
@@ -211,6 +253,14 @@ REGRESSIONS = [
     Regression("win-does-not-reset-loss-streak", win_does_not_reset_streak, ("losses-win-resets-streak",)),
     Regression("state-not-persisted", state_not_persisted, RESTART),
     Regression("restore-ignores-input", restore_ignores_input, RESTART),
+    Regression("pause-leaves-resting-entries", pause_leaves_resting_entries, RESTING_ENTRY),
+    Regression("restart-keeps-orphaned-entries", restart_keeps_orphaned_entries,
+               ("pets-restart-cancels-orphaned-entry",)),
+    Regression("restart-drops-exit-plan", restart_drops_exit_plan,
+               ("restart-keeps-time-exit", "restart-keeps-stop-level", "restart-keeps-volatility-exit")),
+    Regression("edge-check-always-passes", edge_check_always_passes, ("dead-calm-market-no-entries",)),
+    Regression("sizing-ignores-position-cap", sizing_ignores_position_cap, CAPS),
+    Regression("resume-refusal-is-silent", resume_refusal_is_silent, ("drawdown-resume-waits-for-cooldown",)),
 ]
 
 

@@ -27,6 +27,7 @@ class World:
     profile: str = "futures"
     trade_entries: bool = False
     feed_alive: bool = True  # the kline stream keeps updating between bar closes
+    vol_bps: float = 5.0  # the exchange's random walk (its kline history too)
     clock: VirtualClock = field(default_factory=lambda: VirtualClock(1_767_571_200_000))
     events: list[Event] = field(default_factory=list)
     audit_disk: SimDisk = field(default_factory=SimDisk)  # `.full = True`: its writes fail with ENOSPC
@@ -35,7 +36,7 @@ class World:
     def __post_init__(self) -> None:
         self.policy = load_policy(self.profile).policy
         costs = self.policy.execution_costs
-        self.exchange_engine = ExchangeEngine(self.clock, seed=3, vol_bps=5, bar_ms=BAR_MS,
+        self.exchange_engine = ExchangeEngine(self.clock, seed=3, vol_bps=self.vol_bps, bar_ms=BAR_MS,
                                               maker_fee=max(costs.maker_fee, 0), taker_fee=costs.taker_fee)
         self.exchange_engine.create_key("test-key", "test-secret-not-real")
         self.store: StateStore = open_store(self.dir / "state.db")

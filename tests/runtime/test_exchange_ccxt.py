@@ -27,6 +27,7 @@ from bot.io.exchange_ccxt import (
     SyncCcxtExchange,
     parse_balance,
     parse_book,
+    parse_kline,
     parse_order,
     parse_position,
     parse_restrictions,
@@ -82,6 +83,35 @@ async def test_every_exchange_method_over_sockets() -> None:
             assert restrictions.enable_futures and restrictions.enable_reading
             logged = {r.get("client_id") for r in handle.engine.read_order_log()}
             assert {"m-1", "l-1", "p-1", "c-1"} <= logged  # our client ids reached the exchange
+        finally:
+            await ex.close()
+
+
+async def test_one_order_cancelled_by_client_id_and_klines_over_sockets() -> None:
+    async with open_testnet() as handle:
+        ex = _exchange(handle)
+        try:
+            book = await ex.fetch_book_top(BTC)
+            price = round(book.bid * 0.9, 1)
+            await ex.create_order(OrderRequest(BTC, "buy", 0.01, "limit", "e-1", price=price, time_in_force="GTX"))
+            await ex.create_order(OrderRequest(BTC, "buy", 0.01, "limit", "e-2", price=price, time_in_force="GTX"))
+            cancelled = await ex.cancel_order(BTC, "e-1")
+            assert (cancelled.client_id, cancelled.status, cancelled.filled_qty) == ("e-1", "canceled", 0.0)
+            assert [o.client_id for o in await ex.fetch_open_orders(BTC)] == ["e-2"]  # only that one
+            with pytest.raises(NotFoundError) as gone:  # no longer open: -2011
+                await ex.cancel_order(BTC, "e-1")
+            assert gone.value.code == -2011
+            await ex.create_order(OrderRequest(BTC, "buy", 0.01, "market", "m-9"))
+            with pytest.raises(NotFoundError):  # filled before the cancel
+                await ex.cancel_order(BTC, "m-9")
+
+            bars = await ex.fetch_klines(BTC, 300_000, 50)
+            history = handle.engine.candles(BTC)[-50:]
+            assert len(bars) == 50
+            assert [b.ts_ms for b in bars] == [c.open_time + 300_000 for c in history]  # close times
+            assert bars[0].close == pytest.approx(history[0].close) and all(b.is_sane() for b in bars)
+            with pytest.raises(ValueError, match="no kline interval of 7000 ms"):
+                await ex.fetch_klines(BTC, 7_000, 10)
         finally:
             await ex.close()
 
@@ -248,6 +278,15 @@ def test_other_payloads_are_validated() -> None:
         parse_restrictions({k: v for k, v in flags.items() if k != "enableWithdrawals"})
     with pytest.raises(MalformedReplyError):
         parse_restrictions({**flags, "ipRestrict": "maybe"})
+
+
+def test_klines_are_validated() -> None:
+    bar = parse_kline([1_000, "10", "12", "9", "11", "3"], 300_000)
+    assert (bar.ts_ms, bar.open, bar.high, bar.low, bar.close, bar.volume) == (301_000, 10, 12, 9, 11, 3)
+    for row in ([1_000, "10", "9", "12", "11", "3"], [1_000, "nan", "12", "9", "11", "3"],
+                [1_000, "10", "12", "9", "-11", "3"], [1_000, "10", "12"], "x"):
+        with pytest.raises(MalformedReplyError):
+            parse_kline(row, 300_000)
 
 
 def test_malformed_order_reply_is_an_unknown_outcome() -> None:

@@ -11,6 +11,7 @@ from harness.testnet.engine import Engine
 from harness.testnet.market import (
     RegimeWalk,
     generate_candles,
+    generate_trend,
     infer_bar_ms,
     load_csv,
     write_csv,
@@ -20,6 +21,9 @@ FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "market" / "btcusdt
 # the parameters the fixture was generated with (see docs/testnet.md)
 FIXTURE_ARGS = {"seed": 42, "start_price": 60_000.0, "vol_bps": 15.0, "bars": 300, "bar_ms": 300_000,
                 "start_ms": 1_699_999_800_000, "decimals": 1}
+TREND = FIXTURE.with_name("trending_5m.csv")
+TREND_ARGS = {"seed": 11, "start_price": 60_000.0, "amplitude": 0.03, "period_bars": 120, "bars": 720,
+              "bar_ms": 300_000, "start_ms": 1_699_999_800_000}
 
 
 def test_generator_is_deterministic_per_seed() -> None:
@@ -64,6 +68,15 @@ def test_fixture_loads_and_matches_its_generator() -> None:
     assert infer_bar_ms(bars) == 300_000
     assert all(b.is_sane() for b in bars)
     assert bars == generate_candles(**FIXTURE_ARGS)  # type: ignore[arg-type]
+
+
+def test_trending_fixture_matches_its_generator() -> None:
+    bars = load_csv(TREND, bar_ms=300_000)
+    assert bars == generate_trend(**TREND_ARGS)  # type: ignore[arg-type]
+    closes = [b.close for b in bars]
+    assert max(closes) / 60_000 - 1 > 0.025 and 1 - min(closes) / 60_000 > 0.025  # it swings +-3 %
+    with pytest.raises(ValueError, match="period_bars"):
+        generate_trend(1, 100.0, 0.03, 0, 10, 300_000)
 
 
 def test_csv_round_trip(tmp_path: Path) -> None:

@@ -72,6 +72,22 @@ async def test_trading_round_trip(sim: SimExchange, engine: Engine) -> None:
         await sim.fetch_order("BTCUSDT", "never-sent")
 
 
+async def test_one_order_cancelled_by_client_id_and_klines(sim: SimExchange, engine: Engine) -> None:
+    bid, _ = engine.book("BTCUSDT")
+    for cid in ("e-1", "e-2"):
+        await sim.create_order(OrderRequest("BTCUSDT", "buy", 0.01, "limit", cid, price=round(bid * 0.99, 1),
+                                            time_in_force="GTX"))
+    cancelled = await sim.cancel_order("BTCUSDT", "e-1")
+    assert (cancelled.status, cancelled.filled_qty) == ("canceled", 0.0)
+    assert [o.client_id for o in await sim.fetch_open_orders("BTCUSDT")] == ["e-2"]
+    with pytest.raises(NotFoundError):
+        await sim.cancel_order("BTCUSDT", "e-1")
+    bars = await sim.fetch_klines("BTCUSDT", engine.bar_ms, 20)
+    candles = engine.candles("BTCUSDT")[-20:]
+    assert [(b.ts_ms, b.open, b.high, b.low, b.close) for b in bars] == [
+        (c.open_time + engine.bar_ms, c.open, c.high, c.low, c.close) for c in candles]
+
+
 async def test_api_restrictions_follow_key_permissions(sim: SimExchange, engine: Engine) -> None:
     r = await sim.fetch_api_restrictions()
     assert r.enable_futures and r.enable_reading and r.ip_restrict

@@ -1,0 +1,341 @@
+"""The engine: resting entries cancelled whenever entries are forbidden, refusals named, exit plans
+kept across a restart, the ATR warmed from klines."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from bot.config import load_policy
+from bot.core.clock import VirtualClock
+from bot.core.engine import CancelAll, CancelOrder, Engine, Fill, Intent, PlaceOrder
+from bot.core.events import Event, EventBus
+from bot.core.market import Bar, BookTick
+from bot.core.policy import Policy
+from bot.core.risk import REFUSAL_RULES
+from bot.core.strategy import Signal
+
+POLICIES: dict[str, Policy] = {name: load_policy(name).policy for name in ("futures", "pets")}
+BAR = 300_000
+T0 = 1_767_571_200_000  # a bar boundary
+TOKEN = "engine-test-token"
+BUY = Signal("buy", 0.01, 0.5, 2.0, 0.05)  # an edge that clears every cost check
+
+
+@dataclass
+class Rig:
+    engine: Engine
+    clock: VirtualClock
+    events: list[Event] = field(default_factory=list)
+    price: float = 60_000.0
+    bar_ts: int = T0
+
+    def named(self, name: str, **match: Any) -> list[Event]:
+        return [e for e in self.events if e.name == name and all(e.fields.get(k) == v for k, v in match.items())]
+
+    def book(self, price: float | None = None, spread_bps: float = 2.0) -> list[Intent]:
+        self.price = price or self.price
+        half = self.price * spread_bps / 20_000
+        return self.engine.on_book(BookTick(self.clock.now_ms(), self.price - half, self.price + half))
+
+    def bar(self, signal: Signal | None = None, range_bps: float = 20.0, close: float | None = None) -> list[Intent]:
+        self.bar_ts += BAR
+        self.clock.advance_to(self.bar_ts)
+        close = close or self.price
+        half = close * range_bps / 20_000
+        intents = self.book(close)
+        infer = (lambda b: signal) if signal is not None else (lambda b: Signal(None, 0.0, 0.5, 2.0))
+        return intents + self.engine.on_bar(Bar(self.bar_ts, close, close + half, close - half, close), infer=infer)
+
+    def fill(self, order: PlaceOrder, qty: float | None = None, price: float | None = None) -> list[Intent]:
+        o = order.intent
+        return self.engine.on_fill(Fill(o.client_id, o.side, qty or o.qty, price or o.price or self.price, 0.0,
+                                        self.clock.now_ms()))
+
+
+def rig(profile: str = "futures", *, bars: int = 20, range_bps: float = 20.0, clock: VirtualClock | None = None,
+        equity: float = 10_000.0) -> Rig:
+    clock = clock or VirtualClock(T0)
+    bus = EventBus()
+    engine = Engine(POLICIES[profile], clock, bus, symbol="BTCUSDT", equity=equity,
+                    verify=lambda c: c == TOKEN, bar_ms=BAR)
+    r = Rig(engine, clock)
+    bus.subscribe(r.events.append)
+    half = r.price * range_bps / 20_000
+    engine.warm_up([Bar(T0 - (bars - i) * BAR, r.price, r.price + half, r.price - half, r.price)
+                    for i in range(bars)])
+    r.book()
+    return r
+
+
+def entry_order(r: Rig, signal: Signal = BUY) -> PlaceOrder:
+    placed = [i for i in r.bar(signal) if isinstance(i, PlaceOrder)]
+    assert len(placed) == 1 and placed[0].intent.purpose == "entry", placed
+    return placed[0]
+
+
+def cancels(intents: list[Intent]) -> list[CancelOrder]:
+    return [i for i in intents if isinstance(i, CancelOrder)]
+
+
+# --- resting entries ---------------------------------------------------------------------------
+
+
+def _kill(mode: str) -> Any:
+    return lambda r: r.engine.engage_killswitch(mode, "drill", "op", TOKEN)[1]
+
+
+FORBIDDING: dict[str, Any] = {
+    "killswitch pause": _kill("pause"),
+    "killswitch graceful": _kill("graceful"),
+    "ws lag pause": lambda r: r.engine.on_feed_lag(6_000),
+    "spread pause": lambda r: r.book(spread_bps=60.0),
+    "state store down": lambda r: r.engine.on_store_status(True),
+    "minor exchange outage": lambda r: r.engine.on_exchange_status(True, "rest"),
+    "inference latency": lambda r: [x for _ in range(100) for x in r.engine.on_inference(2_000)],
+    "fail-closed halt": lambda r: (r.engine.board.fail_closed("P&L arithmetic failed"), r.engine.on_timer())[1],
+}
+
+
+@pytest.mark.parametrize("how", sorted(FORBIDDING))
+def test_every_state_that_forbids_entries_cancels_the_resting_entry_once(how: str) -> None:
+    r = rig("pets")
+    order = entry_order(r)
+    assert order.type == "limit" and order.time_in_force == "GTX"
+    intents = FORBIDDING[how](r)
+    assert cancels(intents) == [CancelOrder("BTCUSDT", order.intent.client_id, cancels(intents)[0].reason)]
+    assert not any(isinstance(i, CancelAll) for i in intents)  # nothing else on the book is touched
+    assert not cancels(r.engine.on_feed_lag(6_000) + r.book() + r.engine.on_timer())  # once, not per event
+
+
+def test_an_immediate_kill_cancels_everything_and_flattens() -> None:
+    r = rig("pets")
+    entry_order(r)
+    intents = _kill("immediate")(r)
+    assert isinstance(intents[0], CancelAll)
+
+
+def test_a_blocked_zone_cancels_the_resting_entry() -> None:
+    r = rig("pets")
+    order = entry_order(r)
+    # ATR jumps past 1 % of price (pets zones Z4-Z5 are blocked): bars with a 4 % range
+    out: list[Intent] = []
+    for _ in range(6):
+        out += r.bar(range_bps=400.0)
+    assert [c.client_id for c in cancels(out)] == [order.intent.client_id]
+    assert "zone Z" in cancels(out)[0].reason
+
+
+def test_a_latency_backoff_does_not_cancel_the_resting_entry() -> None:
+    r = rig("pets")
+    entry_order(r)
+    intents = r.engine.on_order_latency("placement", 3_000)
+    assert r.engine.status().board.entries_allowed_at_ms > r.clock.now_ms()  # backing off
+    assert not cancels(intents + r.book() + r.engine.on_timer())
+
+
+def test_an_entry_that_fills_after_its_cancel_is_managed_then_flattened_when_asked() -> None:
+    r = rig("pets")
+    order = entry_order(r)
+    assert cancels(_kill("graceful")(r))
+    r.fill(order)  # the book reached it before the cancel did
+    assert r.engine.exit_state is not None and r.engine.position_qty == pytest.approx(order.intent.qty)
+    assert r.named("alert.sent") and "lost the race" in r.named("alert.sent")[-1].fields["title"]
+    intents = _kill("immediate")(r)  # escalate: flatten
+    flatten = [i for i in intents if isinstance(i, PlaceOrder)]
+    assert isinstance(intents[0], CancelAll) and flatten[0].intent.purpose == "flatten"
+    assert flatten[0].intent.reduce_only and flatten[0].intent.qty == pytest.approx(order.intent.qty)
+
+
+def test_a_partly_filled_resting_entry_has_its_remainder_cancelled() -> None:
+    r = rig("pets")
+    order = entry_order(r)
+    half = round(order.intent.qty / 2, 3)
+    r.fill(order, qty=half)
+    assert r.engine.position_qty == pytest.approx(half)
+    assert [c.client_id for c in cancels(r.engine.on_feed_lag(6_000))] == [order.intent.client_id]
+    r.engine.on_order_done(order.intent.client_id)
+    assert r.engine._open_exposure() == pytest.approx(half * r.price, rel=1e-3)  # the remainder is gone
+
+
+# --- order.refused / resume.refused --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("how", "rule"), [
+    (_kill("pause"), "killswitch"),
+    (lambda r: r.engine.on_feed_lag(6_000), "state"),
+    (lambda r: r.engine.on_order_latency("placement", 3_000), "backoff"),
+])
+def test_a_refused_entry_names_its_rule(how: Any, rule: str) -> None:
+    r = rig("futures")
+    r.clock.advance_to(r.bar_ts + BAR - 1)  # just before the bar: a backoff is still running at its close
+    how(r)
+    assert not [i for i in r.bar(BUY) if isinstance(i, PlaceOrder)]
+    refused = r.named("order.refused")
+    assert [e.fields["rule"] for e in refused] == [rule]
+    assert refused[0].fields["side"] == "buy" and refused[0].fields["qty"] > 0 and refused[0].fields["reason"]
+    assert rule in REFUSAL_RULES
+
+
+def test_the_edge_check_refuses_a_dead_calm_market_with_rule_edge() -> None:
+    r = rig("futures", range_bps=2.5)
+    calm = r.engine.strategy.estimate_at(r.price)
+    assert not [i for i in r.bar(Signal("buy", calm.expected_edge, calm.win_prob, calm.payoff, calm.expected_move),
+                                 range_bps=2.5) if isinstance(i, PlaceOrder)]
+    (refused,) = r.named("order.refused")
+    assert refused.fields["rule"] == "edge" and "expected move" in refused.fields["reason"]
+
+
+def test_a_blocked_zone_refuses_with_rule_zone() -> None:
+    r = rig("pets", range_bps=300.0)  # ATR 3 % of price: Z5, blocked under pets
+    assert not [i for i in r.bar(BUY, range_bps=300.0) if isinstance(i, PlaceOrder)]
+    assert [e.fields["rule"] for e in r.named("order.refused")] == ["zone"]
+
+
+def test_a_size_below_one_qty_step_refuses_with_rule_size() -> None:
+    r = rig("futures", equity=50.0)  # 20 % of $50 is far below one 0.001 BTC step ($60)
+    r.bar(BUY)
+    assert [e.fields["rule"] for e in r.named("order.refused")] == ["size"]
+
+
+def test_one_refusal_per_bar_per_rule() -> None:
+    r = rig("futures")
+    _kill("pause")(r)
+    r.bar(BUY)
+    r.engine.on_bar(Bar(r.bar_ts, r.price, r.price + 1, r.price - 1, r.price), infer=lambda b: BUY)  # same bar again
+    assert len(r.named("order.refused")) == 1
+    r.bar(BUY)
+    assert len(r.named("order.refused")) == 2
+
+
+def test_a_refused_manual_resume_says_why() -> None:
+    r = rig("futures")
+    r.engine.manual_resume("op")
+    assert r.named("resume.refused", by="operator", actor="op")[0].fields["reason"].startswith("nothing to resume")
+    r.engine.adopt_position(1.0, r.price)  # 6x leverage: a 3.5 % drop is a 21 % drawdown
+    r.book(r.price * 0.965)
+    assert r.engine.status().board.state == "halted"
+    r.engine.manual_resume("op")
+    assert "cooldown" in r.named("resume.refused")[-1].fields["reason"]
+
+
+# --- exit plans across a restart -------------------------------------------------------------------
+
+
+def _restart(r: Rig, snapshot: dict[str, Any], range_bps: float = 300.0) -> Rig:
+    again = rig("futures", clock=r.clock, bars=20, range_bps=range_bps)
+    again.engine.restore(snapshot)
+    again.price, again.bar_ts = r.price, r.bar_ts
+    return again
+
+
+def _open(r: Rig) -> PlaceOrder:
+    order = entry_order(r)
+    r.fill(order, price=r.price)
+    assert r.engine.exit_state is not None
+    return order
+
+
+def test_a_restart_gives_the_same_position_back_its_plan() -> None:
+    r = rig("futures", range_bps=300.0)  # wide ATR: an ATR-based stop, well off the 1 % floor
+    _open(r)
+    for _ in range(7):
+        r.bar()
+    before = r.engine.exit_state
+    assert before is not None and before.bars_held == 7
+    assert (r.price - before.stop) / r.price > 0.02
+    again = _restart(r, r.engine.snapshot())
+    assert again.engine.reconcile_position(r.engine.position_qty, r.engine.entry_price)
+    after = again.engine.exit_state
+    assert after is not None
+    assert (after.stop, after.take_profit, after.entry_atr, after.bars_held) == (
+        before.stop, before.take_profit, before.entry_atr, 7)
+    assert again.named("position.opened", reason="reconciled", plan="restored", stop=before.stop)
+
+
+def test_the_time_exit_counts_bars_missed_while_the_bot_was_down() -> None:
+    r = rig("futures", range_bps=40.0)
+    _open(r)
+    for _ in range(10):
+        r.bar()
+    again = _restart(r, r.engine.snapshot(), range_bps=40.0)
+    again.engine.reconcile_position(r.engine.position_qty, r.engine.entry_price)
+    again.bar_ts += 25 * BAR  # down for 25 bars
+    exits: list[PlaceOrder] = []
+    held = 10 + 25
+    while not exits:
+        exits = [i for i in again.bar(range_bps=40.0) if isinstance(i, PlaceOrder)]
+        held += 1
+    assert held == POLICIES["futures"].exits.time_exit.max_hold_periods
+    assert exits[0].intent.purpose == "exit" and again.engine._trade_reason == "time"
+
+
+@pytest.mark.parametrize(("qty_factor", "side", "plan"), [
+    (1.0, "same", "restored"), (0.5, "same", "restored"), (2.0, "same", "new"), (1.0, "other", "new")])
+def test_a_position_that_is_not_the_saved_one_gets_a_new_plan(qty_factor: float, side: str, plan: str) -> None:
+    r = rig("futures", range_bps=300.0)
+    _open(r)
+    again = _restart(r, r.engine.snapshot())
+    qty = r.engine.position_qty * qty_factor * (1 if side == "same" else -1)
+    again.engine.reconcile_position(qty, r.engine.entry_price)
+    assert again.named("position.opened", plan=plan)
+    if plan == "new":
+        assert "differs from the saved one" in again.named("alert.sent")[-1].fields["title"]
+
+
+def test_a_plan_that_found_no_position_is_not_handed_to_a_later_one() -> None:
+    r = rig("futures", range_bps=300.0)
+    _open(r)
+    again = _restart(r, r.engine.snapshot())
+    assert not again.engine.reconcile_position(0.0, 0.0)  # the position was closed while the bot was down
+    again.engine.reconcile_position(r.engine.position_qty, r.engine.entry_price)  # someone opens one later
+    assert again.named("position.opened", plan="new")
+
+
+def test_a_version_1_snapshot_is_still_read_and_a_corrupt_plan_refused() -> None:
+    r = rig("futures")
+    _open(r)
+    snap = r.engine.snapshot()
+    assert snap["v"] == 2
+    old = {k: v for k, v in snap.items() if k not in ("strategy", "position")} | {"v": 1}
+    again = rig("futures")
+    again.engine.restore(old)
+    again.engine.reconcile_position(r.engine.position_qty, r.engine.entry_price)
+    assert again.named("position.opened", plan="new")
+    for field_name, bad in (("stop", math.nan), ("side", "long"), ("bars_held", -1), ("stop", 1e9)):
+        broken = {**snap, "position": {**snap["position"], field_name: bad}}
+        with pytest.raises(ValueError):
+            rig("futures").engine.restore(broken)
+
+
+def test_the_strategy_record_survives_a_restart() -> None:
+    r = rig("futures")
+    r.engine.strategy.restore({"outcomes": [1.0, -0.5, 2.0]})
+    again = _restart(r, r.engine.snapshot())
+    assert again.engine.strategy.units == pytest.approx(r.engine.strategy.units)
+
+
+# --- ATR warm-up ------------------------------------------------------------------------------------
+
+
+def test_a_position_adopted_after_warm_up_gets_an_atr_stop_not_the_floor() -> None:
+    warm = rig("futures", range_bps=300.0)
+    warm.engine.adopt_position(0.1, warm.price)
+    assert warm.engine.exit_state is not None
+    stop_pct = 1 - warm.engine.exit_state.stop / warm.price
+    assert stop_pct == pytest.approx(1.5 * 0.03)  # atr_multiplier x ATR (3 % of price)
+    cold = rig("futures", bars=0)
+    cold.engine.adopt_position(0.1, cold.price)
+    assert cold.engine.exit_state is not None
+    assert 1 - cold.engine.exit_state.stop / cold.price == pytest.approx(0.01)  # the floor, and said so
+    assert "without an ATR" in cold.named("alert.sent")[-1].fields["title"]
+
+
+def test_warm_up_seeds_only_a_fresh_atr() -> None:
+    r = rig("futures", range_bps=20.0)
+    value = r.engine.atr.value
+    assert value is not None
+    assert r.engine.warm_up([Bar(T0, 1.0, 2.0, 0.5, 1.0)]) == 0 and r.engine.atr.value == value
