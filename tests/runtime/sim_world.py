@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class World:
     feed_alive: bool = True  # the kline stream keeps updating between bar closes
     clock: VirtualClock = field(default_factory=lambda: VirtualClock(1_767_571_200_000))
     events: list[Event] = field(default_factory=list)
+    verify: Callable[[str | None], bool | str] | None = None  # the kill switch's check (default: TOKEN)
 
     def __post_init__(self) -> None:
         self.policy = load_policy(self.profile).policy
@@ -43,7 +45,7 @@ class World:
         bus.subscribe(self.events.append)
         exchange = SimExchange(self.exchange_engine, "test-key", "test-secret-not-real", clock=self.clock)
         return Trader(self.policy, exchange, self.store, AuditLog(self.dir / "audit.jsonl"), self.clock, bus,
-                      verify=lambda credential: credential == TOKEN,
+                      verify=self.verify or (lambda credential: credential == TOKEN),
                       config=TraderConfig(symbol=SYMBOL, bar_ms=BAR_MS, trade_entries=self.trade_entries),
                       marker_path=self.dir / "EMERGENCY_STOP")
 
