@@ -84,15 +84,16 @@ async def measure(calls: int, big: int, big_bytes: int) -> dict[str, object]:
                     statuses[r.status] = statuses.get(r.status, 0) + 1
             out["flood_s"] = round(time.perf_counter() - started, 2)
             out["flood_statuses"] = dict(sorted(statuses.items()))
-            await asyncio.sleep(1.0)
             before = audit.stat().st_size
             reason = "x" * big_bytes
             big_statuses: dict[int, int] = {}
-            async with aiohttp.ClientSession() as fresh:  # a second client (the first one may be limited)
+            # from another loopback address: the flood above does not use up its rate-limit bucket
+            other = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+            async with aiohttp.ClientSession(connector=other) as second:
                 for _ in range(big):
                     with contextlib.suppress(aiohttp.ClientError):
-                        async with fresh.post(f"{base}/killswitch", json={"mode": "immediate", "reason": reason},
-                                              headers={"X-Forwarded-For": "198.51.100.7"}) as r:
+                        async with second.post(f"{base}/killswitch",
+                                               json={"mode": "immediate", "reason": reason}) as r:
                             await r.read()
                             big_statuses[r.status] = big_statuses.get(r.status, 0) + 1
             out["big_statuses"] = dict(sorted(big_statuses.items()))
