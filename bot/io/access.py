@@ -88,6 +88,7 @@ class LegacyTokens(_Strict):
 
 class RateLimit(_Strict):
     requests_per_minute: int = Field(ge=1, le=100_000)
+    anonymous_per_minute: int = Field(ge=1, le=1_000_000)
     max_clients: int = Field(ge=16, le=1_000_000)
 
 
@@ -605,7 +606,7 @@ def main_access(args: argparse.Namespace) -> int:
         if token_file is not None and token_file.exists():
             print(f"access: {token_file} exists; the token goes only into a new file", file=err)
             return 2
-        args.audit.parent.mkdir(parents=True, exist_ok=True)
+        args.audit.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             audit = AuditLog(args.audit)
         except Exception as exc:

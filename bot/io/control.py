@@ -7,7 +7,8 @@ principal, never a name in the body. Defences, all from `control_api` in config/
 
 - a token-bucket rate limit per client address and principal (`requests_per_minute`; 429 with
   Retry-After): a flood of bad tokens from one address exhausts only the anonymous bucket, never
-  the one of an operator who authenticates; /health and /openapi.json share a third bucket;
+  the one of an operator who authenticates; unauthenticated calls from all addresses together
+  are bounded as well (`anonymous_per_minute`); /health and /openapi.json share a third bucket;
 - bodies over `max_body_bytes` are refused before they are read (413); a body must arrive within
   `body_timeout_s` (408); a connection without a complete request head for `idle_timeout_s`
   (new or kept alive; slowloris) is closed;
@@ -147,6 +148,7 @@ class ControlServer:
     clock: Callable[[], float] = time.monotonic
     _runner: web.AppRunner | None = None
     _limiter: RateLimiter | None = None
+    _anonymous: RateLimiter | None = None
     _limited: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # key -> [pending, last record]
     _reload_problem: str | None = None
     _pager: AuditPager | None = None
@@ -156,6 +158,7 @@ class ControlServer:
             self.settings = self._current_access().config.control_api
         limit = self.settings.rate_limit
         self._limiter = RateLimiter(limit.requests_per_minute, limit.max_clients, self.clock)
+        self._anonymous = RateLimiter(limit.anonymous_per_minute, 16, self.clock)
         self.openapi: dict[str, Any] = yaml.safe_load(OPENAPI_FILE.read_text())
 
     @property
@@ -217,34 +220,43 @@ class ControlServer:
         return current
 
     def _admit(self, source: str, who: str, route: str) -> Reply | None:
-        assert self._limiter is not None
+        assert self._limiter is not None and self._anonymous is not None
         key = (source, who)
         wait = self._limiter.take(key)
+        limit = f"{self.cfg.rate_limit.requests_per_minute} requests per minute from {source}"
+        if wait is None and who == "#anonymous":
+            # unauthenticated calls from all addresses together (127.0.0.0/8 has many): bounded too
+            wait = self._anonymous.take(("*", who))
+            limit = f"{self.cfg.rate_limit.anonymous_per_minute} unauthenticated requests per minute"
         if wait is None:
             if key in self._limited:
-                self._record_limited(key, force=True)
+                self._record_limited(key, admitted=True)
             return None
         entry = self._limited.setdefault(key, [0.0, -math.inf])
         entry[0] += 1
         self._record_limited(key, route=route)
         seconds = max(1, math.ceil(wait))
-        reply = _error(429, "rate_limited", f"more than {self.cfg.rate_limit.requests_per_minute} requests per "
-                                            f"minute from {source}; retry after {seconds} s", retry_after_s=seconds)
+        reply = _error(429, "rate_limited", f"more than {limit}; retry after {seconds} s", retry_after_s=seconds)
         reply.headers["Retry-After"] = str(seconds)
         return reply
 
-    def _record_limited(self, key: tuple[str, str], *, force: bool = False, route: str | None = None) -> None:
+    def _record_limited(self, key: tuple[str, str], *, force: bool = False, route: str | None = None,
+                        admitted: bool = False) -> None:
+        """At most one record per key and RATE_RECORD_EVERY_S, carrying how many calls it stands for."""
         entry = self._limited.get(key)
         if entry is None:
             return
         now = self.clock()
-        if entry[0] and (force or now - entry[1] >= RATE_RECORD_EVERY_S):
+        due = now - entry[1] >= RATE_RECORD_EVERY_S
+        if entry[0] and (force or due):
             details = {"source": key[0], "principal": None if key[1].startswith("#") else key[1],
                        "rejected": int(entry[0]), "outcome": "rate_limited", "status": 429}
             if route:
                 details["route"] = route
             self._append(key[1] if not key[1].startswith("#") else "anonymous", "api.rate_limited", details)
             entry[0], entry[1] = 0, now
+        elif admitted and due:  # nothing pending, and the last record is a minute old: forget the key
+            force = True
         if force:
             del self._limited[key]
 

@@ -266,6 +266,35 @@ async def test_a_flood_of_wrong_tokens_is_rate_limited_and_never_blocks_an_opera
     assert flood_bytes < 200 * 1000, f"{flood_bytes} audit bytes for 1000 rejected calls"
 
 
+async def test_unauthenticated_calls_from_many_addresses_are_bounded_together(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    clock = FakeClock()
+    access = rbac()
+    await world.trader.start()
+    server = ControlServer(world.trader, access, clock=clock)
+    base = f"http://127.0.0.1:{await server.start()}"
+    per_address = CONFIG.control_api.rate_limit.requests_per_minute
+    total = CONFIG.control_api.rate_limit.anonymous_per_minute
+    addresses = total // per_address + 1
+    statuses: list[int] = []
+    try:
+        for i in range(addresses):  # every address stays within its own limit
+            connector = aiohttp.TCPConnector(local_addr=(f"127.0.0.{i + 2}", 0))
+            async with aiohttp.ClientSession(connector=connector) as http:
+                for _ in range(per_address):
+                    async with http.get(f"{base}/status", headers=BAD) as r:
+                        statuses.append(r.status)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/status", headers=auth("quant")) as r:
+                assert r.status == 200, "a principal is not limited by the anonymous total"
+    finally:
+        await server.stop()
+    assert statuses.count(401) == total and statuses.count(429) == addresses * per_address - total
+    # the last address found the total used up: its calls were refused before any handler ran
+    assert {r["details"]["source"] for r in access_records(world)} == {"127.0.0.1"} | {
+        f"127.0.0.{i + 2}" for i in range(addresses - 1)}
+
+
 def test_rate_limiter_buckets_are_bounded_and_refill() -> None:
     clock = FakeClock()
     limiter = RateLimiter(per_minute=60, max_keys=16, clock=clock)
