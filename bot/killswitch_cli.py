@@ -446,7 +446,9 @@ def _through_running_bot(args: argparse.Namespace, actor: str, credential: str |
     import requests
 
     request = "killswitch.clear" if args.clear else "killswitch.engage"
-    if token_problem is not None:  # a token file others can read is refused before any request
+    if token_problem is None and credential is None:
+        token_problem = "missing credentials: pass --token-file PATH (mode 0600) or set GAMEDAY_KILL_TOKEN"
+    if token_problem is not None:  # no token, or a token file others can read: refused before any request
         audit.append(actor, "killswitch.rejected", {"request": request, "accepted": False, "why": token_problem,
                                                    "via": "cli"}, clock.now_ms())
         print(f"killswitch: rejected: {token_problem}", file=err)

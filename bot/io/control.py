@@ -28,6 +28,7 @@ serialised with market data and timers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import threading
@@ -50,6 +51,13 @@ OPENAPI_FILE = Path(__file__).with_name("control_openapi.yaml")
 MODES = ("immediate", "graceful", "pause")
 RATE_RECORD_EVERY_S = 60.0
 WHY_MAX_BYTES = 300
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The API's OpenAPI document (read on first use: parsing it is not on the bot's start path)."""
+    loaded: dict[str, Any] = yaml.load(OPENAPI_FILE.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return loaded
 
 
 def cut(text: str, limit: int) -> tuple[str, int | None]:
@@ -159,7 +167,6 @@ class ControlServer:
         limit = self.settings.rate_limit
         self._limiter = RateLimiter(limit.requests_per_minute, limit.max_clients, self.clock)
         self._anonymous = RateLimiter(limit.anonymous_per_minute, 16, self.clock)
-        self.openapi: dict[str, Any] = yaml.safe_load(OPENAPI_FILE.read_text())
 
     @property
     def cfg(self) -> ControlApiConfig:
@@ -448,7 +455,7 @@ class ControlServer:
         return Reply(200, {"ok": True})
 
     async def _openapi(self, call: Call) -> Reply:
-        return Reply(200, self.openapi)
+        return Reply(200, openapi_document())
 
     async def _status(self, call: Call) -> Reply:
         return Reply(200, self.trader.status())

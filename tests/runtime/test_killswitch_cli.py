@@ -328,10 +328,10 @@ async def test_the_cli_explains_a_refusal_through_the_running_bot_as_precisely_a
                "--no-entries", "--control-port", str(port), "--principals", str(principals),
                "--auth-token-file", str(paths["auth"])]
 
-        def cli(token: str, mode: str) -> subprocess.CompletedProcess[str]:
+        def cli(token: str | None, mode: str) -> subprocess.CompletedProcess[str]:
             argv = [sys.executable, "-m", "bot", *_cli(tmp_path, "--mode", mode, "--reason", "drill"),
-                    "--principals", str(principals), "--token-file", str(tokens[token]),
-                    "--control-url", f"http://127.0.0.1:{port}"]
+                    "--principals", str(principals), "--control-url", f"http://127.0.0.1:{port}",
+                    *(["--token-file", str(tokens[token])] if token else [])]
             return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=bot_env())
 
         async with BotProcess(run, tmp_path, bot_env()) as bot:
@@ -340,6 +340,7 @@ async def test_the_cli_explains_a_refusal_through_the_running_bot_as_precisely_a
             ops = await asyncio.to_thread(cli, "ops", "immediate")
             calls_before = paths["audit"].read_text().count('"source":"127.0.0.1"')
             loose = await asyncio.to_thread(cli, "loose", "immediate")
+            missing = await asyncio.to_thread(cli, None, "immediate")
             calls_after = paths["audit"].read_text().count('"source":"127.0.0.1"')
             engaged = await asyncio.to_thread(cli, "risk-officer", "immediate")
             weaker = await asyncio.to_thread(cli, "risk-officer", "pause")
@@ -353,7 +354,8 @@ async def test_the_cli_explains_a_refusal_through_the_running_bot_as_precisely_a
     assert "principal ops (role trading_ops) lacks permission 'killswitch'" in ops.stderr
     assert "(forbidden, HTTP 403)" in ops.stderr
     assert loose.returncode == 2 and "mode 0644" in loose.stderr and "chmod 600" in loose.stderr
-    assert calls_after == calls_before, "a token file others can read is refused before any request"
+    assert missing.returncode == 2 and "missing credentials: pass --token-file PATH" in missing.stderr
+    assert calls_after == calls_before, "no token, or one others can read: refused before any request"
     assert engaged.returncode == 0 and "engaged immediate by risk-officer" in engaged.stdout, engaged.stderr
     assert weaker.returncode == 1
     assert "already engaged in immediate, stricter than pause" in weaker.stderr

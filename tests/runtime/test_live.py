@@ -267,9 +267,11 @@ async def test_the_control_api_of_the_real_process_limits_floods_and_restarts_fo
                 await asyncio.sleep(0.05)
             assert not any(e["name"] == "state.restored" for e in read_events(events_file)), "a first start"
             statuses = []
+            started = asyncio.get_running_loop().time()
             for _ in range(150):  # config/access.yaml: 100 requests/minute per address and principal
                 async with http.get(f"{base}/status", headers={"Authorization": "Bearer wrong"}) as r:
                     statuses.append(r.status)
+            refilled = int((asyncio.get_running_loop().time() - started) * 100 / 60) + 1  # the bucket refills
             async with http.get(f"{base}/status", headers={"Authorization": f"Bearer {quant}"}) as r:
                 assert r.status == 200, "an authenticated principal is not blocked by someone else's flood"
             async with http.post(f"{base}/restart", headers={"Authorization": f"Bearer {quant}"}) as r:
@@ -290,7 +292,8 @@ async def test_the_control_api_of_the_real_process_limits_floods_and_restarts_fo
             assert bot.proc is not None and bot.proc.pid == pid and bot.proc.returncode is None
             code, _, err = await bot.terminate()
         assert code == 0, err
-    assert statuses.count(401) == 100 and statuses.count(429) == 50
+    assert statuses[:100] == [401] * 100 and 100 <= statuses.count(401) <= 100 + refilled
+    assert statuses.count(429) == 150 - statuses.count(401) >= 50 - refilled
     assert "restart requested by ops" in err
     records = [json.loads(line) for line in (tmp_path / "state" / "audit.jsonl").read_text().splitlines()]
     [restart] = [r for r in records if r["action"] == "bot.restart"]
