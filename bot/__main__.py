@@ -1,4 +1,4 @@
-"""python -m bot run | killswitch | config check | audit verify"""
+"""python -m bot run | killswitch | access | config check | audit verify"""
 
 from __future__ import annotations
 
@@ -35,6 +35,12 @@ def _run(args: argparse.Namespace) -> int:
     return main_run(args)
 
 
+def _access(args: argparse.Namespace) -> int:
+    from bot.io.access import main_access
+
+    return main_access(args)
+
+
 def _killswitch(args: argparse.Namespace) -> int:
     from bot.killswitch_cli import run
 
@@ -61,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=_audit_verify)
 
     from bot import killswitch_cli, live
+    from bot.io import access as access_module
 
     run = commands.add_parser("run", help="run the bot against the testnet or the real venue")
     live.add_arguments(run)
@@ -69,11 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     kill = commands.add_parser("killswitch", help="engage / clear / show the kill switch (works with the bot down)")
     killswitch_cli.add_arguments(kill)
     kill.set_defaults(handler=_killswitch)
+
+    access = commands.add_parser("access", help="principals and roles of the control API and the kill switch")
+    access_module.add_arguments(access)
+    access.set_defaults(handler=_access)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = list(argv)  # `run` re-executes itself with these on a restart request
     return int(args.handler(args))
 
 

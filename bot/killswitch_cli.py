@@ -42,8 +42,9 @@ from bot.core.clock import Clock, WallClock
 from bot.core.events import Event, EventBus
 from bot.core.killswitch import MODE_RANK, KillSwitch
 from bot.core.policy import Policy
+from bot.io.access import CONTROL_TOKEN_ENV, AccessError, open_access
 from bot.io.audit_trail import AuditTrail
-from bot.io.credentials import CredentialError, load_api_credentials, load_verifier, presented_token
+from bot.io.credentials import CredentialError, load_api_credentials, presented_token
 from bot.io.exchange import (
     AuthError,
     ClockSkewError,
@@ -268,7 +269,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auth-token-file", type=Path,
                         help="the configured token the bot accepts (0600; the token or sha256:<hex>); "
                              "else env GAMEDAY_KILL_TOKEN_FILE, else state/kill_token")
-    parser.add_argument("--actor", help="operator name for the audit log (default: GAMEDAY_OPERATOR or login)")
+    parser.add_argument("--principals", type=Path,
+                        help="principals file (python -m bot access add); else env GAMEDAY_PRINCIPALS_FILE, else "
+                             "principals_file of config/access.yaml")
+    parser.add_argument("--actor", help="who claims to act, recorded beside the authenticated principal (default: "
+                                        "GAMEDAY_OPERATOR or login); the actor is the principal of the token")
     parser.add_argument("--state", default="state/bot.db", help="state store: SQLite path or redis://… "
                                                                 "(default: state/bot.db)")
     parser.add_argument("--audit", type=Path, default=Path("state/audit.jsonl"), help="audit log (JSONL)")
@@ -389,16 +394,25 @@ def _run(args: argparse.Namespace, policy: Policy, marker: Path, actor: str, boo
         print(json.dumps(status, indent=2, sort_keys=True), file=out)
         return EXIT_OK
 
-    verify, auth_problem = load_verifier(args.auth_token_file)
+    try:  # the roles the running bot applies, from the same files
+        access = open_access(principals=args.principals, kill_token_file=args.auth_token_file,
+                             control_token=os.environ.get(CONTROL_TOKEN_ENV))
+    except AccessError as exc:
+        print(f"killswitch: {exc}", file=err)
+        return 2
+    verify = access.killswitch_verifier()
+    auth_problem = "; ".join(access.current().problems) or None
     credential: str | None = None
     token_problem: str | None = None
     try:
         credential = presented_token(args.token_file)
     except CredentialError as exc:
         token_problem = str(exc)
+    principal = access.current().authenticate(credential)
+    claimed, actor = actor, principal.name if principal is not None else "anonymous"
 
     if args.control_url and not args.status:
-        via_bot = _through_running_bot(args, actor, credential, books, clock, out, err)
+        via_bot = _through_running_bot(args, actor, credential, token_problem, books, clock, out, err)
         if via_bot is not None:
             return via_bot
 
@@ -422,6 +436,8 @@ def _run(args: argparse.Namespace, policy: Policy, marker: Path, actor: str, boo
         action = "killswitch.engage"
         details = {"mode": args.mode, "reason": args.reason, "accepted": result.accepted, "why": result.reason,
                    "via": "cli"}
+    details.update({"role": principal.role if principal is not None else None, "claimed_actor": claimed,
+                    "source": "cli"})
     if not result.accepted:
         why = result.reason
         if rejected:
@@ -465,35 +481,61 @@ def _run(args: argparse.Namespace, policy: Policy, marker: Path, actor: str, boo
     return _report_flatten(flatten, actor, books, clock, out, err)
 
 
-def _through_running_bot(args: argparse.Namespace, actor: str, credential: str | None, audit: Books,
-                         clock: Clock, out: Any, err: Any) -> int | None:
-    """Ask the live bot to act (it flattens with its own state and order book). None: the bot
-    did not answer, so the caller acts on the exchange and the state itself."""
+def _through_running_bot(args: argparse.Namespace, actor: str, credential: str | None, token_problem: str | None,
+                         audit: Books, clock: Clock, out: Any, err: Any) -> int | None:
+    """Ask the live bot to act (it flattens with its own state and order book) and explain its
+    answer as precisely as the bot-dead path would. None: the bot did not answer (or could not
+    take the request: rate limited, failing), so the caller acts on the exchange and the state itself."""
     import requests
 
+    request = "killswitch.clear" if args.clear else "killswitch.engage"
+    if token_problem is None and credential is None:
+        token_problem = "missing credentials: pass --token-file PATH (mode 0600) or set GAMEDAY_KILL_TOKEN"
+    if token_problem is not None:  # no token, or a token file others can read: refused before any request
+        audit.append(actor, "killswitch.rejected", {"request": request, "accepted": False, "why": token_problem,
+                                                   "via": "cli"}, clock.now_ms())
+        print(f"killswitch: rejected: {token_problem}", file=err)
+        return 2
     base = args.control_url.rstrip("/")
     try:
-        requests.get(f"{base}/health", timeout=1.0).raise_for_status()
+        health = requests.get(f"{base}/health", timeout=1.0)
     except requests.RequestException as exc:
         print(f"killswitch: the bot does not answer at {base} ({type(exc).__name__}); acting directly", file=err)
         return None
-    path, body = ("/killswitch/clear", {"actor": actor}) if args.clear else (
-        "/killswitch", {"mode": args.mode, "reason": args.reason, "actor": actor})
+    if health.status_code not in (200, 429):
+        print(f"killswitch: the bot at {base} is not healthy (HTTP {health.status_code}); acting directly", file=err)
+        return None
+    path, body = ("/killswitch/clear", {}) if args.clear else (
+        "/killswitch", {"mode": args.mode, "reason": args.reason})
     headers = {"Authorization": f"Bearer {credential}"} if credential else {}
     try:
         reply = requests.post(base + path, json=body, headers=headers, timeout=max(args.timeout, 1.0))
     except requests.RequestException as exc:
         print(f"killswitch: the bot stopped answering mid-request ({type(exc).__name__}); acting directly", file=err)
         return None
+    try:
+        answer = reply.json()
+        answer = answer if isinstance(answer, dict) else {}
+    except ValueError:
+        answer = {}
+    code = str(answer.get("error") or ("ok" if reply.status_code == 200 else f"http_{reply.status_code}"))
+    reason = str(answer.get("reason") or reply.text[:200])
     accepted = reply.status_code == 200
-    audit.append(actor, ("killswitch.clear" if args.clear else "killswitch.engage") if accepted
-                 else "killswitch.rejected", {**body, "accepted": accepted, "via": "control-api",
-                                              "status": reply.status_code}, clock.now_ms())
+    actor = str(answer.get("actor") or actor) if accepted else actor
+    audit.append(actor, request if accepted else "killswitch.rejected",
+                 {**body, "request": request, "accepted": accepted, "via": "control-api", "status": reply.status_code,
+                  "outcome": code, "why": reason[:300]}, clock.now_ms())
+    if reply.status_code == 429 or reply.status_code >= 500:
+        print(f"killswitch: the running bot could not take the request ({code}, HTTP {reply.status_code}: {reason}); "
+              "acting directly", file=err)
+        return None
     if not accepted:
-        print(f"killswitch: rejected by the running bot (HTTP {reply.status_code})", file=err)
-        return 2
-    print(f"killswitch: {'cleared' if args.clear else 'engaged ' + str(args.mode)} through the running bot "
-          f"at {base}", file=out)
+        print(f"killswitch: rejected by the running bot: {reason} ({code}, HTTP {reply.status_code})", file=err)
+        return 1 if code == "weaker_mode" else 2
+    print(f"killswitch: {reason} (through the running bot at {base})", file=out)
+    if answer.get("audit"):
+        print(f"killswitch: acted; audit write failed in the bot: {answer['audit']}", file=err)
+        return 1
     return 0
 
 

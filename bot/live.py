@@ -37,8 +37,9 @@ from typing import IO, Any
 from bot.core.clock import WallClock
 from bot.core.events import Event, EventBus
 from bot.core.market import Bar, BookTick
+from bot.io.access import CONTROL_TOKEN_ENV, AccessError, open_access
 from bot.io.audit_trail import AuditTrail
-from bot.io.credentials import CredentialError, load_api_credentials, load_verifier
+from bot.io.credentials import CredentialError, load_api_credentials
 from bot.io.exchange import ExchangeError, RetryableError, UnknownOutcomeError
 from bot.io.feed import TIMEFRAME_MS, MarketFeed
 from bot.io.marker import read_marker
@@ -46,7 +47,7 @@ from bot.io.state import StateStoreError, open_bot_store
 from bot.runtime import StartupRefused, Trader, TraderConfig
 
 EXIT_OK, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 2, 3, 4
-CONTROL_TOKEN_ENV = "GAMEDAY_CONTROL_TOKEN"
+EXIT_RESTART = 75  # internal: a restart was requested through the control API; main_run re-executes
 TIMER_MAX_S = 0.2
 TIMER_MIN_S = 0.01
 
@@ -87,9 +88,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="multiply every time threshold of the policy (bot.config.scale_time); "
                              "game-day gates run production logic faster (default 1.0)")
     parser.add_argument("--control-port", type=int, default=None,
-                        help="serve the control API (health, status, kill switch, resume) on 127.0.0.1:PORT; "
-                             "token from env GAMEDAY_CONTROL_TOKEN or --token-file (0 = any free port)")
-    parser.add_argument("--token-file", type=Path, help="control API token file (mode 0600); else env "
+                        help="serve the control API (health, status, kill switch, resume, restart, audit) on "
+                             "127.0.0.1:PORT for the principals of --principals and the legacy tokens "
+                             "(0 = any free port)")
+    parser.add_argument("--principals", type=Path,
+                        help="principals file (python -m bot access add); else env GAMEDAY_PRINCIPALS_FILE, else "
+                             "principals_file of config/access.yaml")
+    parser.add_argument("--token-file", type=Path, help="legacy control API token file (mode 0600); else env "
                         "GAMEDAY_CONTROL_TOKEN")
     parser.add_argument("--store-check-ms", type=int, default=250,
                         help="ping the state store this often; losing it stops new entries (default 250)")
@@ -139,17 +144,17 @@ def main_run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
-    if args.control_port is not None:
-        try:
-            token = control_token(args.token_file)
-        except CredentialError as exc:
-            print(f"run: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        if not token:
-            print(f"run: --control-port needs a token: set {CONTROL_TOKEN_ENV} or pass --token-file PATH (0600)",
-                  file=sys.stderr)
-            return EXIT_USAGE
-        args.control_token = token
+    try:
+        args.access = open_access(principals=args.principals, kill_token_file=args.auth_token_file,
+                                  control_token=control_token(args.token_file) if args.control_port is not None
+                                  else None)
+    except (AccessError, CredentialError) as exc:
+        print(f"run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.control_port is not None and not args.access.current().principals:
+        print("run: --control-port needs a principal: python -m bot access add NAME --role ROLE, or the legacy "
+              f"{CONTROL_TOKEN_ENV} / --token-file PATH (0600)", file=sys.stderr)
+        return EXIT_USAGE
     try:
         creds = load_api_credentials(args.key_file)
     except CredentialError as exc:
@@ -162,10 +167,13 @@ def main_run(args: argparse.Namespace) -> int:
     else:
         stream = sys.stdout
     try:
-        return asyncio.run(_run(args, policy, creds, stream))
+        code = asyncio.run(_run(args, policy, creds, stream))
     finally:
         if stream is not sys.stdout:
             stream.close()
+    if code == EXIT_RESTART:  # state is saved and every file closed: become a fresh bot process
+        os.execv(sys.executable, [sys.executable, "-m", "bot", *getattr(args, "argv", sys.argv[1:])])
+    return code
 
 
 async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str]) -> int:
@@ -181,7 +189,7 @@ async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stopping.set)
-    verify, _ = load_verifier(args.auth_token_file)
+    verify = args.access.killswitch_verifier()
     marker = Path(args.marker or policy.kill_switch.marker_file)
     if args.exchange == "testnet":
         exchange = CcxtExchange(creds.api_key, creds.secret, rest_url=args.testnet_url,
@@ -211,14 +219,20 @@ async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str
         if args.control_port is not None:
             from bot.io.control import ControlServer
 
-            control = ControlServer(trader, args.control_token, "127.0.0.1", args.control_port)
+            control = ControlServer(trader, args.access, "127.0.0.1", args.control_port,
+                                    on_restart=driver.request_restart)
             port = await control.start()
             print(f"bot: control API on http://127.0.0.1:{port}", file=sys.stderr, flush=True)
         print(f"bot: running {args.symbol} {args.timeframe} on {args.exchange} "
               f"(state {args.state}, audit {args.audit}, marker {marker}, time scale {args.time_scale})",
               file=sys.stderr, flush=True)
         await driver.run()
+        if driver.restart_by is not None:
+            trader.record(driver.restart_by, "bot.restart", {"via": "control-api"})
         await trader.close()
+        if driver.restart_by is not None:
+            print(f"bot: restart requested by {driver.restart_by}; starting again", file=sys.stderr, flush=True)
+            return EXIT_RESTART
         return EXIT_OK
     except (StateStoreError, OSError) as exc:
         print(f"run: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -284,9 +298,15 @@ class LiveDriver:
         self.feed = MarketFeed(exchange.client, trader.config.symbol, timeframe=timeframe,
                                on_bar=self._on_bar, on_book=self._on_book, on_status=self._feed_status)
         self._marker_seen: tuple[int, int] | None = self._marker_stat()
+        self.restart_by: str | None = None
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def request_restart(self, actor: str) -> None:
+        """Stop cleanly; `main_run` then executes the same command again."""
+        self.restart_by = actor
+        self.stop()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

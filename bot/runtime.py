@@ -339,11 +339,11 @@ class Trader:
         result, intents = self.engine.engage_killswitch(mode, reason, actor, credential)
         details = {"mode": mode, "reason": reason, "accepted": result.accepted, "why": result.reason}
         if not result.accepted:
-            return OperatorOutcome(False, result.reason, self._record(actor, "killswitch.rejected", details))
+            return OperatorOutcome(False, result.reason, self.record(actor, "killswitch.rejected", details))
         marker_problem = self._save_marker()
         await self._execute(intents)
         return self._acted(f"kill switch {mode}", result.reason,
-                           [marker_problem, self._persist(), self._record(actor, "killswitch.engage", details)])
+                           [marker_problem, self._persist(), self.record(actor, "killswitch.engage", details)])
 
     async def apply_external_killswitch(self, snapshot: dict[str, Any]) -> None:
         """A kill switch engaged outside this process (the standalone CLI wrote the marker and the
@@ -357,14 +357,14 @@ class Trader:
         self.bus.emit("killswitch.engaged", now, mode=status.mode, reason=status.reason, actor=status.actor)
         await self._execute(self.engine.on_timer())
         self._acted(f"kill switch {status.mode} (marker file)", status.reason or "",
-                    [self._persist(), self._record(status.actor or "marker", "killswitch.adopt",
+                    [self._persist(), self.record(status.actor or "marker", "killswitch.adopt",
                                                    {"mode": status.mode, "reason": status.reason})])
 
     async def clear_killswitch(self, actor: str, credential: str | None) -> OperatorOutcome:
         result = self.engine.clear_killswitch(actor, credential)
         details = {"accepted": result.accepted, "why": result.reason}
         if not result.accepted:
-            return OperatorOutcome(False, result.reason, self._record(actor, "killswitch.rejected", details))
+            return OperatorOutcome(False, result.reason, self.record(actor, "killswitch.rejected", details))
         problems: list[str | None] = []
         self._marker_unsaved = False
         if self.marker_path is not None:
@@ -373,13 +373,13 @@ class Trader:
             except OSError as exc:
                 problems.append(f"marker {self.marker_path} could not be removed ({exc}): a restart engages "
                                 "the kill switch again")
-        problems += [self._persist(force=True), self._record(actor, "killswitch.clear", details)]
+        problems += [self._persist(force=True), self.record(actor, "killswitch.clear", details)]
         return self._acted("kill switch cleared", result.reason, problems)
 
     async def manual_resume(self, actor: str) -> OperatorOutcome:
         result = self.engine.manual_resume(actor)
         problems = [self._persist(force=True),
-                    self._record(actor, "trading.resume", {"accepted": result.accepted, "why": result.reason})]
+                    self.record(actor, "trading.resume", {"accepted": result.accepted, "why": result.reason})]
         if not result.accepted:
             return OperatorOutcome(False, result.reason, "; ".join(p for p in problems if p) or None)
         return self._acted("trading resumed", result.reason, problems)
@@ -503,7 +503,7 @@ class Trader:
         self.engine.on_orders_cancelled()
         self._pending = {k: p for k, p in self._pending.items() if p.order.intent.risk_reducing}
         self._entry_cancels.clear()
-        self._record(self.config.actor, "orders.cancel_all", {"count": count, "reason": intent.reason})
+        self.record(self.config.actor, "orders.cancel_all", {"count": count, "reason": intent.reason})
         self.bus.emit("orders.cancelled", self.clock.now_ms(), count=count, scope="all", client_id=None,
                       reason=intent.reason)
 
@@ -542,7 +542,7 @@ class Trader:
             await self._apply_state(pending, state)
         else:
             self.engine.on_order_done(intent.client_id)
-        self._record(self.config.actor, "order.cancel",
+        self.record(self.config.actor, "order.cancel",
                      {"client_id": intent.client_id, "status": state.status, "filled": state.filled_qty,
                       "reason": intent.reason})
         self.bus.emit("orders.cancelled", self.clock.now_ms(), count=1 if state.status == "canceled" else 0,
@@ -601,7 +601,7 @@ class Trader:
         self._mark_up("rest")
         latency = self.clock.now_ms() - started
         await self._execute(self.engine.on_order_latency("placement", latency))
-        self._record(self.config.actor, "order.place",
+        self.record(self.config.actor, "order.place",
                      {"client_id": intent.client_id, "side": intent.side, "qty": intent.qty, "price": intent.price,
                       "reduce_only": intent.reduce_only, "purpose": intent.purpose})
         extra: dict[str, Any] = {}
@@ -709,7 +709,7 @@ class Trader:
             return
         if not any(abs(p.qty) > 1e-12 for p in positions) and not orders:
             self.bus.emit("account.flat", self.clock.now_ms())
-            self._record(self.config.actor, "account.flat", {})
+            self.record(self.config.actor, "account.flat", {})
 
     async def _heartbeat(self) -> None:
         """Dead-man switch: while orders rest, the exchange cancels them unless we renew the
@@ -785,7 +785,7 @@ class Trader:
         self.store.put(self.config.state_key, {**self.engine.snapshot(), "generation": generation})
         self._generation = generation
         self._dirty = False
-        self._record(self.config.actor, "state.saved",
+        self.record(self.config.actor, "state.saved",
                      {"generation": generation, "key": self.config.state_key, "store": self._store_name()})
 
     def _store_name(self) -> str:
@@ -829,8 +829,9 @@ class Trader:
             self._bookkeeping_down = down
             self._deferred_intents.extend(self.engine.on_store_status(down))
 
-    def _record(self, actor: str, action: str, details: dict[str, Any]) -> str | None:
-        """Append an audit record; never raises. None when written, else why not (it is kept)."""
+    def record(self, actor: str, action: str, details: dict[str, Any]) -> str | None:
+        """Append an audit record (the one way the bot and its control API audit); never raises.
+        None when written, else why not (the record is kept and written late)."""
         now = self.clock.now_ms()
         error = self.audit.record(actor, action, details, now)
         self._audit_changed(now)
@@ -922,7 +923,7 @@ class Trader:
         self.engine.board.fail_closed(f"state lost: {reason}; inspect, then resume manually")
         self.bus.emit("alert.sent", now, channel="log", severity="critical",
                       title=f"STATE LOST: trading halted until an operator resumes: {reason[:240]}")
-        self._record(self.config.actor, "state.lost", {"reason": reason, "store": store, "key": key,
+        self.record(self.config.actor, "state.lost", {"reason": reason, "store": store, "key": key,
                                                       "expected_generation": expected, "found_generation": found})
 
     async def _rest_fallback(self, now: int) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 from bot.core.clock import VirtualClock
 from bot.core.events import Event, EventBus
 from bot.core.market import Bar, BookTick, IncrementalATR, RollingMean
+from bot.io.access import Access, Principal, load_access_config, token_digest
 from bot.io.audit_trail import AuditTrail
 from bot.io.disk import Disk
 from bot.io.exchange import OrderRequest, OrderState, error_from_binance
@@ -52,11 +53,24 @@ SYMBOL = "BTCUSDT"
 API_KEY = "gameday-sim-key"
 API_SECRET = "gameday-FAKE-secret-0000-not-a-real-key"  # what credential_leak leaks
 OPERATOR_TOKEN = "gameday-operator-token-sim-only"
-OPERATOR = "gameday-operator"
+OPERATOR = "gameday-operator"  # the Risk Manager principal whose token is OPERATOR_TOKEN
 HARNESS_ORDER_PREFIX = "gameday-harness-"
 # Agenda priorities at one instant: feed deliveries, fault phases, steps, then the bar close.
 P_DELIVERY, P_PHASE, P_STEP, P_BAR = 0, 1, 2, 3
 STUCK_POLL_MS = 1_000
+
+
+def operator_token(role: str) -> str:
+    return OPERATOR_TOKEN if role == "risk_manager" else f"gameday-{role}-token-sim-only"
+
+
+@functools.cache
+def operator_access() -> Access:
+    """The bot's role-based access (config/access.yaml) with one sim principal per role; the Risk
+    Manager is OPERATOR (token OPERATOR_TOKEN)."""
+    config = load_access_config()
+    return Access(config, [Principal(OPERATOR if role == "risk_manager" else f"gameday-{role.replace('_', '-')}",
+                                     role, token_digest(operator_token(role))) for role in config.roles])
 
 
 class FaultError(Exception):
@@ -525,8 +539,8 @@ class SimWorld:
 
     # --- the bot ------------------------------------------------------------------------------
 
-    def _verify(self, credential: str | None) -> bool:
-        return credential == OPERATOR_TOKEN
+    def _verify(self, credential: str | None) -> bool | str:
+        return operator_access().killswitch_verifier()(credential)
 
     def _new_trader(self) -> Trader:
         self.store = SimStore(open_bot_store(self.workdir / "state.db"))

@@ -357,7 +357,10 @@ FAULTS: Mapping[str, FaultSpec] = {f.kind: f for f in (
            mode=_P("enum", choices=("immediate", "graceful", "pause")),
            reason=_P("str", required=False, default="gameday drill"),
            credentials=_P("enum", required=False, default="valid",
-                          choices=("valid", "invalid", "missing"))),
+                          choices=("valid", "invalid", "missing")),
+           # whose valid credentials: a principal of this role (config/access.yaml)
+           role=_P("enum", required=False, default="risk_manager",
+                   choices=("system_admin", "risk_manager", "trading_ops", "quant_analyst", "auditor"))),
     _fault("clear_kill_switch", "operator", "sn", "an operator clears the kill switch"),
     _fault("manual_resume", "operator", "sn", "an operator resumes trading"),
 )}

@@ -6,7 +6,8 @@
 - pause: no new entries; positions keep being managed (stops, targets, time exits).
 
 Every request is authenticated by `verify(credential)` (a pure check the io layer supplies)
-when `kill_switch.require_auth` is true. A rejected request emits `killswitch.rejected{reason}`
+when `kill_switch.require_auth` is true; it returns True, False ("bad credentials"), or a text
+naming the refusal (e.g. a role without the kill switch). A rejected request emits `killswitch.rejected{reason}`
 and changes nothing. Engaging while engaged escalates to the stricter mode
 (pause < graceful < immediate); a weaker request is refused with a reason, never applied
 silently. A graceful deadline never moves once set.
@@ -130,7 +131,7 @@ def marker_snapshot(content: bytes | None, problem: str | None, where: str, now_
 
 class KillSwitch:
     def __init__(self, policy: Policy, bus: EventBus, clock: Clock,
-                 verify: Callable[[str | None], bool]) -> None:
+                 verify: Callable[[str | None], bool | str]) -> None:
         self._policy = policy.kill_switch
         self._bus = bus
         self._clock = clock
@@ -149,7 +150,9 @@ class KillSwitch:
             ok = self._verify(credential)
         except Exception as exc:  # a broken verifier rejects: never engage/clear unauthenticated
             return f"credential check failed: {type(exc).__name__}"
-        return None if ok is True else "bad credentials"
+        if ok is True:
+            return None
+        return ok if isinstance(ok, str) and ok else "bad credentials"
 
     def _reject(self, what: str, reason: str, actor: str) -> KillResult:
         s = self._status  # unchanged: a rejected request changes nothing

@@ -1,26 +1,32 @@
 """Operator actions, through the bot's own authenticated operator surface.
 
-- kill_switch: engage `mode` with `reason`; `credentials` valid | invalid (a wrong token) |
-  missing (none at all).
-- clear_kill_switch, manual_resume: with valid credentials.
+- kill_switch: engage `mode` with `reason`; `credentials` valid (the token of a principal of
+  `role`, default risk_manager) | invalid (a wrong token) | missing (none at all). The actor is
+  the principal the token authenticates, as in the control API.
+- clear_kill_switch, manual_resume: as the Risk Manager, with valid credentials.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from harness.runner import OPERATOR, OPERATOR_TOKEN, ActiveStep, SimWorld
+from harness.runner import OPERATOR, OPERATOR_TOKEN, ActiveStep, SimWorld, operator_access, operator_token
 
-CREDENTIALS: dict[str, str | None] = {"valid": OPERATOR_TOKEN, "invalid": "not-the-operator-token",
-                                      "missing": None}
+
+def _credential(p: dict[str, Any]) -> str | None:
+    return {"valid": operator_token(p.get("role", "risk_manager")), "invalid": "not-the-operator-token",
+            "missing": None}[p["credentials"]]
 
 
 async def kill_switch(world: SimWorld, step: ActiveStep) -> None:
     trader = world.require_trader("kill_switch")
     p = step.params
-    accepted = await trader.engage_killswitch(p["mode"], p["reason"], OPERATOR, CREDENTIALS[p["credentials"]])
-    world.notes.append(f"{step.id}: kill switch {p['mode']} with {p['credentials']} credentials "
-                       f"{'accepted' if accepted else 'refused'}")
+    credential = _credential(p)
+    principal = operator_access().authenticate(credential)
+    actor = principal.name if principal is not None else "anonymous"
+    accepted = await trader.engage_killswitch(p["mode"], p["reason"], actor, credential)
+    who = f"{p['credentials']} credentials" + (f" of role {principal.role}" if principal is not None else "")
+    world.notes.append(f"{step.id}: kill switch {p['mode']} with {who} {'accepted' if accepted else 'refused'}")
 
 
 async def clear_kill_switch(world: SimWorld, step: ActiveStep) -> None:

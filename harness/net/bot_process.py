@@ -7,7 +7,8 @@
 - `BotProcess` starts the bot in its own process group (so a kill reaches every child), can
   SIGKILL it (the `bot_crash` fault), and on `stop()` sends SIGTERM, waits, then SIGKILLs the
   group. `stop()` runs from the runner's `finally`, so no bot process outlives a scenario.
-- `ControlClient` speaks to the bot's control API (Bearer token): /health, /status, kill switch.
+- `ControlClient` speaks to the bot's control API as one principal (Bearer token): /health,
+  /status, kill switch, resume; `outcome()` names a reply's status, error code and reason.
 """
 
 from __future__ import annotations
@@ -149,6 +150,17 @@ class ControlClient:
     def post(self, path: str, body: Mapping[str, Any], token: str | None) -> requests.Response:
         return self.session.post(f"{self.base_url}{path}", json=dict(body), headers=self._headers(token),
                                  timeout=self.timeout)
+
+    @staticmethod
+    def outcome(response: requests.Response) -> str:
+        """"HTTP 403 forbidden: <reason>" - what the bot answered, from its machine-readable body."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and "error" in body:
+            return f"HTTP {response.status_code} {body['error']}: {str(body.get('reason', ''))[:200]}"
+        return f"HTTP {response.status_code}"
 
     def close(self) -> None:
         self.session.close()

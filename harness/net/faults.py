@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from harness.net.bot_process import ControlClient
 from harness.testnet.engine import BinanceError
 
 if TYPE_CHECKING:
@@ -464,23 +465,23 @@ def _walk_until_closed(run: NetRun, goal: float, step: float, since: int) -> Any
 
 
 def kill_switch(run: NetRun, p: dict[str, Any]) -> Injected:
-    token = {"valid": run.token, "invalid": "not-the-token", "missing": None}[p["credentials"]]
-    body = {"mode": p["mode"], "reason": p["reason"], "actor": "gameday"}
+    token = {"valid": run.tokens[p.get("role", "risk_manager")], "invalid": "not-the-token",
+             "missing": None}[p["credentials"]]
+    body = {"mode": p["mode"], "reason": p["reason"]}
     sent = now_ms()  # the call returns after the bot acted: the SLA clock starts when it is sent
     if run.bot.alive():
         response = run.control.post("/killswitch", body, token)
-        if response.status_code not in (200, 401):
-            raise FaultNotInjectable(f"control API POST /killswitch answered {response.status_code}: "
-                                     f"{response.text[:200]}")
-        return Injected(sent, notes=[f"kill switch via control API: HTTP {response.status_code}"])
+        if response.status_code not in (200, 401, 403):
+            raise FaultNotInjectable(f"control API POST /killswitch answered {ControlClient.outcome(response)}")
+        return Injected(sent, notes=[f"kill switch via control API: {ControlClient.outcome(response)}"])
     return Injected(sent, notes=[run.killswitch_cli(["--mode", p["mode"], "--reason", p["reason"]], token)])
 
 
 def clear_kill_switch(run: NetRun, p: dict[str, Any]) -> Injected:
     if run.bot.alive():
-        response = run.control.post("/killswitch/clear", {"actor": "gameday"}, run.token)
+        response = run.control.post("/killswitch/clear", {}, run.token)
         if response.status_code != 200:
-            raise FaultNotInjectable(f"control API clear answered {response.status_code}: {response.text[:200]}")
+            raise FaultNotInjectable(f"control API clear answered {ControlClient.outcome(response)}")
         return Injected(now_ms())
     return Injected(now_ms(), notes=[run.killswitch_cli(["--clear"], run.token)])
 
@@ -488,10 +489,10 @@ def clear_kill_switch(run: NetRun, p: dict[str, Any]) -> Injected:
 def manual_resume(run: NetRun, p: dict[str, Any]) -> Injected:
     if not run.bot.alive():
         raise FaultNotInjectable("manual_resume needs the running bot's control API; the bot is down")
-    response = run.control.post("/resume", {"actor": "gameday"}, run.token)
+    response = run.control.post("/resume", {}, run.token)
     if response.status_code not in (200, 409):
-        raise FaultNotInjectable(f"control API /resume answered {response.status_code}: {response.text[:200]}")
-    return Injected(now_ms(), notes=[f"resume: HTTP {response.status_code}"])
+        raise FaultNotInjectable(f"control API /resume answered {ControlClient.outcome(response)}")
+    return Injected(now_ms(), notes=[f"resume: {ControlClient.outcome(response)}"])
 
 
 # ------------------------------------------------------------------------------------------ not injectable

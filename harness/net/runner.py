@@ -44,6 +44,7 @@ from typing import Any
 import pytest
 
 from bot.core.events import Event
+from bot.io.access import add_principal, load_access_config
 from harness.collect import RUNNERS, RunContext
 from harness.expect import RunRecord, StepTiming
 from harness.net.bot_process import BotProcess, BotProcessError, ControlClient, EventFollower
@@ -120,7 +121,8 @@ class NetRun:
         self.symbol = "BTCUSDT"
         self.api_key = "gameday-" + secrets.token_hex(4)
         self.secret = secrets.token_hex(16)
-        self.token = secrets.token_urlsafe(24)
+        self.tokens: dict[str, str] = {}  # role -> the token of the run's principal of that role
+        self.token = ""  # the Risk Manager's: the harness operates the bot as this principal
         self.stop_timeout_s = 5.0
         loaded = context.policy.policy
         policy = getattr(loaded, "policy", loaded)
@@ -183,9 +185,12 @@ class NetRun:
         self.stack.admin("keys", {"api_key": self.api_key, "secret": self.secret,
                                   "balance": self.scenario.account.equity})
         self._arrange_position()
-        token_file = self.run_dir / "kill_token"
-        token_file.write_text(self.token)
-        token_file.chmod(0o600)
+        self.principals = self.run_dir / "principals.yaml"
+        access_config = load_access_config()
+        for role in access_config.roles:  # one principal per role, tokens stored hashed, 0600
+            self.tokens[role] = add_principal(self.principals, access_config, f"gameday-{role.replace('_', '-')}",
+                                              role)
+        self.token = self.tokens["risk_manager"]
         self.reconcile_ms = RECONCILE_MS_SCALED if self.scale < 1 else RECONCILE_MS_REALTIME
         self.control_port = free_loopback_port()
         self.control = ControlClient(f"http://127.0.0.1:{self.control_port}", self.token)
@@ -198,14 +203,14 @@ class NetRun:
                 "--symbol", self.symbol, "--timeframe", timeframe,
                 "--events", str(self.events_path), "--state", self.stack.bot_redis_url,
                 "--audit", str(self.audit_path), "--marker", str(self.marker_path),
-                "--auth-token-file", str(token_file), "--time-scale", repr(self.scale),
+                *self._access_args(), "--time-scale", repr(self.scale),
                 "--control-port", str(self.control_port), "--store-check-ms", "250", "--startup-attempts", "1",
                 "--reconcile-ms", str(self.reconcile_ms)]
         if not self.scenario.account.strategy:
             argv.append("--no-entries")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GAMEDAY_API", "GAMEDAY_KILL"))}
-        env.update({"GAMEDAY_API_KEY": self.api_key, "GAMEDAY_API_SECRET": self.secret,
-                    "GAMEDAY_CONTROL_TOKEN": self.token, "PYTHONUNBUFFERED": "1",
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("GAMEDAY_API", "GAMEDAY_KILL", "GAMEDAY_CONTROL", "GAMEDAY_PRINCIPALS"))}
+        env.update({"GAMEDAY_API_KEY": self.api_key, "GAMEDAY_API_SECRET": self.secret, "PYTHONUNBUFFERED": "1",
                     "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
         self.bot = BotProcess(argv, env, PROJECT, self.run_dir / "bot.log")
         self.follower.start()
@@ -218,6 +223,12 @@ class NetRun:
             if adopted is None:
                 raise StackError("the bot did not adopt the scenario's position at start "
                                  f"(no order.reconciled status=position_adopted); log:\n{self.bot.log_tail()}")
+
+    def _access_args(self) -> list[str]:
+        """The bot and the CLI authenticate against the run's principals only: the legacy
+        kill-token path points at a file that does not exist (no state/kill_token of the
+        working directory sneaks in), and GAMEDAY_CONTROL_TOKEN is not passed."""
+        return ["--principals", str(self.principals), "--auth-token-file", str(self.run_dir / "no-legacy-kill-token")]
 
     def _arrange_position(self) -> None:
         pos = self.scenario.account.position
@@ -262,7 +273,7 @@ class NetRun:
             env["GAMEDAY_KILL_TOKEN"] = token
         argv = ["killswitch", *args, "--profile", self.scenario.profile, "--state", self.stack.bot_redis_url,
                 "--audit", str(self.audit_path), "--marker", str(self.marker_path),
-                "--auth-token-file", str(self.run_dir / "kill_token"), "--exchange", "testnet",
+                *self._access_args(), "--exchange", "testnet",
                 "--testnet-url", self.stack.bot_rest_url, "--actor", "gameday", "--timeout", "10"]
         done = run_cli(argv, env, str(PROJECT), timeout=30)
         if done.returncode == 2 and token is not None and "reject" not in (done.stdout + done.stderr).lower():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ class World:
     events: list[Event] = field(default_factory=list)
     audit_disk: SimDisk = field(default_factory=SimDisk)  # `.full = True`: its writes fail with ENOSPC
     marker_disk: SimDisk = field(default_factory=SimDisk)
+    verify: Callable[[str | None], bool | str] | None = None  # the kill switch's check (default: TOKEN)
 
     def __post_init__(self) -> None:
         self.policy = load_policy(self.profile).policy
@@ -49,7 +51,7 @@ class World:
         audit = AuditTrail(self.dir / "audit.jsonl", now_ms=self.clock.now_ms, disk=self.audit_disk,
                            verify_chain=True)
         return Trader(self.policy, exchange, self.store, audit, self.clock, bus, disk=self.marker_disk,
-                      verify=lambda credential: credential == TOKEN,
+                      verify=self.verify or (lambda credential: credential == TOKEN),
                       config=TraderConfig(symbol=SYMBOL, bar_ms=BAR_MS, trade_entries=self.trade_entries),
                       marker_path=self.dir / "EMERGENCY_STOP")
 

@@ -251,12 +251,13 @@ async def test_immediate_flattens_the_account_with_the_bot_dead(tmp_path: Path) 
 
         marker = json.loads(p["marker"].read_text())
         assert (marker["version"], marker["engaged"], marker["mode"]) == (1, True, "immediate")
-        assert marker["flatten_requested"] is True and marker["actor"].startswith("operator:")
+        assert marker["flatten_requested"] is True and marker["actor"] == "legacy-kill-token"
         saved = open_store(str(p["state"])).get("bot")
         assert saved is not None and saved["killswitch"]["engaged"] and saved["board"] == snapshot["board"]
         actions = _audit_actions(p["audit"])
         assert [a for a, _ in actions] == ["killswitch.engage", "killswitch.flatten", "account.flat"]
         assert actions[1][1]["flat"] is True
+        assert actions[0][1]["claimed_actor"].startswith("operator:") and actions[0][1]["role"] == "system_admin"
         assert TOKEN not in p["audit"].read_text()
         verified = subprocess.run([sys.executable, "-m", "bot", "audit", "verify", str(p["audit"])],
                                   cwd=ROOT, capture_output=True, text=True, timeout=30)
@@ -352,3 +353,87 @@ def test_a_hand_written_marker_counts_as_immediate_for_status_and_requests(
     assert "not a complete kill-switch snapshot" in status["marker"]["reason"]
     assert bot_main(_cli(tmp_path, "--mode", "pause", "--reason", "x")) == 1  # weaker than what the marker means
     assert "already engaged in immediate" in capsys.readouterr().err
+# --- roles, and refusals explained through the running bot ----------------------------------------
+
+
+def _principal_tokens(tmp: Path) -> tuple[Path, dict[str, Path]]:
+    from bot.io.access import add_principal, load_access_config
+
+    config = load_access_config()
+    principals = tmp / "state" / "principals.yaml"
+    files = {}
+    for name, role in (("risk-officer", "risk_manager"), ("ops", "trading_ops")):
+        files[name] = write_private(tmp / f"{name}.token", add_principal(principals, config, name, role))
+    files["wrong"] = write_private(tmp / "wrong.token", "gd_not-a-token-of-anyone")
+    files["loose"] = write_private(tmp / "loose.token", files["risk-officer"].read_text(), mode=0o644)
+    return principals, files
+
+
+def test_the_cli_applies_the_same_roles_with_the_bot_dead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    principals, tokens = _principal_tokens(tmp_path)
+    monkeypatch.delenv("GAMEDAY_KILL_TOKEN", raising=False)
+    p = _cli_paths(tmp_path)
+    base = [*_cli(tmp_path, "--mode", "pause", "--reason", "Investigating anomaly"), "--principals", str(principals)]
+    assert bot_main([*base, "--token-file", str(tokens["ops"])]) == 2
+    assert "kill switch rejected: principal ops (role trading_ops) lacks permission 'killswitch'" in \
+        capsys.readouterr().err
+    assert not p["marker"].exists()
+    assert bot_main([*base, "--token-file", str(tokens["risk-officer"]), "--actor", "alice"]) == 0
+    marker = json.loads(p["marker"].read_text())
+    assert marker["actor"] == "risk-officer"
+    [rejected, engaged] = _audit_actions(p["audit"])
+    assert rejected[0] == "killswitch.rejected" and rejected[1]["role"] == "trading_ops"
+    assert engaged[0] == "killswitch.engage" and engaged[1]["claimed_actor"] == "operator:alice"
+
+
+async def test_the_cli_explains_a_refusal_through_the_running_bot_as_precisely_as_alone(tmp_path: Path) -> None:
+    import asyncio
+    import socket
+
+    principals, tokens = _principal_tokens(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    paths = _cli_paths(tmp_path)
+    async with open_testnet() as handle:
+        handle.engine.place_order(KEY, BTC, "BUY", "MARKET", 0.01)
+        events_file = tmp_path / "events.jsonl"
+        run = ["run", "--exchange", "testnet", "--testnet-url", handle.rest_url, "--events", str(events_file),
+               "--state", str(paths["state"]), "--audit", str(paths["audit"]), "--marker", str(paths["marker"]),
+               "--no-entries", "--control-port", str(port), "--principals", str(principals),
+               "--auth-token-file", str(paths["auth"])]
+
+        def cli(token: str | None, mode: str) -> subprocess.CompletedProcess[str]:
+            argv = [sys.executable, "-m", "bot", *_cli(tmp_path, "--mode", mode, "--reason", "drill"),
+                    "--principals", str(principals), "--control-url", f"http://127.0.0.1:{port}",
+                    *(["--token-file", str(tokens[token])] if token else [])]
+            return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=bot_env())
+
+        async with BotProcess(run, tmp_path, bot_env()) as bot:
+            await wait_for_events(events_file, lambda ev: any(e["name"] == "position.opened" for e in ev), proc=bot)
+            wrong = await asyncio.to_thread(cli, "wrong", "immediate")
+            ops = await asyncio.to_thread(cli, "ops", "immediate")
+            calls_before = paths["audit"].read_text().count('"source":"127.0.0.1"')
+            loose = await asyncio.to_thread(cli, "loose", "immediate")
+            missing = await asyncio.to_thread(cli, None, "immediate")
+            calls_after = paths["audit"].read_text().count('"source":"127.0.0.1"')
+            engaged = await asyncio.to_thread(cli, "risk-officer", "immediate")
+            weaker = await asyncio.to_thread(cli, "risk-officer", "pause")
+            await wait_for_events(events_file, lambda ev: any(e["name"] == "account.flat" for e in ev), proc=bot)
+            code, _, err = await bot.terminate()
+        assert code == 0, err
+    assert wrong.returncode == 2
+    assert ("rejected by the running bot: bad credentials: the token matches no principal "
+            "(unknown_credential, HTTP 401)") in wrong.stderr
+    assert ops.returncode == 2
+    assert "principal ops (role trading_ops) lacks permission 'killswitch'" in ops.stderr
+    assert "(forbidden, HTTP 403)" in ops.stderr
+    assert loose.returncode == 2 and "mode 0644" in loose.stderr and "chmod 600" in loose.stderr
+    assert missing.returncode == 2 and "missing credentials: pass --token-file PATH" in missing.stderr
+    assert calls_after == calls_before, "no token, or one others can read: refused before any request"
+    assert engaged.returncode == 0 and "engaged immediate by risk-officer" in engaged.stdout, engaged.stderr
+    assert weaker.returncode == 1
+    assert "already engaged in immediate, stricter than pause" in weaker.stderr
+    assert "(weaker_mode, HTTP 409)" in weaker.stderr
+    assert all("equity" not in done.stderr for done in (wrong, ops, weaker)), "a refusal never carries the status"

@@ -212,7 +212,8 @@ async def test_killswitch_cli_goes_through_the_running_bot_and_acts_alone_when_i
                                            proc=bot)
             await bot.terminate()
         engaged = [e for e in events if e["name"] == "killswitch.engaged"]
-        assert engaged and engaged[0]["actor"].endswith("risk-officer")
+        # the actor is the principal of the token (the legacy kill token), never the claimed --actor
+        assert engaged and engaged[0]["actor"] == "legacy-kill-token"
         # the bot is dead now: the same command acts on the exchange itself
         handle.engine.place_order(KEY, BTC, "SELL", "MARKET", 0.02)
         (tmp_path / "state" / "EMERGENCY_STOP").unlink()
@@ -237,3 +238,65 @@ async def test_sigterm_while_the_bot_is_still_starting_stops_it_cleanly(tmp_path
             code, _, err = await bot.terminate(timeout=5)
         assert code == 0, err
         assert "stopped before trading started" in err
+
+
+async def test_the_control_api_of_the_real_process_limits_floods_and_restarts_for_trading_ops(tmp_path: Path) -> None:
+    import socket
+
+    import aiohttp
+
+    from bot.io.access import add_principal, load_access_config
+
+    config = load_access_config()
+    principals = tmp_path / "state" / "principals.yaml"
+    ops = add_principal(principals, config, "ops", "trading_ops")
+    quant = add_principal(principals, config, "quant", "quant_analyst")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    async with open_testnet() as handle:
+        events_file = tmp_path / "events.jsonl"
+        args = _run_args(handle, tmp_path, "--no-entries", "--control-port", str(port), "--principals",
+                         str(principals), "--auth-token-file", str(tmp_path / "no-legacy-token"))
+        async with BotProcess(args, tmp_path, bot_env()) as bot, aiohttp.ClientSession() as http:
+            for _ in range(400):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{base}/health") as r:
+                        if r.status == 200:
+                            break
+                await asyncio.sleep(0.05)
+            assert not any(e["name"] == "state.restored" for e in read_events(events_file)), "a first start"
+            statuses = []
+            started = asyncio.get_running_loop().time()
+            for _ in range(150):  # config/access.yaml: 100 requests/minute per address and principal
+                async with http.get(f"{base}/status", headers={"Authorization": "Bearer wrong"}) as r:
+                    statuses.append(r.status)
+            refilled = int((asyncio.get_running_loop().time() - started) * 100 / 60) + 1  # the bucket refills
+            async with http.get(f"{base}/status", headers={"Authorization": f"Bearer {quant}"}) as r:
+                assert r.status == 200, "an authenticated principal is not blocked by someone else's flood"
+            async with http.post(f"{base}/restart", headers={"Authorization": f"Bearer {quant}"}) as r:
+                assert r.status == 403
+            pid = bot.proc.pid if bot.proc else None
+            async with http.post(f"{base}/restart", headers={"Authorization": f"Bearer {ops}"}) as r:
+                assert r.status == 202 and (await r.json())["actor"] == "ops"
+            events = await wait_for_events(
+                events_file, lambda ev: sum(e["name"] == "state.restored" for e in ev) >= 1, proc=bot, timeout=30)
+            for _ in range(400):  # the same process (re-executed) serves again
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{base}/status", headers={"Authorization": f"Bearer {quant}"}) as r:
+                        if r.status == 200:
+                            break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the bot did not come back after the restart")
+            assert bot.proc is not None and bot.proc.pid == pid and bot.proc.returncode is None
+            code, _, err = await bot.terminate()
+        assert code == 0, err
+    assert statuses[:100] == [401] * 100 and 100 <= statuses.count(401) <= 100 + refilled
+    assert statuses.count(429) == 150 - statuses.count(401) >= 50 - refilled
+    assert "restart requested by ops" in err
+    records = [json.loads(line) for line in (tmp_path / "state" / "audit.jsonl").read_text().splitlines()]
+    [restart] = [r for r in records if r["action"] == "bot.restart"]
+    assert restart["actor"] == "ops"
+    assert any(e["name"] == "state.restored" for e in events)
