@@ -124,12 +124,12 @@ def test_a_strategy_that_meets_every_threshold_passes_and_one_just_short_fails(
 
 
 def test_the_run_plays_on_until_the_trade_count(tmp_path: Path, config_dir: Path) -> None:
-    add_profile(config_dir, "count", {"min_trades": 6})
+    add_profile(config_dir, "count", {"min_trades": 8})
     out = tmp_path / "count"
     code = validate(out, "--profile", "count", "--markets", "range", "crash", "--candles", str(SAMPLE),
                     "--bars", "300", "--max-bars", "6000")
     doc = result(out)
-    assert code == 0 and doc["aggregate"]["trades"] >= 6
+    assert code == 0 and doc["aggregate"]["trades"] >= 8
     assert doc["execution"]["extension_rounds"] >= 1
     bars = {m["name"]: m["figures"]["bars"] for m in doc["markets"]}
     assert bars["btcusdt_5m_sample"] == 300  # a recording is played once, never extended
