@@ -20,8 +20,11 @@ gate files at production thresholds with `GAMEDAY_NET_TIME_SCALE=1`). It multipl
 duration of the scenario (step times, fault durations, `within`) and every time threshold of the
 bot's policy (`python -m bot run --time-scale`); it is recorded in the evidence.
 
-Run artifacts (events.jsonl, bot.log, audit.jsonl) are kept under
-`<evidence dir>/net/<scenario id>/`.
+Run artifacts (events.jsonl, bot.log, audit.jsonl, the emergency marker) are kept under
+`<evidence set>/net/<scenario id>/` (a fresh directory per run: `-2`, `-3` when the id ran
+before in the same set); secrets (the kill token file) go to a private temporary directory
+(mode 0700) outside the set, removed when the run ends. The bot gets the session's config
+directory as GAMEDAY_CONFIG_DIR.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import dataclasses
 import os
 import secrets
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,7 @@ import pytest
 
 from bot.core.events import Event
 from harness.collect import RUNNERS, RunContext
+from harness.evidence import fresh_dir
 from harness.expect import RunRecord, StepTiming
 from harness.net.bot_process import BotProcess, BotProcessError, ControlClient, EventFollower
 from harness.net.faults import NET_FAULTS, FaultNotInjectable, Injected, now_ms, run_cli
@@ -108,6 +113,7 @@ class NetRun:
         self.context = context
         self.scale = scale
         self.run_dir = run_dir
+        self.secret_dir = Path(tempfile.mkdtemp(prefix="gameday-net-secrets-"))  # 0700, outside evidence
         self.symbol = "BTCUSDT"
         self.api_key = "gameday-" + secrets.token_hex(4)
         self.secret = secrets.token_hex(16)
@@ -132,15 +138,20 @@ class NetRun:
         self.bot: BotProcess = BotProcess([], {}, PROJECT, run_dir / "bot.log")
         self.notes: list[str] = []
 
+    @property
+    def token_file(self) -> Path:
+        return self.secret_dir / "kill_token"
+
     # -- setup -----------------------------------------------------------------------------
     def start(self) -> None:
         self.stack.start()
         self.stack.admin("keys", {"api_key": self.api_key, "secret": self.secret,
                                   "balance": self.scenario.account.equity})
         self._arrange_position()
-        token_file = self.run_dir / "kill_token"
-        token_file.write_text(self.token)
-        token_file.chmod(0o600)
+        token_file = self.token_file
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.token)
         self.reconcile_ms = RECONCILE_MS_SCALED if self.scale < 1 else RECONCILE_MS_REALTIME
         self.control_port = free_loopback_port()
         self.control = ControlClient(f"http://127.0.0.1:{self.control_port}", self.token)
@@ -162,6 +173,9 @@ class NetRun:
         env.update({"GAMEDAY_API_KEY": self.api_key, "GAMEDAY_API_SECRET": self.secret,
                     "GAMEDAY_CONTROL_TOKEN": self.token, "PYTHONUNBUFFERED": "1",
                     "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
+        config_dir = getattr(self.context, "config_dir", None)
+        if config_dir is not None:
+            env["GAMEDAY_CONFIG_DIR"] = str(config_dir)
         self.bot = BotProcess(argv, env, PROJECT, self.run_dir / "bot.log")
         self.follower.start()
         since = self.follower.count()
@@ -217,7 +231,7 @@ class NetRun:
             env["GAMEDAY_KILL_TOKEN"] = token
         argv = ["killswitch", *args, "--profile", self.scenario.profile, "--state", self.stack.bot_redis_url,
                 "--audit", str(self.run_dir / "audit.jsonl"), "--marker", str(self.run_dir / "EMERGENCY_STOP"),
-                "--auth-token-file", str(self.run_dir / "kill_token"), "--exchange", "testnet",
+                "--auth-token-file", str(self.token_file), "--exchange", "testnet",
                 "--testnet-url", self.stack.bot_rest_url, "--actor", "gameday", "--timeout", "10"]
         done = run_cli(argv, env, str(PROJECT), timeout=30)
         if done.returncode == 2 and token is not None and "reject" not in (done.stdout + done.stderr).lower():
@@ -322,6 +336,7 @@ class NetRun:
             self.follower.stop()
             self.control.close()
             self.stack.stop()
+            shutil.rmtree(self.secret_dir, ignore_errors=True)  # our own temporary directory
 
 
 def run_net(scenario: Scenario, context: RunContext) -> RunRecord:
@@ -330,9 +345,7 @@ def run_net(scenario: Scenario, context: RunContext) -> RunRecord:
     if scale != scenario.time_scale:
         scenario = dataclasses.replace(scenario, time_scale=scale)
         params = resolve_all(scenario, context.policy.lookup)
-    run_dir = Path(context.evidence_dir) / "net" / scenario.id
-    shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = fresh_dir(Path(context.evidence_dir) / "net", scenario.id)
     run = NetRun(scenario, context, scale, run_dir)
     run._at_end = []
     try:
