@@ -15,6 +15,7 @@ import difflib
 import functools
 import math
 import re
+import signal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,10 +230,12 @@ def policy_unit(path: str) -> DurationUnit | None:
 # The fault catalog: ONE table read by the loader, the fault implementations, drills and docs
 # --------------------------------------------------------------------------------------------
 
-ParamType = Literal["number", "int", "ms", "duration", "offset", "enum", "str", "flags"]
+ParamType = Literal["number", "int", "ms", "duration", "offset", "enum", "str", "flags", "signal"]
 # number: float; int: integer; ms: a latency in milliseconds (float); duration: a Duration
 # (resolved to int ms); offset: a signed Duration (int ms); enum: one of `choices`;
-# str: free text; flags: a list of strings. number/int/ms/duration/offset accept a PolicyRef.
+# str: free text; flags: a list of strings; signal: a signal as kill(1) names it (KILL, SIGKILL,
+# kill, 9), kept as its canonical name (SIGKILL), one of `choices`. number/int/ms/duration/offset
+# accept a PolicyRef.
 # Time-like types (ms, duration, offset) are multiplied by the time scale in net mode.
 TIME_TYPES: frozenset[str] = frozenset({"ms", "duration", "offset"})
 NUMERIC_TYPES: frozenset[str] = frozenset({"number", "int"}) | TIME_TYPES
@@ -253,6 +256,8 @@ class ParamSpec:
     def describe(self) -> str:
         if self.type == "enum":
             return "|".join(self.choices)
+        if self.type == "signal":
+            return "a signal as kill(1) names it (KILL, SIGKILL, kill, 9): " + "|".join(self.choices)
         bounds = []
         if self.gt is not None:
             bounds.append(f"> {self.gt:g}")
@@ -339,7 +344,7 @@ FAULTS: Mapping[str, FaultSpec] = {f.kind: f for f in (
            flags=_P("flags", doc="permission names, e.g. withdraw, trade")),
     # process
     _fault("bot_crash", "process", "n", "the bot process dies",
-           signal=_P("enum", required=False, default="SIGKILL",
+           signal=_P("signal", required=False, default="SIGKILL",
                      choices=("SIGKILL", "SIGTERM", "SIGINT"))),
     _fault("restart", "process", "sn", "the bot restarts and reconciles"),
     _fault("redis_outage", "process", "n", "the Redis state store goes away", duration=_DUR),
@@ -1043,6 +1048,13 @@ class _Loader:
                 self.err(line, key, "unknown value", value, ps.describe())
                 return _MISSING
             return value
+        if ps.type == "signal":
+            name = signal_name(value)
+            if name is None or name not in ps.choices:
+                self.err(line, key, "not a signal" if name is None else f"{name} is not a crash this fault makes",
+                         value, ps.describe())
+                return _MISSING
+            return name
         if ps.type == "str":
             if not isinstance(value, str):
                 self.err(line, key, "expected text", value)
@@ -1298,6 +1310,25 @@ class _Loader:
 
 def _join(prefix: str, key: Any) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
+
+
+def signal_name(value: Any) -> str | None:
+    """The canonical name (SIGKILL) of a signal spelled as kill(1) accepts it: KILL, SIGKILL, kill,
+    sigkill, 9; None when it names no signal."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        try:
+            return signal.Signals(value).name
+        except ValueError:
+            return None
+    if not isinstance(value, str):
+        return None
+    text = value.strip().upper()
+    if text.isdigit():
+        return signal_name(int(text))
+    name = text if text.startswith("SIG") else "SIG" + text
+    return name if name in signal.Signals.__members__ else None
 
 
 def check_bounds(value: float, ps: ParamSpec) -> str | None:
