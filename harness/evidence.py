@@ -52,6 +52,7 @@ LATEST = "latest"
 DEFAULT_ROOT = "reports"
 # What a reports root may hold. A producer that writes beside runs/ adds its names here.
 ROOT_ENTRIES = frozenset({RUNS_DIR, LATEST, ".gitkeep"})
+_LATEST_TMP_RE = re.compile(r"^\.latest\.\d+\.tmp$")  # point_latest's own, left by a run that died mid-rename
 SET_NAME_RE = re.compile(r"^\d{8}T\d{6}Z-(?:[0-9a-f]{12}|unknown)(?:-\d+)?$")
 
 # The keys every evidence record has, in order (DESIGN.md schema + tree state, events_count and
@@ -218,7 +219,7 @@ def check_root(root: Path) -> None:
                             f"sets (default {DEFAULT_ROOT}/)")
     if not root.is_dir():
         return
-    foreign = sorted(p.name for p in root.iterdir() if p.name not in ROOT_ENTRIES)
+    foreign = sorted(p.name for p in root.iterdir() if p.name not in ROOT_ENTRIES and not _LATEST_TMP_RE.match(p.name))
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise EvidenceError(f"{root}: holds files that are not evidence sets ({shown}); give an empty or new "

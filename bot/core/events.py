@@ -145,7 +145,7 @@ EVENTS: Mapping[str, Mapping[str, FieldSpec]] = {
     "state.restored": {"breakers": OBJECT, "killswitch": OBJECT},
     "startup.refused": {"reason": STR},
     "audit.repaired": {"cut_bytes": INT, "cut_sha256": STR},
-    "alert.sent": dict(_ALERT),
+    "alert.sent": {**_ALERT, "delivery_ms": optional(NUMBER)},  # delivery_ms: routed alerts (issue 11)
     "alert.failed": {**_ALERT, "error": STR},
     "credential.leak_detected": {"key_id": STR},
     "credential.revoked": {"key_id": STR},
