@@ -258,7 +258,7 @@ class ScenarioItem(pytest.Item):
         self.judgement: Judgement | None = None
         self.record: RunRecord | None = None
         self.recorded = False  # its evidence record is written
-        self.started: datetime | None = None
+        self.started: tuple[datetime, float] | None = None  # (utc, perf_counter) when setup began
         for tag in scenario.tags:
             self.add_marker(tag)
         if scenario.mode == "net" and "net" not in scenario.tags:
@@ -268,7 +268,7 @@ class ScenarioItem(pytest.Item):
         """Run and judge the scenario (see the module doc for why this is the setup phase)."""
         scenario = self.scenario
         evidence = session_evidence(self.config)
-        started, t0 = utc_now(), time.perf_counter()
+        started, t0 = self.started = utc_now(), time.perf_counter()
         cause: BaseException | None = None
         runner = RUNNERS.get(scenario.mode)
         if runner is None:
@@ -283,7 +283,6 @@ class ScenarioItem(pytest.Item):
             try:
                 self.record = runner(scenario, context)
             except pytest.skip.Exception:
-                self.started = started
                 raise  # recorded by pytest_runtest_makereport, with the reason
             except Exception as exc:
                 cause = exc
@@ -313,8 +312,9 @@ class ScenarioItem(pytest.Item):
         expectations = tuple(ExpectationResult(e.text, e.kind, "skipped", message=f"not run: {reason}",
                                                line=e.line) for e in scenario.expect)
         self.record = None
-        self._record(Judgement(scenario.id, "skipped", expectations, (), f"skipped: {reason}"),
-                     self.started or utc_now(), 0.0)
+        started, t0 = self.started or (utc_now(), time.perf_counter())  # skipped before setup: a marker
+        self._record(Judgement(scenario.id, "skipped", expectations, (), f"skipped: {reason}"), started,
+                     time.perf_counter() - t0)
 
     def runtest(self) -> None:
         assert self.judgement is not None

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from bot.core.events import Event
 from harness.scenario import Duration, Expectation, Match, Scenario, event_pattern
 
-Verdict = Literal["pass", "fail", "error"]
+Verdict = Literal["pass", "fail", "error", "skipped"]  # skipped: not judged (harness.collect)
 _RANK = {"pass": 0, "fail": 1, "error": 2}
 
 
