@@ -4,7 +4,8 @@ A reports root (default `reports/`) holds only what runs made:
 
     reports/
       runs/<UTC yyyymmddThhmmssZ>-<12 hex of the commit>[-N]/   one evidence set per run
-        evidence.jsonl   one record per scenario (schema gameday.evidence/v1), skipped ones too
+        evidence.jsonl   one record per scenario (schema gameday.evidence/v1), skipped ones too;
+                         empty when the session ran tests but no scenario
         junit.xml        the session's JUnit XML (SLA figures as properties)
         results.txt      the results table the run printed
         net/<scenario>/  per-run artifacts of net scenarios (events.jsonl, bot.log, audit.jsonl)

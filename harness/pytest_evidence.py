@@ -26,6 +26,7 @@ import pytest
 
 from harness.evidence import (
     DEFAULT_ROOT,
+    EVIDENCE_FILE,
     JUNIT_FILE,
     LATEST,
     RESULTS_FILE,
@@ -119,6 +120,7 @@ class _Sealer:
         if not ev.ran:
             _discard(ev)
             return
+        (ev.path / EVIDENCE_FILE).touch()  # a session without scenarios still has the (empty) file
         ev.table = summary_lines(read_evidence(ev.path))
         (ev.path / RESULTS_FILE).write_text("\n".join(ev.table or ["no scenario ran in this session"]) + "\n",
                                             encoding="utf-8")

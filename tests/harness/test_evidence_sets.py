@@ -117,6 +117,16 @@ def test_a_bad_marker_expression_leaves_latest_and_the_sets_alone(pytester, fake
     assert sets(root) == [only] and latest_set(root) == only and snapshot(only) == before
 
 
+def test_a_session_of_plain_tests_makes_a_set_too(pytester, fake_sim):
+    """Test results are evidence (checklist items cite tests): junit.xml, an empty evidence.jsonl."""
+    pytester.makepyfile(test_unit="def test_x():\n    pass\n")
+    run(pytester).assert_outcomes(passed=1)
+    latest = latest_set(pytester.path / "reports")
+    assert sorted(p.name for p in latest.iterdir()) == ["evidence.jsonl", "junit.xml", "manifest.json", "results.txt"]
+    assert read_evidence(latest) == [] and verify_set(latest) == []
+    assert (latest / "results.txt").read_text() == "no scenario ran in this session\n"
+
+
 def test_a_session_that_runs_nothing_leaves_nothing(pytester, fake_sim):
     write(pytester, "good", GOOD)
     assert run(pytester, "--collect-only", "-q").ret == 0
