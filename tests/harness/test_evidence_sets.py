@@ -256,7 +256,8 @@ def test_net_runs_keep_the_kill_token_out_of_the_evidence(pytester, monkeypatch)
     outcomes = result.parseoutcomes()
     if outcomes.get("skipped"):
         pytest.skip("net mode could not start its services here: " + result.stdout.str()[-300:])
-    assert outcomes.get("passed") == 1, result.stdout.str()
+    # ran (pass or fail: its SLAs are not this test's subject, and a loaded machine may miss them)
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 1, result.stdout.str()
     latest = pytester.path / "reports" / "latest"
     files = [p for p in latest.rglob("*") if p.is_file()]
     assert any(p.name == "events.jsonl" for p in files) and not any(p.name == "kill_token" for p in files)
