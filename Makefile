@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
-## run: the gate scenarios on embedded defaults, with the evidence report in reports/latest/
+## run: the gate scenarios on embedded defaults; a new sealed evidence set in reports/runs/, reports/latest -> it
 run: $(STAMP)
-	$(BIN)/gameday run -m gate --report reports/latest
+	$(BIN)/gameday run -m gate --report reports
 
 ## test: every test and scenario
 test: $(STAMP)
@@ -30,4 +30,4 @@ lint: $(STAMP)
 	$(BIN)/mypy bot/core
 
 clean:
-	rm -rf $(VENV) reports/latest .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) reports/runs reports/latest .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -76,7 +76,7 @@ def main() -> int:
     if not args.no_pytest:
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gate", "scenarios",
-                               "--ignore", "scenarios/net", "--gameday-evidence", "/tmp/gameday-bench-evidence",
+                               "--ignore", "scenarios/net", "--gameday-report", "/tmp/gameday-bench-reports",
                                "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         tail = proc.stdout.strip().splitlines()[-1:] or ["?"]

@@ -133,7 +133,9 @@ def load_policy(
     if problems:
         raise ConfigError(problems)
     try:
-        policy = Policy.model_validate(tree)
+        # strict: a number must be a number (TOML threshold_pct = "3" is an error, not 3.0), a flag a
+        # bool; YAML/TOML lists stand for the model's tuples
+        policy = Policy.model_validate(_lists_as_tuples(tree), strict=True)
     except ValidationError as exc:
         raise ConfigError(_without_typo_echoes([_explain(e, provenance) for e in exc.errors()])) from None
     problems = check_invariants(policy, provenance)
@@ -217,7 +219,16 @@ def _read_mapping(path: Path, problems: list[Problem]) -> dict[str, Any]:
         problems.append(Problem(str(path), "(file)", "file not found", str(path),
                                 "an existing file (see config/ for the defaults)"))
         return {}
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(path.name, "(file)", "not UTF-8 text", f"byte 0x{exc.object[exc.start]:02x} at "
+                                f"offset {exc.start}", "a " + ("TOML" if path.suffix == ".toml" else "YAML")
+                                + " text file"))
+        return {}
+    except OSError as exc:
+        problems.append(Problem(str(path), "(file)", "cannot read", exc.strerror or str(exc), "a readable file"))
+        return {}
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
@@ -231,6 +242,14 @@ def _read_mapping(path: Path, problems: list[Problem]) -> dict[str, Any]:
         problems.append(Problem(path.name, "(top level)", "wrong type", _show(data), "a mapping"))
         return {}
     return data
+
+
+def _lists_as_tuples(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _lists_as_tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_lists_as_tuples(v) for v in value)
+    return value
 
 
 def _overlay(tree: dict[str, Any], overlay: Mapping[str, Any], prefix: tuple[str, ...],

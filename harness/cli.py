@@ -1,8 +1,10 @@
 """`gameday`: the harness's command line.
 
     gameday run [PATHS ...] [-m EXPR] [--report DIR] [-- PYTEST ARGS ...]
-        Run scenarios (and any tests) with pytest in-process; evidence.jsonl and junit.xml go to
-        DIR (default reports/latest); the results table ends the output; the exit code is pytest's.
+        Run scenarios (and any tests) with pytest in-process. Each run writes a new sealed evidence
+        set DIR/runs/<utc>-<commit>/ (evidence.jsonl, junit.xml, results.txt, manifest.json, net/)
+        and, when it completes, points DIR/latest at it (default DIR: reports); the results table
+        ends the output; the exit code is pytest's (harness/evidence.py, harness/pytest_evidence.py).
     gameday drill --random N --seed S [--profile futures|pets|both] [--bars B] [--out DIR]
         Randomized fault schedules (hypothesis) run in sim mode against the real bot, checked
         against invariants; failures are shrunk and written as scenario files (harness.drill).
@@ -26,8 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_REPORT_DIR = "reports/latest"
-RUN_OUTPUTS = ("evidence.jsonl", "junit.xml", "manifest.json", "net")
+DEFAULT_REPORT_DIR = "reports"
 
 
 def project_root() -> Path:
@@ -54,14 +55,13 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="only scenarios whose tags match EXPR, e.g. gate, 'gate and not net'")
     p.add_argument("-k", dest="keyword", metavar="EXPR", default=None, help="only scenario ids matching EXPR")
     p.add_argument("--report", metavar="DIR", default=DEFAULT_REPORT_DIR,
-                   help=f"where evidence.jsonl and junit.xml are written (default {DEFAULT_REPORT_DIR})")
+                   help=f"reports root: the run's evidence set goes to DIR/runs/<utc>-<commit>/ and DIR/latest "
+                        f"points at it when the run completed (default {DEFAULT_REPORT_DIR})")
     p.set_defaults(pytest_args=[])
 
 
 def pytest_argv(args: argparse.Namespace) -> list[str]:
-    report = Path(args.report)
-    argv = [*(args.paths or default_paths()), "--gameday-evidence", str(report),
-            "--junitxml", str(report / "junit.xml")]
+    argv = [*(args.paths or default_paths()), "--gameday-report", str(args.report)]
     if args.markexpr:
         argv += ["-m", args.markexpr]
     if args.keyword:
@@ -70,25 +70,10 @@ def pytest_argv(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """One run, one evidence set: the report directory is emptied first (evidence from an older
-    commit must not pass for this one), and sealed with a manifest of digests at the end."""
-    import shutil
-
+    """pytest in-process; the gameday plugin makes, seals and points at the evidence set."""
     import pytest
 
-    from harness.evidence import write_manifest
-
-    report = Path(args.report)
-    report.mkdir(parents=True, exist_ok=True)
-    for name in RUN_OUTPUTS:  # only what a run writes: never a user's other files
-        old = report / name
-        if old.is_dir():
-            shutil.rmtree(old)
-        else:
-            old.unlink(missing_ok=True)
-    code = int(pytest.main(pytest_argv(args)))
-    print(f"manifest: {write_manifest(report)}")
-    return code
+    return int(pytest.main(pytest_argv(args)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,10 +6,19 @@
   traceback. Policy-derived params are resolved at collection (the policy comes from
   `policy_provider`, replaceable by the caller), so an unknown policy path is a collection
   error too.
+- What "looks like a scenario" (so a mistake is an error, never a silent skip): a `.yaml`,
+  `.yml` or `.json` file under a collected path that is empty, or whose top level is a mapping
+  with a `scenario` key (or a near spelling of it: `scenaro`, `Scenario`), an `expect` key, or a
+  `steps` list of mappings with `fault:` (harness.scenario.scenario_signs). A YAML one is loaded
+  (every problem a `file:line` collection error); a JSON one is a collection error saying to
+  write it as YAML. Any other YAML/JSON (fixtures, configs, workflows) is not collected.
 - Running an item looks up `RUNNERS[scenario.mode]` (callable(scenario, RunContext) ->
-  RunRecord), judges the record (harness.expect), appends evidence (harness.evidence) to
-  `--gameday-evidence DIR` (default reports/latest), and attaches each SLA to the JUnit XML
-  through `item.user_properties`.
+  RunRecord), checks every event the bot emitted against the schema (bot/core/events.py; a
+  violation makes the run an ERROR: the judge cannot trust words it does not know), judges the
+  record (harness.expect), appends evidence to the session's set (harness.pytest_evidence), and
+  attaches each SLA to the JUnit XML through `item.user_properties`. A skipped scenario (a
+  missing service, a skip marker) gets an evidence record too: verdict `skipped`, the reason as
+  its message.
 
 Error vs failure: the scenario is run and judged in the item's *setup* phase. A verdict of
 `error` (no runner for the mode, a fault that could not be injected, the runner raising) is
@@ -22,29 +31,31 @@ hooks: pytest_runtest_makereport replaces the setup report's text with the judge
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.core.events import event_problems
 from harness.evidence import append_evidence, build_evidence, utc_now
 from harness.expect import ExpectationResult, Judgement, RunRecord, judge
+from harness.pytest_evidence import ms_text, session_evidence
 from harness.scenario import (
     PolicyLookup,
     Scenario,
     ScenarioError,
-    is_scenario_file,
     known_profiles,
     load_checklist_ids,
     load_scenario,
     resolve_all,
+    scenario_signs,
 )
-
-DEFAULT_EVIDENCE_DIR = "reports/latest"
 
 
 @dataclass
@@ -57,7 +68,7 @@ class PolicyBundle:
     policy: Any = None
 
 
-def default_policy_provider(profile: str, config_dir: Path | None) -> PolicyBundle:
+def default_policy_provider(profile: str, config_dir: Path) -> PolicyBundle:
     """The project's policy for `profile` (bot.config.load_policy); raises on bad config."""
     from bot.config import load_policy
     from bot.core.policy import policy_value
@@ -71,7 +82,7 @@ def default_policy_provider(profile: str, config_dir: Path | None) -> PolicyBund
 
 
 # Replaceable hooks: the caller (the runner package, tests) may assign these.
-policy_provider: Callable[[str, Path | None], PolicyBundle] = default_policy_provider
+policy_provider: Callable[[str, Path], PolicyBundle] = default_policy_provider
 
 
 @dataclass
@@ -81,9 +92,10 @@ class RunContext:
     pytest_config: pytest.Config
     params: dict[str, dict[str, Any]]  # step id -> resolved params (harness.scenario.resolve_params)
     policy: PolicyBundle
-    evidence_dir: Path
+    evidence_dir: Path  # the session's evidence set (harness.pytest_evidence)
     time_scale: float  # the scale to apply: scenario.time_scale in net mode, 1.0 in sim
     extras: dict[str, Any] = field(default_factory=dict)
+    config_dir: Path | None = None  # where profiles and policy came from (the bot process needs it)
 
 
 Runner = Callable[[Scenario, RunContext], RunRecord]
@@ -102,23 +114,8 @@ class ScenarioErrored(Exception):
         self.cause = cause
 
 
-@dataclass(frozen=True)
-class ScenarioSummary:
-    scenario: str
-    nodeid: str
-    verdict: str
-    expectations: tuple[ExpectationResult, ...]
-    duration_s: float
-
-
-RESULTS_KEY = pytest.StashKey[list[ScenarioSummary]]()
 _SEEN_IDS_KEY = pytest.StashKey[dict[str, str]]()
 _POLICY_CACHE_KEY = pytest.StashKey[dict[tuple[str, str], PolicyBundle | Exception]]()
-
-
-def results(config: pytest.Config) -> list[ScenarioSummary]:
-    """The scenario results of this session so far (what `gameday run` prints at the end)."""
-    return config.stash.setdefault(RESULTS_KEY, [])
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,83 +125,44 @@ def results(config: pytest.Config) -> list[ScenarioSummary]:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gameday", "gameday scenarios")
-    group.addoption("--gameday-evidence", metavar="DIR", default=DEFAULT_EVIDENCE_DIR,
-                    help=f"directory evidence.jsonl is appended to (default: {DEFAULT_EVIDENCE_DIR})")
     group.addoption("--gameday-config", metavar="DIR", default=None,
                     help="config directory (profiles/, checklist.yaml, policy files); "
-                         "default: the project's config/")
+                         "default: $GAMEDAY_CONFIG_DIR, else the project's config/")
 
 
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
-    if file_path.suffix in (".yaml", ".yml") and is_scenario_file(file_path):
-        return ScenarioFile.from_parent(parent, path=file_path)
-    return None
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.File | None:
+    signs = scenario_signs(file_path)
+    if signs is None:
+        return None
+    if file_path.suffix == ".json":
+        return MisfiledScenario.from_parent(parent, path=file_path, signs=signs)
+    return ScenarioFile.from_parent(parent, path=file_path)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """pytest formats setup-phase exceptions itself (not through item.repr_failure); show the
-    judge's message for a ScenarioErrored there too, instead of a traceback."""
+    judge's message for a ScenarioErrored there too, instead of a traceback. A scenario skipped
+    before or while it ran gets its evidence record here, with the reason."""
     report = yield
     excinfo = call.excinfo
-    if isinstance(item, ScenarioItem) and excinfo is not None and isinstance(
-            excinfo.value, ScenarioErrored):
+    if not isinstance(item, ScenarioItem):
+        return report
+    if excinfo is not None and isinstance(excinfo.value, ScenarioErrored):
         report.longrepr = item.repr_failure(excinfo)
+    if report.skipped and call.when == "setup" and not item.recorded:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        item.record_skip(reason.removeprefix("Skipped: "))
     return report
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    rows = config.stash.get(RESULTS_KEY, [])
-    if not rows:
-        return
-    tr = terminalreporter
-    tr.write_sep("=", f"gameday: {len(rows)} scenario{'s' if len(rows) != 1 else ''}")
-    for line in summary_lines(rows):
-        tr.write_line(line)
-    tr.write_line(f"evidence: {evidence_dir(config) / 'evidence.jsonl'}")
+def config_dir(config: pytest.Config) -> Path:
+    """--gameday-config, else $GAMEDAY_CONFIG_DIR, else the project's config/ (as the bot decides)."""
+    from bot.config import config_dir as bot_config_dir
 
-
-def summary_lines(rows: list[ScenarioSummary]) -> list[str]:
-    """A compact table: scenario, verdict, then each expectation with observed / SLA."""
-    width = min(48, max(len(r.scenario) for r in rows))
-    cells = [_observed_sla(e) for r in rows for e in r.expectations]
-    cell = max([len("observed / sla"), *map(len, cells)])
-    lines = [f"{'scenario':<{width}}  {'verdict':<7}  {'observed / sla':<{cell}}  expectation"]
-    for row in rows:
-        head = f"{row.scenario:<{width}}  {row.verdict.upper():<7}"
-        if not row.expectations:
-            lines.append(head.rstrip())
-            continue
-        for i, exp in enumerate(row.expectations):
-            prefix = head if i == 0 else " " * len(head)
-            mark = "" if exp.verdict == "pass" else f"  [{exp.verdict}]"
-            lines.append(f"{prefix}  {_observed_sla(exp):<{cell}}  {exp.text}{mark}")
-    return lines
-
-
-def _ms(value: int | None) -> str:
-    return "-" if value is None else f"{value}ms"
-
-
-def _observed_sla(exp: ExpectationResult) -> str:
-    if exp.kind == "never":
-        return "held" if exp.verdict == "pass" else f"breach@{_ms(exp.observed_ms)}"
-    if exp.kind == "final":
-        return exp.verdict
-    if exp.observed_ms is None and exp.verdict == "fail":
-        return f"never / {_ms(exp.sla_ms)}"
-    return f"{_ms(exp.observed_ms)} / {_ms(exp.sla_ms)}"
-
-
-def evidence_dir(config: pytest.Config) -> Path:
-    raw = Path(config.getoption("gameday_evidence", DEFAULT_EVIDENCE_DIR) or DEFAULT_EVIDENCE_DIR)
-    return raw if raw.is_absolute() else config.invocation_params.dir / raw
-
-
-def config_dir(config: pytest.Config) -> Path | None:
     raw = config.getoption("gameday_config", None)
     if not raw:
-        return None
+        return bot_config_dir()
     path = Path(raw)
     return path if path.is_absolute() else config.invocation_params.dir / path
 
@@ -244,6 +202,22 @@ class ScenarioFile(pytest.File):
                                        policy=bundle)
 
 
+class MisfiledScenario(pytest.File):
+    """A JSON file that looks like a scenario: scenarios are YAML files (one format, one loader
+    with line numbers), so this is a collection error saying how to fix it, never a silent skip."""
+
+    def __init__(self, *, signs: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.signs = signs
+
+    def collect(self) -> Iterator[pytest.Item]:
+        display = _display(self.path, self.config)
+        raise self.CollectError(
+            f"{display}:1: looks like a scenario ({self.signs}) but scenarios are YAML files: rename it to "
+            f"{self.path.with_suffix('.yaml').name} (JSON is valid YAML: the content can stay); if it is "
+            "not a scenario, move it out of the collected paths")
+
+
 def _display(path: Path, config: pytest.Config) -> str:
     for base in (config.rootpath, config.invocation_params.dir):
         try:
@@ -257,7 +231,7 @@ class _PolicyUnavailable(Exception):
     pass
 
 
-def _policy(config: pytest.Config, scenario: Scenario, cfg_dir: Path | None,
+def _policy(config: pytest.Config, scenario: Scenario, cfg_dir: Path,
             display: str) -> PolicyBundle:
     cache = config.stash.setdefault(_POLICY_CACHE_KEY, {})
     key = (scenario.profile, str(cfg_dir))
@@ -283,6 +257,8 @@ class ScenarioItem(pytest.Item):
         self.policy = policy
         self.judgement: Judgement | None = None
         self.record: RunRecord | None = None
+        self.recorded = False  # its evidence record is written
+        self.started: tuple[datetime, float] | None = None  # (utc, perf_counter) when setup began
         for tag in scenario.tags:
             self.add_marker(tag)
         if scenario.mode == "net" and "net" not in scenario.tags:
@@ -291,7 +267,8 @@ class ScenarioItem(pytest.Item):
     def setup(self) -> None:
         """Run and judge the scenario (see the module doc for why this is the setup phase)."""
         scenario = self.scenario
-        started, t0 = utc_now(), time.perf_counter()
+        evidence = session_evidence(self.config)
+        started, t0 = self.started = utc_now(), time.perf_counter()
         cause: BaseException | None = None
         runner = RUNNERS.get(scenario.mode)
         if runner is None:
@@ -301,31 +278,43 @@ class ScenarioItem(pytest.Item):
                           f"as harness.collect.RUNNERS[{scenario.mode!r}] = callable(scenario, "
                           f"context) -> RunRecord")
         else:
-            context = RunContext(self.config, self.params, self.policy, evidence_dir(self.config),
-                                 scenario.effective_time_scale)
+            context = RunContext(self.config, self.params, self.policy, evidence.path,
+                                 scenario.effective_time_scale, config_dir=config_dir(self.config))
             try:
                 self.record = runner(scenario, context)
+            except pytest.skip.Exception:
+                raise  # recorded by pytest_runtest_makereport, with the reason
             except Exception as exc:
                 cause = exc
                 judgement = _error_judgement(
                     scenario, f"the {scenario.mode} runner raised {type(exc).__name__}: {exc}")
             else:
-                judgement = judge(scenario, self.record)
+                judgement = _unschema(scenario, self.record, judge(scenario, self.record))
         self.judgement = judgement
-        duration = time.perf_counter() - t0
-        evidence = build_evidence(scenario, judgement, self.record,
-                                  config_digest=self.policy.digest, started_at=started,
-                                  duration_s=duration)
-        append_evidence(evidence_dir(self.config), evidence)
+        self._record(judgement, started, time.perf_counter() - t0)
         self.user_properties.append(("gameday:scenario", scenario.id))
         self.user_properties.append(("gameday:verdict", judgement.verdict))
         for exp in judgement.expectations:
             self.user_properties.append((f"sla:{exp.text}",
-                                         f"{_ms(exp.observed_ms)}/{_ms(exp.sla_ms)} {exp.verdict}"))
-        results(self.config).append(ScenarioSummary(scenario.id, self.nodeid, judgement.verdict,
-                                                    judgement.expectations, duration))
+                                         f"{ms_text(exp.observed_ms)}/{ms_text(exp.sla_ms)} {exp.verdict}"))
         if judgement.verdict == "error":
             raise ScenarioErrored(judgement.message, cause)
+
+    def _record(self, judgement: Judgement, started: datetime, duration_s: float) -> None:
+        evidence = session_evidence(self.config)
+        append_evidence(evidence.path, build_evidence(
+            self.scenario, judgement, self.record, config_digest=self.policy.digest, started_at=started,
+            duration_s=duration_s, tree=evidence.tree))
+        self.recorded = True
+
+    def record_skip(self, reason: str) -> None:
+        scenario = self.scenario
+        expectations = tuple(ExpectationResult(e.text, e.kind, "skipped", message=f"not run: {reason}",
+                                               line=e.line) for e in scenario.expect)
+        self.record = None
+        started, t0 = self.started or (utc_now(), time.perf_counter())  # skipped before setup: a marker
+        self._record(Judgement(scenario.id, "skipped", expectations, (), f"skipped: {reason}"), started,
+                     time.perf_counter() - t0)
 
     def runtest(self) -> None:
         assert self.judgement is not None
@@ -347,6 +336,23 @@ class ScenarioItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, self.scenario.line - 1, f"scenario: {self.scenario.id}"
+
+
+def _unschema(scenario: Scenario, record: RunRecord, judgement: Judgement) -> Judgement:
+    """An ERROR when the bot emitted an event the schema does not declare, or a declared one with
+    the wrong fields: the expectations were judged on words whose meaning is not settled."""
+    problems: dict[str, int] = {}
+    for event in record.events:
+        for problem in event_problems(event):
+            problems[problem] = problems.get(problem, 0) + 1
+    if not problems:
+        return judgement
+    shown = [f"  {p} ({n}x)" for p, n in list(problems.items())[:5]]
+    more = [f"  and {len(problems) - 5} more"] if len(problems) > 5 else []
+    message = "\n".join([f"scenario {scenario.id}: ERROR: the bot emitted events that break the event schema "
+                         "(bot/core/events.py): declare the fields there, or fix the emit", *shown, *more,
+                         judgement.message])
+    return dataclasses.replace(judgement, verdict="error", message=message)
 
 
 def _error_judgement(scenario: Scenario, why: str) -> Judgement:

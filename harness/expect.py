@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from typing import Any, Literal
 
 from bot.core.events import Event
-from harness.scenario import Duration, Expectation, Scenario, event_pattern
+from harness.scenario import Duration, Expectation, Match, Scenario, event_pattern
 
-Verdict = Literal["pass", "fail", "error"]
+Verdict = Literal["pass", "fail", "error", "skipped"]  # skipped: not judged (harness.collect)
 _RANK = {"pass": 0, "fail": 1, "error": 2}
 
 
@@ -84,7 +83,7 @@ class ExpectationResult:
     event_ms: int | None = None  # clock time of the matching (or breaching) event
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "sla_ms": self.sla_ms, "observed_ms": self.observed_ms,
+        return {"text": self.text, "kind": self.kind, "sla_ms": self.sla_ms, "observed_ms": self.observed_ms,
                 "verdict": self.verdict, "message": self.message}
 
 
@@ -105,25 +104,27 @@ def worst(verdicts: Sequence[Verdict]) -> Verdict:
     return max(verdicts, key=_RANK.__getitem__, default="pass")
 
 
-def event_matches(event: Event, name: str, match: Mapping[str, Any]) -> bool:
+def match_outcome(event: Event, name: str, match: Match) -> bool | None:
+    """True / False: `event` matches or not. None: undecidable - an event of that name lacks a
+    field the match tests (an optional field), or an ordering comparison met null."""
     if event.name != name:
         return False
-    for key, wanted in match.items():
+    undecided = False
+    for key, conditions in match.items():
         if key not in event.fields:
-            return False
-        got = event.fields[key]
-        options = wanted if isinstance(wanted, list | tuple) else [wanted]
-        if not any(_equal(got, option) for option in options):
-            return False
-    return True
+            undecided = True
+            continue
+        for condition in conditions:
+            passed = condition.test(event.fields[key])
+            if passed is False:
+                return False
+            undecided = undecided or passed is None
+    return None if undecided else True
 
 
-def _equal(got: Any, wanted: Any) -> bool:
-    if isinstance(got, Enum):
-        got = got.value
-    if isinstance(wanted, bool) or isinstance(got, bool):
-        return isinstance(got, bool) and isinstance(wanted, bool) and got is wanted
-    return bool(got == wanted)
+def event_matches(event: Event, name: str, match: Match) -> bool:
+    """A match beyond doubt (an undecidable one is not a match)."""
+    return match_outcome(event, name, match) is True
 
 
 def describe_event(event: Event) -> str:
@@ -205,8 +206,16 @@ def _judge_one(scenario: Scenario, record: RunRecord, exp: Expectation, broken: 
             assert until is not None
             end = first_index(record, until)
         for event in events[window.index:end]:
-            if event.ts_ms >= window.injected and event_matches(event, exp.event, exp.match):
-                since = event.ts_ms - window.injected
+            if event.ts_ms < window.injected:
+                continue
+            outcome = match_outcome(event, exp.event, exp.match)
+            since = event.ts_ms - window.injected
+            if outcome is None:
+                return ExpectationResult(
+                    text, "never", "error", None, since,
+                    f"{where}: {text}: cannot judge {describe_event(event)}: {_undecided(event, exp.match)}",
+                    exp.line, event.ts_ms)
+            if outcome:
                 origin = f"after {exp.after} was injected" if exp.after else "after the start"
                 return ExpectationResult(
                     text, "never", "fail", None, since,
@@ -239,6 +248,14 @@ def _judge_one(scenario: Scenario, record: RunRecord, exp: Expectation, broken: 
         exp.line)
 
 
+def _undecided(event: Event, match: Match) -> str:
+    missing = [k for k in match if k not in event.fields]
+    if missing:
+        return (f"it carries no {', '.join(missing)} (optional in bot/core/events.py), so whether it "
+                "matches is unknown")
+    return "an ordering comparison met a null or non-finite value, so whether it matches is unknown"
+
+
 def _origin(exp: Expectation, window: _Window) -> str:
     if not exp.after:
         return f"the start ({window.injected} ms)"
@@ -268,8 +285,6 @@ def _judge_final(scenario: Scenario, record: RunRecord, key: str, wanted: str) -
                                          f"in the end state (got {dict(record.end_state)})",
                                  line=scenario.final.line)
     got = record.end_state[key]
-    if isinstance(got, Enum):
-        got = got.value
     if got == wanted:
         return ExpectationResult(text, "final", "pass", message=f"{key} is {got}",
                                  line=scenario.final.line)

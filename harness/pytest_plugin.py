@@ -6,14 +6,19 @@ import pytest
 
 import harness.pytest_services as _services
 from harness import collect as _collect
+from harness import pytest_evidence as _evidence
 from harness import runner as _runner  # noqa: F401  (registers RUNNERS["sim"])
 from harness.net import runner as _net_runner  # noqa: F401 - registers RUNNERS["net"]
 
-# Scenario collection, running, evidence and the end-of-session table (harness/collect.py).
-pytest_addoption = _collect.pytest_addoption
+# Scenario collection and running (harness/collect.py); the session's evidence set, its table
+# and its seal (harness/pytest_evidence.py, a per-session plugin object registered at configure).
 pytest_collect_file = _collect.pytest_collect_file
 pytest_runtest_makereport = _collect.pytest_runtest_makereport
-pytest_terminal_summary = _collect.pytest_terminal_summary
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    _collect.pytest_addoption(parser)
+    _evidence.add_options(parser)
 
 MARKERS = {
     "gate": "runs on every merge: fast, deterministic controls checks",
@@ -23,7 +28,9 @@ MARKERS = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # the evidence set exists before junitxml reads --junitxml
 def pytest_configure(config: pytest.Config) -> None:
+    _evidence.configure(config)
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     # Service fixtures (gameday_redis, gameday_toxiproxy, toxiproxy_clean) for scenarios and tests.

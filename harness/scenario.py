@@ -15,6 +15,7 @@ import difflib
 import functools
 import math
 import re
+import signal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, Literal
 
 import yaml
 
-from bot.core.events import EVENT_NAMES
+from bot.core.events import EVENT_NAMES, EVENTS, FieldSpec
 
 # --------------------------------------------------------------------------------------------
 # Errors
@@ -229,10 +230,12 @@ def policy_unit(path: str) -> DurationUnit | None:
 # The fault catalog: ONE table read by the loader, the fault implementations, drills and docs
 # --------------------------------------------------------------------------------------------
 
-ParamType = Literal["number", "int", "ms", "duration", "offset", "enum", "str", "flags"]
+ParamType = Literal["number", "int", "ms", "duration", "offset", "enum", "str", "flags", "signal"]
 # number: float; int: integer; ms: a latency in milliseconds (float); duration: a Duration
 # (resolved to int ms); offset: a signed Duration (int ms); enum: one of `choices`;
-# str: free text; flags: a list of strings. number/int/ms/duration/offset accept a PolicyRef.
+# str: free text; flags: a list of strings; signal: a signal as kill(1) names it (KILL, SIGKILL,
+# kill, 9), kept as its canonical name (SIGKILL), one of `choices`. number/int/ms/duration/offset
+# accept a PolicyRef.
 # Time-like types (ms, duration, offset) are multiplied by the time scale in net mode.
 TIME_TYPES: frozenset[str] = frozenset({"ms", "duration", "offset"})
 NUMERIC_TYPES: frozenset[str] = frozenset({"number", "int"}) | TIME_TYPES
@@ -253,6 +256,8 @@ class ParamSpec:
     def describe(self) -> str:
         if self.type == "enum":
             return "|".join(self.choices)
+        if self.type == "signal":
+            return "a signal as kill(1) names it (KILL, SIGKILL, kill, 9): " + "|".join(self.choices)
         bounds = []
         if self.gt is not None:
             bounds.append(f"> {self.gt:g}")
@@ -339,7 +344,7 @@ FAULTS: Mapping[str, FaultSpec] = {f.kind: f for f in (
            flags=_P("flags", doc="permission names, e.g. withdraw, trade")),
     # process
     _fault("bot_crash", "process", "n", "the bot process dies",
-           signal=_P("enum", required=False, default="SIGKILL",
+           signal=_P("signal", required=False, default="SIGKILL",
                      choices=("SIGKILL", "SIGTERM", "SIGINT"))),
     _fault("restart", "process", "sn", "the bot restarts and reconciles"),
     _fault("redis_outage", "process", "n", "the Redis state store goes away", duration=_DUR),
@@ -382,8 +387,49 @@ FINAL_VALUES: Mapping[str, tuple[str, ...]] = {
 _SCENARIO_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _STEP_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
-MatchValue = Any  # a scalar, or a list of scalars meaning any-of
+# `match:` operators besides plain equality (a plain value): ordering comparisons apply to
+# int / number fields; `in` takes a non-empty list of values of the field's type (any-of).
+MATCH_OPS: Mapping[str, str] = {"ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "="}
+ORDERING_OPS = frozenset({"lt", "le", "gt", "ge"})
+_OP_SPELLINGS = {"lte": "le", "gte": "ge", "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "!=": "ne",
+                 "neq": "ne", "not": "ne", "one_of": "in", "any": "in"}
 
+
+@dataclass(frozen=True)
+class Condition:
+    """One test on one event field: `op` is "eq" (a plain value) or a key of MATCH_OPS; for
+    "in", `value` is a tuple of values."""
+
+    op: str
+    value: Any
+
+    def test(self, got: Any) -> bool | None:
+        """Whether the field's value `got` passes; None when that cannot be decided (an ordering
+        comparison on null or a non-finite number)."""
+        if self.op in ORDERING_OPS:
+            if isinstance(got, bool) or not isinstance(got, int | float) or not math.isfinite(got):
+                return None
+            return bool({"lt": got < self.value, "le": got <= self.value, "gt": got > self.value,
+                         "ge": got >= self.value}[self.op])
+        if self.op == "in":
+            return any(same_value(got, v) for v in self.value)
+        equal = same_value(got, self.value)
+        return not equal if self.op == "ne" else equal
+
+    def text(self, name: str) -> str:
+        if self.op == "in":
+            return f"{name}=" + "|".join(_value_text(v) for v in self.value)
+        return f"{name}{MATCH_OPS.get(self.op, '=')}{_value_text(self.value)}"
+
+
+def same_value(got: Any, wanted: Any) -> bool:
+    """Equality as the judge means it: a bool equals only a bool (0 is not false)."""
+    if isinstance(wanted, bool) or isinstance(got, bool):
+        return isinstance(got, bool) and isinstance(wanted, bool) and got is wanted
+    return bool(got == wanted)
+
+
+Match = Mapping[str, tuple[Condition, ...]]  # field -> conditions, all of which must pass
 
 @dataclass(frozen=True)
 class Market:
@@ -434,7 +480,7 @@ class Step:
 class Expectation:
     kind: Literal["event", "never"]
     event: str
-    match: Mapping[str, MatchValue] = field(default_factory=dict)
+    match: Match = field(default_factory=dict)
     after: str | None = None
     within: Duration | None = None
     until: str | None = None
@@ -458,16 +504,14 @@ class Expectation:
         return " ".join(parts)
 
 
-def event_pattern(name: str, match: Mapping[str, Any]) -> str:
-    """`breaker.tripped{breaker=drawdown}`; a list (any-of) shows as `a|b`."""
+def event_pattern(name: str, match: Match) -> str:
+    """`breaker.tripped{breaker=drawdown}`, `order.placed{qty_pct<=15}`; `in` shows as `a|b`."""
     if not match:
         return name
-    return name + "{" + ",".join(f"{k}={_match_text(v)}" for k, v in match.items()) + "}"
+    return name + "{" + ",".join(c.text(k) for k, conds in match.items() for c in conds) + "}"
 
 
-def _match_text(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return "|".join(_match_text(v) for v in value)
+def _value_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
@@ -534,9 +578,16 @@ _DEFAULT: Any = object()
 
 
 def default_config_dir() -> Path:
+    """$GAMEDAY_CONFIG_DIR, else the project's config/ (the bot's own rule: bot.config.config_dir)."""
+    from bot.config import config_dir
+
+    return config_dir()
+
+
+def project_root() -> Path:
     import harness
 
-    return Path(harness.__file__).resolve().parent.parent / "config"
+    return Path(harness.__file__).resolve().parent.parent
 
 
 def known_profiles(config_dir: Path | None = None) -> frozenset[str]:
@@ -544,20 +595,11 @@ def known_profiles(config_dir: Path | None = None) -> frozenset[str]:
     return frozenset(p.stem for p in directory.glob("*.yaml"))
 
 
-def load_checklist_ids(config_dir: Path | None = None) -> frozenset[str] | None:
-    """Ids in `<config>/checklist.yaml`, or None when there is no checklist (skip validation)."""
-    path = (config_dir or default_config_dir()) / "checklist.yaml"
-    if not path.is_file():
-        return None
-    stat = path.stat()
-    return _read_checklist(str(path), stat.st_mtime_ns, stat.st_size)
+def load_checklist_ids(config_dir: Path | None = None) -> frozenset[str]:
+    """Ids in `<config>/checklist.yaml`; ChecklistError when it is missing or malformed."""
+    from harness.checklist import checklist_ids
 
-
-@functools.lru_cache(maxsize=8)
-def _read_checklist(path: str, _mtime: int, _size: int) -> frozenset[str]:
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    items = data.get("items", []) if isinstance(data, dict) else []
-    return frozenset(str(i["id"]) for i in items if isinstance(i, dict) and "id" in i)
+    return checklist_ids(config_dir)
 
 
 def covers_ok(cid: str, known: Iterable[str]) -> bool:
@@ -566,20 +608,51 @@ def covers_ok(cid: str, known: Iterable[str]) -> bool:
     return cid in known or any(cid.startswith(k + ".") for k in known)
 
 
-_SCENARIO_LINE_RE = re.compile(r"""^(scenario|'scenario'|"scenario")\s*:""", re.MULTILINE)
+SCENARIO_SUFFIXES = (".yaml", ".yml", ".json")
+_SNIFF_LIMIT = 1 << 20  # a larger file is data, not a scenario
+_SCENARIO_KEY_RE = re.compile(r"""^["']?scenario["']?\s*:""", re.MULTILINE)
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_TOP_KEY_RE = re.compile(r"""^["']?(scenario|expect|steps)["']?\s*:""", re.MULTILINE)  # YAML: column 0
+_JSON_KEY_RE = re.compile(r"""^\s*"(scenario|expect|steps)"\s*:""", re.MULTILINE)
 
 
-def is_scenario_file(path: str | Path) -> bool:
-    """A .yaml/.yml file with a top-level `scenario:` key (checked textually: a malformed file
-    is still a scenario file, so that its problems are reported rather than skipped)."""
+def scenario_signs(path: str | Path) -> str | None:
+    """Why the file at `path` looks like a scenario, or None when it does not.
+
+    A `.yaml` / `.yml` / `.json` file looks like a scenario when it is empty (or only comments),
+    or its top level is a mapping with a `scenario` key, an `expect` key, or a `steps` list whose
+    items have `fault:`; a file that does not parse looks like one when a line starts with one of
+    those keys. Collection turns each such file into a test or a collection error, never a skip;
+    other YAML / JSON (fixtures, configs, workflows, runbook steps without faults) is left alone.
+    """
     path = Path(path)
-    if path.suffix not in (".yaml", ".yml") or not path.is_file():
-        return False
+    if path.suffix not in SCENARIO_SUFFIXES or not path.is_file():
+        return None
     try:
+        if path.stat().st_size > _SNIFF_LIMIT:
+            return None
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return False
-    return bool(_SCENARIO_LINE_RE.search(text))
+        return None
+    if not "\n".join(line.split("#", 1)[0] for line in text.splitlines()).strip():
+        return "it is empty"
+    if _SCENARIO_KEY_RE.search(text):  # the common case, without parsing
+        return "it has a scenario: key"
+    try:
+        data = yaml.load(text, Loader=_FAST_LOADER)  # JSON parses as YAML too
+    except yaml.YAMLError:
+        found = (_JSON_KEY_RE if path.suffix == ".json" else _TOP_KEY_RE).search(text)
+        return f"it does not parse and has a {found[1]}: key" if found else None
+    if not isinstance(data, dict):
+        return None
+    if "scenario" in data:
+        return "it has a scenario: key"
+    if "expect" in data:
+        return "it has an expect: key"
+    steps = data.get("steps")
+    if isinstance(steps, list) and any(isinstance(s, dict) and "fault" in s for s in steps):
+        return "its steps: have fault:"
+    return None
 
 
 def load_scenario(
@@ -594,8 +667,10 @@ def load_scenario(
 
     profiles: the known profile names (default: stems of `<config>/profiles/*.yaml`);
     None skips the check. checklist_ids: the checklist ids `covers:` must cite (default: ids
-    of `<config>/checklist.yaml`, skipped when that file does not exist); None skips the
-    check. `display_path` is how the file is named in messages (default: `path` as given).
+    of `<config>/checklist.yaml`; a missing one is an error); `covers:` is then required and not
+    empty. None skips both (unit tests of the loader and runners). `config_dir` defaults to
+    $GAMEDAY_CONFIG_DIR, else the project's config/.
+    `display_path` is how the file is named in messages (default: `path` as given).
     """
     path = Path(path)
     file = display_path or str(path)
@@ -603,13 +678,23 @@ def load_scenario(
         profiles = functools.partial(known_profiles, config_dir)
     if checklist_ids is _DEFAULT:
         checklist_ids = functools.partial(load_checklist_ids, config_dir)
+    from harness.checklist import ChecklistError
+
     profile_set = _materialise(profiles)
-    checklist_set = _materialise(checklist_ids)
+    try:
+        checklist_set = _materialise(checklist_ids)
+    except ChecklistError as exc:
+        raise ScenarioError([Problem(file, 1, "covers", f"cannot be checked: {line}")
+                             for line in str(exc).splitlines()]) from None
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError([Problem(file, 1, "", f"cannot read the file: {exc}")]) from None
     data = _parse_yaml(text, file)
+    if data is None:
+        raise ScenarioError([Problem(file, 1, "", "empty file: a scenario needs at least scenario: ID, "
+                                     "covers: [ITEMS] and profile: NAME (docs/scenarios.md); if this is not a "
+                                     "scenario, delete it or move it out of the collected paths")])
     return _Loader(file, path, profile_set, checklist_set).scenario(data)
 
 
@@ -793,6 +878,12 @@ class _Loader:
 
     def covers(self, top: LMap) -> list[str]:
         items = self.string_list(top, "covers", "")
+        if "covers" not in top and self.checklist is not None:
+            self.err(top.line, "(top level)", "missing required key 'covers': a scenario is evidence for "
+                     "checklist items; name them", allowed="covers: [ids of config/checklist.yaml]")
+        if isinstance(top.get("covers"), LList) and not top["covers"]:
+            self.err(top.value_lines["covers"], "covers", "an empty list: a scenario is evidence for checklist "
+                     "items; name them", [], "ids of config/checklist.yaml, e.g. C2.drawdown")
         if self.checklist is not None:
             for cid, line in items:
                 if not covers_ok(cid, self.checklist):
@@ -839,7 +930,7 @@ class _Loader:
         if not isinstance(name, str) or not name:
             self.err(m.value_lines["file"], "market.file", "expected a file path", name)
             return None
-        candidates = [self.path.parent / name, default_config_dir().parent / name]
+        candidates = [self.path.parent / name, project_root() / name]
         for candidate in candidates:
             if candidate.is_file():
                 return candidate
@@ -969,6 +1060,13 @@ class _Loader:
                 self.err(line, key, "unknown value", value, ps.describe())
                 return _MISSING
             return value
+        if ps.type == "signal":
+            name = signal_name(value)
+            if name is None or name not in ps.choices:
+                self.err(line, key, "not a signal" if name is None else f"{name} is not a crash this fault makes",
+                         value, ps.describe())
+                return _MISSING
+            return name
         if ps.type == "str":
             if not isinstance(value, str):
                 self.err(line, key, "expected text", value)
@@ -1066,7 +1164,7 @@ class _Loader:
                 self.err(e.value_lines[kind], f"{key}.{kind}", what, name,
                          _allowed(near) if near else _allowed(sorted(EVENT_NAMES)))
                 ok = False
-            match = self.match(e, key)
+            match = self.match(e, key, name if ok else None)
             refs: dict[str, str | None] = {}
             for ref in ("after", "until"):
                 refs[ref] = None
@@ -1099,31 +1197,102 @@ class _Loader:
                                        line))
         return out
 
-    def match(self, e: LMap, key: str) -> dict[str, Any] | None:
+    def match(self, e: LMap, key: str, event: str | None) -> dict[str, tuple[Condition, ...]] | None:
+        """`match:` against the event's declared fields (bot/core/events.py); `event` is None when
+        the event name is itself wrong (already reported): only the shape is checked then."""
         if "match" not in e:
             return {}
         m = e["match"]
         if not isinstance(m, LMap):
             self.err(e.value_lines["match"], f"{key}.match", "expected a mapping of field: value", m)
             return None
-        out: dict[str, Any] = {}
+        fields = EVENTS[event] if event is not None else None
+        out: dict[str, tuple[Condition, ...]] = {}
+        ok = True
         for k, v in m.items():
+            fkey, line = f"{key}.match.{k}", m.value_lines[k]
             if not isinstance(k, str):
                 self.err(m.key_lines[k], f"{key}.match", "a field name must be text", k)
-                return None
-            if isinstance(v, LList):
-                if not v or any(isinstance(x, LMap | LList) for x in v):
-                    self.err(m.value_lines[k], f"{key}.match.{k}",
-                             "a list means any-of and needs plain values", v)
-                    return None
-                out[k] = list(v)
-            elif isinstance(v, LMap):
-                self.err(m.value_lines[k], f"{key}.match.{k}",
-                         "expected a value or a list of values (any-of)", v)
-                return None
+                ok = False
+                continue
+            spec = None
+            if fields is not None:
+                if k not in fields:
+                    near = _near(k, fields)
+                    what = f"{event} has no field {k!r}" + (f", did you mean {near[0]!r}?" if near else "")
+                    self.err(m.key_lines[k], fkey, what, k,
+                             _allowed(fields) if fields else f"none: {event} carries no fields")
+                    ok = False
+                    continue
+                spec = fields[k]
+                if spec.kind == "object":
+                    self.err(m.key_lines[k], fkey, f"{event}.{k} is a mapping and cannot be matched", k,
+                             _allowed(f for f, s in fields.items() if s.kind != "object"))
+                    ok = False
+                    continue
+            conds = self.conditions(v, line, fkey, spec)
+            if conds is None:
+                ok = False
             else:
-                out[k] = v
-        return out
+                out[k] = conds
+        return out if ok else None
+
+    def conditions(self, v: Any, line: int, key: str, spec: FieldSpec | None) -> tuple[Condition, ...] | None:
+        """A plain value (equality) or a mapping of operators (MATCH_OPS), typed by `spec`."""
+        if isinstance(v, LList):
+            self.err(line, key, "a list is not a field value; for any-of write {in: [...]}", v,
+                     "a value, or {ne|lt|le|gt|ge: value}, or {in: [values]}")
+            return None
+        if not isinstance(v, LMap):
+            return (Condition("eq", v),) if self.field_value(v, line, key, spec) else None
+        if not v:
+            self.err(line, key, "no operator given", dict(v), _allowed(MATCH_OPS))
+            return None
+        out: list[Condition] = []
+        for op, arg in v.items():
+            okey, oline = f"{key}.{op}", v.value_lines[op]
+            if op not in MATCH_OPS:
+                near = [_OP_SPELLINGS[op]] if op in _OP_SPELLINGS else \
+                    _near(op, MATCH_OPS) if isinstance(op, str) else []
+                what = "unknown operator" + (f", did you mean {near[0]!r}?" if near else "")
+                if op == "eq":
+                    what = "equality is the plain value: write the value itself"
+                self.err(v.key_lines[op], okey, what, op, _allowed(MATCH_OPS))
+                return None
+            if op in ORDERING_OPS:
+                if spec is not None and not spec.orderable:
+                    self.err(v.key_lines[op], okey, f"{op} compares numbers; this field is {spec.describe()}",
+                             op, "ne, in, or a plain value")
+                    return None
+                if isinstance(arg, bool) or not isinstance(arg, int | float) or not math.isfinite(arg):
+                    self.err(oline, okey, "expected a number", arg)
+                    return None
+                out.append(Condition(op, arg))
+            elif op == "in":
+                if not isinstance(arg, LList) or not arg:
+                    self.err(oline, okey, "expected a non-empty list of values", arg)
+                    return None
+                if not all(self.field_value(x, xl, okey, spec) for x, xl in zip(arg, arg.item_lines, strict=True)):
+                    return None
+                out.append(Condition("in", tuple(arg)))
+            else:  # ne
+                if not self.field_value(arg, oline, okey, spec):
+                    return None
+                out.append(Condition(op, arg))
+        return tuple(out)
+
+    def field_value(self, value: Any, line: int, key: str, spec: FieldSpec | None) -> bool:
+        if isinstance(value, LMap | LList):
+            self.err(line, key, "expected a plain value", value)
+            return False
+        if spec is None or spec.accepts(value):
+            return True
+        near = _near(value, spec.choices) if spec.kind == "enum" and isinstance(value, str) else []
+        what = "wrong type" if spec.kind != "enum" or not isinstance(value, str) else "unknown value"
+        if near:
+            what += f", did you mean {near[0]!r}?"
+        self.err(line, key, what, value, spec.describe())
+        return False
 
     def final(self, top: LMap) -> Final | None:
         if "final" not in top:
@@ -1153,6 +1322,25 @@ class _Loader:
 
 def _join(prefix: str, key: Any) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
+
+
+def signal_name(value: Any) -> str | None:
+    """The canonical name (SIGKILL) of a signal spelled as kill(1) accepts it: KILL, SIGKILL, kill,
+    sigkill, 9; None when it names no signal."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        try:
+            return signal.Signals(value).name
+        except ValueError:
+            return None
+    if not isinstance(value, str):
+        return None
+    text = value.strip().upper()
+    if text.isdigit():
+        return signal_name(int(text))
+    name = text if text.startswith("SIG") else "SIG" + text
+    return name if name in signal.Signals.__members__ else None
 
 
 def check_bounds(value: float, ps: ParamSpec) -> str | None:

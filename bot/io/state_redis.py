@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -35,6 +36,18 @@ from bot.io.state import (
     decode_envelope,
     encode_envelope,
 )
+
+
+def _check_database(url: str) -> None:
+    """redis-py reads a non-numeric database (`redis://host:6379/abc`) as database 0: refuse it."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return
+    path = parts.path.lstrip("/")
+    if path and not path.isdigit():
+        # name the database, never the URL: it may carry a password
+        raise StateStoreError(f"redis: bad URL: database {path!r} is not a number "
+                              "(redis://HOST:PORT/N with N = 0, 1, ...)")
 
 
 class RedisStore:
@@ -53,6 +66,7 @@ class RedisStore:
             raise ValueError("retries must be >= 0 and max_update_attempts >= 1")
         self.prefix = prefix
         self.max_update_attempts = max_update_attempts
+        _check_database(url)
         try:
             self._client: redis.Redis = redis.Redis.from_url(
                 url,

@@ -20,8 +20,7 @@ gate files at production thresholds with `GAMEDAY_NET_TIME_SCALE=1`). It multipl
 duration of the scenario (step times, fault durations, `within`) and every time threshold of the
 bot's policy (`python -m bot run --time-scale`); it is recorded in the evidence.
 
-Run artifacts (events.jsonl, bot.log, audit.jsonl) are kept under
-`<evidence dir>/net/<scenario id>/`.
+import tempfile
 
 A scenario with a `disk_full` step on the audit log (target audit or all) runs the bot with its
 audit log (and, for all, its marker file) on a small tmpfs mounted at `<run dir>/disk` before the
@@ -37,6 +36,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ import pytest
 from bot.core.events import Event
 from bot.io.access import add_principal, load_access_config
 from harness.collect import RUNNERS, RunContext
+from harness.evidence import fresh_dir
 from harness.expect import RunRecord, StepTiming
 from harness.net.bot_process import BotProcess, BotProcessError, ControlClient, EventFollower
 from harness.net.faults import NET_FAULTS, FaultNotInjectable, Injected, now_ms, run_cli
@@ -118,6 +119,7 @@ class NetRun:
         self.context = context
         self.scale = scale
         self.run_dir = run_dir
+        self.secret_dir = Path(tempfile.mkdtemp(prefix="gameday-net-secrets-"))  # 0700, outside evidence
         self.symbol = "BTCUSDT"
         self.api_key = "gameday-" + secrets.token_hex(4)
         self.secret = secrets.token_hex(16)
@@ -185,7 +187,7 @@ class NetRun:
         self.stack.admin("keys", {"api_key": self.api_key, "secret": self.secret,
                                   "balance": self.scenario.account.equity})
         self._arrange_position()
-        self.principals = self.run_dir / "principals.yaml"
+        self.principals = self.secret_dir / "principals.yaml"
         access_config = load_access_config()
         for role in access_config.roles:  # one principal per role, tokens stored hashed, 0600
             self.tokens[role] = add_principal(self.principals, access_config, f"gameday-{role.replace('_', '-')}",
@@ -212,6 +214,9 @@ class NetRun:
                if not k.startswith(("GAMEDAY_API", "GAMEDAY_KILL", "GAMEDAY_CONTROL", "GAMEDAY_PRINCIPALS"))}
         env.update({"GAMEDAY_API_KEY": self.api_key, "GAMEDAY_API_SECRET": self.secret, "PYTHONUNBUFFERED": "1",
                     "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
+        config_dir = getattr(self.context, "config_dir", None)
+        if config_dir is not None:
+            env["GAMEDAY_CONFIG_DIR"] = str(config_dir)
         self.bot = BotProcess(argv, env, PROJECT, self.run_dir / "bot.log")
         self.follower.start()
         since = self.follower.count()
@@ -379,6 +384,7 @@ class NetRun:
             self.control.close()
             self.stack.stop()
             self._unmount_disk()
+            shutil.rmtree(self.secret_dir, ignore_errors=True)  # our own temporary directory
 
 
 def run_net(scenario: Scenario, context: RunContext) -> RunRecord:
@@ -387,9 +393,7 @@ def run_net(scenario: Scenario, context: RunContext) -> RunRecord:
     if scale != scenario.time_scale:
         scenario = dataclasses.replace(scenario, time_scale=scale)
         params = resolve_all(scenario, context.policy.lookup)
-    run_dir = Path(context.evidence_dir) / "net" / scenario.id
-    shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = fresh_dir(Path(context.evidence_dir) / "net", scenario.id)
     run = NetRun(scenario, context, scale, run_dir)
     run._at_end = []
     try:

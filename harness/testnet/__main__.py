@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from harness.testnet.server import run_testnet
+from harness.testnet.server import ListenError, run_testnet
 
 
 def _key(value: str) -> tuple[str, str]:
@@ -26,6 +26,16 @@ def _positive(value: str) -> int:
     return n
 
 
+def _port(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0-65535, got {value!r}") from None
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0-65535 (0 = any free port), got {value!r}")
+    return n
+
+
 def _fraction(value: str) -> float:
     try:
         x = float(value)
@@ -41,7 +51,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p = parser or argparse.ArgumentParser(prog="python -m harness.testnet",
                                           description="Local Binance USD-M testnet (REST + WebSocket + admin API).")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8900,
+    p.add_argument("--port", type=_port, default=8900,
                    help="TCP port for REST, WebSocket and admin (default 8900; 0 = any free port)")
     p.add_argument("--seed", type=int, default=0, help="market generator seed (default 0)")
     p.add_argument("--key", action="append", type=_key, default=[], metavar="KEY:SECRET",
@@ -69,11 +79,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.bar_real_ms is not None and args.bar_real_ms < args.tick_ms:
         print(f"error: --bar-real-ms ({args.bar_real_ms}) must be >= --tick-ms ({args.tick_ms})", file=sys.stderr)
         return 2
-    run_testnet(host=args.host, port=args.port, seed=args.seed, keys=args.key, bar_ms=args.bar_ms,
-                bar_real_ms=args.bar_real_ms, tick_ms=args.tick_ms, vol_bps=args.vol_bps,
-                spread_bps=args.spread_bps, maker_fee=args.maker_fee, taker_fee=args.taker_fee,
-                starting_balance=args.balance, weight_limit_1m=args.weight_limit,
-                order_limit_1m=args.order_limit)
+    try:
+        run_testnet(host=args.host, port=args.port, seed=args.seed, keys=args.key, bar_ms=args.bar_ms,
+                    bar_real_ms=args.bar_real_ms, tick_ms=args.tick_ms, vol_bps=args.vol_bps,
+                    spread_bps=args.spread_bps, maker_fee=args.maker_fee, taker_fee=args.taker_fee,
+                    starting_balance=args.balance, weight_limit_1m=args.weight_limit,
+                    order_limit_1m=args.order_limit)
+    except ListenError as exc:
+        print(f"error: {exc} (pick another --port, or 0 for any free port)", file=sys.stderr)
+        return 2
     return 0
 
 

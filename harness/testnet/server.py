@@ -114,6 +114,10 @@ class WsConn:
                 return
 
 
+class ListenError(OSError):
+    """The testnet's address cannot be bound (port in use, not permitted, no such address)."""
+
+
 class TestnetServer:
     """aiohttp application over an Engine: REST, WebSocket, admin API, market ticker."""
 
@@ -146,7 +150,11 @@ class TestnetServer:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((host, port))
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         sock.setblocking(False)
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()

@@ -52,7 +52,7 @@ def _fail(message: str) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from bot.config import ConfigError, load_policy
     from harness.cli import project_root
-    from harness.evidence import git_commit, iso_z, utc_now
+    from harness.evidence import iso_z, reserve_set, tree_state, utc_now
     from harness.testnet.market import REGIMES
     from harness.validate.markets import MarketError, bar_name, parse_bar, shown_path
     from harness.validate.result import document, foreign_files, table, write_set
@@ -85,9 +85,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         markets = build_markets(regimes, candles, args.seed, bar_ms)
     except MarketError as exc:
         return _fail(str(exc))
-    commit = git_commit()
+    tree = tree_state()
     started = utc_now()
-    out = args.out or project_root() / "reports" / "runs" / f"{started.strftime('%Y%m%dT%H%M%SZ')}-{commit[:7]}"
+    out = args.out or reserve_set(project_root() / "reports", tree, started)
     foreign = foreign_files(out)
     if foreign:
         return _fail(f"--out {out}: holds files a validation did not write ({', '.join(foreign[:5])}); "
@@ -119,10 +119,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     command = ["gameday", "validate", "--profile", args.profile, "--markets", *regimes,
                "--candles", *(shown_path(c) for c in candles), "--bars", str(args.bars), "--max-bars", str(max_bars),
                "--bar", args.bar, "--seed", str(args.seed), "--equity", f"{args.equity:g}"]
-    doc = document(profile=args.profile, config_digest=loaded.digest, git=commit, started_at=iso_z(started),
+    doc = document(profile=args.profile, config_digest=loaded.digest, git=tree.commit, started_at=iso_z(started),
                    duration_s=wall, cpu_s=cpu, command=shlex.join(command), runs=runs,
                    thresholds=policy.validation, execution=execution, plan=plan.describe())
-    path = write_set(out, doc, runs)
+    path = write_set(out, doc, runs, tree)
     print("\n".join(table(doc)))
     print(f"evidence: {path} (sealed by {path.parent / 'manifest.json'})")
     return 0 if doc["verdict"] == "pass" else 1

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bot.core.policy import Validation
-from harness.evidence import write_manifest
+from harness.evidence import TreeState, write_manifest
 from harness.validate.metrics import DAY_MS, bar_returns, max_drawdown_pct, sharpe, trade_stats
 
 SCHEMA = "gameday.validation/v1"
@@ -200,7 +200,7 @@ def foreign_files(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)
 
 
-def write_set(out: Path, doc: Mapping[str, Any], runs: Sequence[MarketRun]) -> Path:
+def write_set(out: Path, doc: Mapping[str, Any], runs: Sequence[MarketRun], tree: TreeState) -> Path:
     """validation.json, per-market equity and trade CSVs, then manifest.json over all of them."""
     import shutil
 
@@ -228,7 +228,7 @@ def write_set(out: Path, doc: Mapping[str, Any], runs: Sequence[MarketRun]) -> P
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())
-    write_manifest(out, git=str(doc["git_commit"]))
+    write_manifest(out, tree, complete=True, exit_status=0 if doc["verdict"] == "pass" else 1)
     return path
 
 

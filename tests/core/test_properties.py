@@ -23,7 +23,7 @@ from bot.core.breakers.base import (
 )
 from bot.core.breakers.board import BoardStatus, BreakerBoard
 from bot.core.clock import VirtualClock
-from bot.core.events import EventBus
+from bot.core.events import CHECKS, EventBus
 from bot.core.killswitch import KillStatus
 from bot.core.risk import GateContext, OrderIntent, RiskGate
 
@@ -138,13 +138,14 @@ def test_real_board_never_blocks_exits_and_blocks_entries_when_stopped(
 
 
 class FixedFactor(Breaker):
-    """A test breaker that applies a given size factor on the first trade it sees."""
+    """A test breaker that applies a given size factor on the first trade it sees (named in the
+    event schema's vocabulary, as every breaker's events must be: bot/core/events.py)."""
 
-    name = "test"
+    name = "consecutive_losses"
     inputs: tuple[type, ...] = (TradeClosed,)
 
     def __init__(self, index: int, factor: float) -> None:
-        self.check = f"f{index}"
+        self.check = CHECKS[index]
         super().__init__(1.0)
         self.factor = factor
 

@@ -6,6 +6,7 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import hypothesis  # noqa: F401 - see pytest_configure
 import pytest
 
 
@@ -15,6 +16,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # registered here still gets its options (pytest_addoption is a historic hook).
     if not config.pluginmanager.has_plugin("pytester"):
         config.pluginmanager.import_plugin("pytester")
+    # pytester's in-process runs drop the modules first imported during a run; hypothesis is one
+    # (its pytest plugin imports it at the end of every session): imported here, once, it stays.
 
 WriteScenario = Callable[[str, str], Path]
 

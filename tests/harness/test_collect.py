@@ -3,50 +3,17 @@ collection, the judge's wiring, evidence and reporting, not the bot."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
-import textwrap
 import xml.etree.ElementTree as ET
 
 import pytest
+import yaml
+from collect_support import BAR, GOOD, PLACED, POLICY_TREE, T_DD, TRIPPED, register, run, write
 
 import harness.collect as collect
-from bot.core.events import Event
 from harness.collect import PolicyBundle
-from harness.expect import RunRecord, StepTiming
 from harness.scenario import dict_lookup
-
-BAR = 300_000
-T_DD = 120 * BAR
-
-GOOD = """
-scenario: dd-halts
-covers: [C2.drawdown]
-tags: [gate]
-mode: sim
-profile: futures
-seed: 7
-market: {bars: 400}
-steps:
-  - id: dd
-    at: 120 bars
-    fault: drawdown
-    params:
-      depth_pct: {policy: circuit_breakers.drawdown.threshold_pct, plus: 0.5}
-  - id: resume
-    at: 300 bars
-    fault: manual_resume
-expect:
-  - event: breaker.tripped
-    match: {breaker: drawdown}
-    after: dd
-    within: 1 bar
-  - never: order.placed
-    match: {reduce_only: false}
-    after: dd
-    until: resume
-"""
-
-POLICY_TREE = {"circuit_breakers": {"drawdown": {"threshold_pct": 3.0}}}
 
 
 @pytest.fixture(autouse=True)
@@ -57,56 +24,37 @@ def fakes(monkeypatch):
     monkeypatch.setattr(collect, "RUNNERS", {})
 
 
-def register(monkeypatch, events, *, dd_error=None, calls=None):
-    def runner(scenario, context):
-        if calls is not None:
-            calls.append((scenario.id, context.params))
-        steps = [StepTiming("dd", "drawdown", context.params["dd"], T_DD, None, dd_error),
-                 StepTiming("resume", "manual_resume", {}, 300 * BAR)]
-        return RunRecord([Event(n, t, f) for n, t, f in events], steps, bar_ms=BAR,
-                         end_state={"trading": "active"})
-
-    monkeypatch.setitem(collect.RUNNERS, "sim", runner)
-
-
-def write(pytester, name, text):
-    return pytester.makefile(".yaml", **{name: textwrap.dedent(text).lstrip("\n")})
-
-
-def run(pytester, *args):
-    return pytester.runpytest("-p", "no:cacheprovider", *args)
-
 
 # -- collection errors ------------------------------------------------------------------------
 
-HEAD = "scenario: bad\nmode: sim\nprofile: futures\n"
+HEAD = "scenario: bad\nmode: sim\nprofile: futures\ncovers: [C2.drawdown]\n"
 STEP = "steps:\n  - id: dd\n    at: 10 bars\n    fault: restart\n"
 
 
 @pytest.mark.parametrize(("body", "expected"), [
     pytest.param(HEAD + STEP.replace("restart", "restrat"),
-                 "bad.yaml:7: steps[0].fault: unknown fault kind, did you mean 'restart'? (got 'restrat'; "
+                 "bad.yaml:8: steps[0].fault: unknown fault kind, did you mean 'restart'? (got 'restrat'; "
                  "allowed: drawdown, loss_streak", id="unknown-fault"),
     pytest.param(HEAD + STEP + "expect:\n  - event: trading.haltd\n    after: dd\n",
-                 "bad.yaml:9: expect[0].event: unknown event name, did you mean trading.halted", id="unknown-event"),
+                 "bad.yaml:10: expect[0].event: unknown event name, did you mean trading.halted", id="unknown-event"),
     pytest.param(HEAD + STEP.replace("10 bars", "10 bras"),
-                 'bad.yaml:6: steps[0].at: not a duration (got \'10 bras\'; allowed: "N bars", "1 bar", "500ms"',
+                 'bad.yaml:7: steps[0].at: not a duration (got \'10 bras\'; allowed: "N bars", "1 bar", "500ms"',
                  id="bad-duration"),
     pytest.param(HEAD.replace("futures", "spot"),
                  "bad.yaml:3: profile: unknown profile (got 'spot'; allowed: futures, pets", id="unknown-profile"),
     pytest.param(HEAD + STEP + "expect:\n  - event: trading.halted\n    after: crash\n",
-                 "bad.yaml:10: expect[0].after: names no step (got 'crash'; allowed: dd)", id="after-no-step"),
+                 "bad.yaml:11: expect[0].after: names no step (got 'crash'; allowed: dd)", id="after-no-step"),
     pytest.param(HEAD + "steps:\n  - id: dd\n    at: 1 bar\n    fault: restart\n    when: now\n",
-                 "bad.yaml:8: steps[0].when: unknown key (got 'when'; allowed: id, at, fault, params)",
+                 "bad.yaml:9: steps[0].when: unknown key (got 'when'; allowed: id, at, fault, params)",
                  id="unknown-key"),
     pytest.param(HEAD + STEP.replace("restart", "redis_outage\n    params: {duration: 5s}"),
-                 "bad.yaml:7: steps[0].fault: fault 'redis_outage' is not available in mode sim", id="mode"),
-    pytest.param(HEAD + "covers: [C2.drawdown, C9.nothing]\n",
+                 "bad.yaml:8: steps[0].fault: fault 'redis_outage' is not available in mode sim", id="mode"),
+    pytest.param(HEAD.replace("[C2.drawdown]", "[C2.drawdown, C9.nothing]"),
                  "bad.yaml:4: covers: not a checklist id nor a refinement of one (got 'C9.nothing'",
                  id="bad-covers"),
     pytest.param(HEAD + "steps:\n  - id: dd\n    at: 1 bar\n    fault: drawdown\n"
                  "    params: {depth_pct: {policy: circuit_breakers.drawdown.nope, plus: 1}}\n",
-                 "bad.yaml:8: steps.dd.params.depth_pct: unknown policy path (got 'circuit_breakers.drawdown.nope'",
+                 "bad.yaml:9: steps.dd.params.depth_pct: unknown policy path (got 'circuit_breakers.drawdown.nope'",
                  id="unknown-policy-path"),
 ])
 def test_malformed_file_is_a_collection_error_with_file_and_line(pytester, body, expected):
@@ -120,12 +68,69 @@ def test_malformed_file_is_a_collection_error_with_file_and_line(pytester, body,
     assert "good.yaml::dd-halts" in out
 
 
-def test_files_without_a_scenario_key_are_not_collected(pytester):
+def test_yaml_that_is_not_a_scenario_is_not_collected(pytester):
     write(pytester, "other", "items:\n  - id: x\n")
+    write(pytester, "runbook", "steps:\n  - {id: page, do: call the operator}\n")
+    pytester.makefile(".json", payload='{"orders": [{"id": 1}]}')
     write(pytester, "good", GOOD)
     result = run(pytester, "--collect-only", "-q")
     assert result.stdout.lines[0] == "good.yaml::dd-halts"
-    assert "other.yaml" not in result.stdout.str()
+    assert result.ret == 0
+    assert not any(name in result.stdout.str() for name in ("other.yaml", "runbook.yaml", "payload.json"))
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    pytest.param(lambda p: write(p, "typo", GOOD.replace("scenario: dd-halts", "scenaro: dd-halts")),
+                 ["typo.yaml:1: scenaro: unknown key, did you mean 'scenario'?*",
+                  "typo.yaml:1: (top level): missing required key 'scenario'*"], id="scenaro"),
+    pytest.param(lambda p: write(p, "empty", ""),
+                 ["empty.yaml:1: empty file: a scenario needs at least scenario: ID, covers: [[]ITEMS] and profile: "
+                  "NAME (docs/scenarios.md); if this is not a scenario, delete it or move it out of the collected "
+                  "paths"], id="empty"),
+    pytest.param(lambda p: write(p, "comments", "# to do\n"), ["comments.yaml:1: empty file*"], id="comments-only"),
+    pytest.param(lambda p: p.makefile(".json", asjson=json.dumps(yaml.safe_load(GOOD))),
+                 ["asjson.json:1: looks like a scenario (it has a scenario: key) but scenarios are YAML files: "
+                  "rename it to asjson.yaml (JSON is valid YAML: the content can stay); if it is not a scenario, "
+                  "move it out of the collected paths"], id="json"),
+    pytest.param(lambda p: write(p, "nocover", GOOD.replace("covers: [C2.drawdown]", "covers: []")),
+                 ["nocover.yaml:2: covers: an empty list: a scenario is evidence for checklist items; name them "
+                  "(got []; allowed: ids of config/checklist.yaml, e.g. C2.drawdown)"], id="covers-empty"),
+    pytest.param(lambda p: write(p, "nocover", GOOD.replace("covers: [C2.drawdown]\n", "")),
+                 ["nocover.yaml:1: (top level): missing required key 'covers'*"], id="covers-missing"),
+])
+def test_what_looks_like_a_scenario_is_an_error_never_a_silent_skip(pytester, make, expected):
+    make(pytester)
+    result = run(pytester, "--collect-only", "-q")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*" + line for line in expected])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_a_missing_checklist_is_an_error_naming_it_and_the_fix(pytester):
+    config = pytester.mkdir("cfg")
+    (config / "profiles").mkdir()
+    (config / "profiles" / "futures.yaml").write_text("overlay: {}\n")
+    write(pytester, "good", GOOD)
+    result = run(pytester, "--collect-only", "-q", "--gameday-config", "cfg")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*good.yaml:1: covers: cannot be checked: {config}/checklist.yaml: not found: "
+                                 "scenarios' covers: are checked against it; restore config/checklist.yaml, or "
+                                 "point --gameday-config / GAMEDAY_CONFIG_DIR at a config directory that has one"])
+
+
+def test_gameday_config_dir_is_honoured_by_collection(pytester, monkeypatch):
+    """GAMEDAY_CONFIG_DIR picks the profiles and checklist the loader checks against."""
+    config = pytester.mkdir("cfg")
+    (config / "profiles").mkdir()
+    (config / "profiles" / "staging.yaml").write_text("overlay: {}\n")
+    (config / "checklist.yaml").write_text("items:\n  - id: X1.thing\n    verified_by: {none: test}\n")
+    write(pytester, "good", GOOD.replace("profile: futures", "profile: staging").replace("C2.drawdown", "X1.thing"))
+    monkeypatch.setenv("GAMEDAY_CONFIG_DIR", str(config))
+    result = run(pytester, "--collect-only", "-q")
+    assert result.ret == 0 and result.stdout.lines[0] == "good.yaml::dd-halts"
+    monkeypatch.delenv("GAMEDAY_CONFIG_DIR")
+    result = run(pytester, "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*good.yaml:5: profile: unknown profile (got 'staging'*"])
 
 
 def test_duplicate_scenario_ids_are_a_collection_error(pytester):
@@ -150,23 +155,24 @@ def test_tags_are_markers(pytester):
 
 def test_pass_writes_evidence_and_prints_the_table(pytester, monkeypatch):
     calls = []
-    register(monkeypatch, [("breaker.tripped", T_DD + BAR, {"breaker": "drawdown"})], calls=calls)
+    register(monkeypatch, [("breaker.tripped", T_DD + BAR, TRIPPED)], calls=calls)
     write(pytester, "good", GOOD)
-    result = run(pytester, "--gameday-evidence", "out/ev")
+    result = run(pytester, "--gameday-report", "out")
     result.assert_outcomes(passed=1)
     assert calls == [("dd-halts", {"dd": {"depth_pct": 3.5}, "resume": {}})]
     out = result.stdout.str()
     assert "gameday: 1 scenario" in out
-    result.stdout.fnmatch_lines([
+    table = [
         "*dd-halts*PASS*300000ms / 300000ms*breaker.tripped{breaker=drawdown} within 1 bar after dd*",
         "*held*never order.placed{reduce_only=false} after dd until resume*",
-    ])
-    lines = (pytester.path / "out/ev/evidence.jsonl").read_text().splitlines()
+    ]
+    result.stdout.fnmatch_lines(table)
+    lines = (pytester.path / "out/latest/evidence.jsonl").read_text().splitlines()
     assert len(lines) == 1
     evidence = json.loads(lines[0])
     assert list(evidence) == ["schema", "scenario", "covers", "mode", "profile", "seed", "time_scale",
-                              "git_commit", "config_digest", "started_at", "duration_s", "steps",
-                              "expectations", "verdict", "events_count", "message"]
+                              "git_commit", "git_dirty", "git_diff_digest", "config_digest", "started_at",
+                              "duration_s", "steps", "expectations", "verdict", "events_count", "message"]
     assert evidence["schema"] == "gameday.evidence/v1"
     assert (evidence["scenario"], evidence["covers"], evidence["mode"], evidence["profile"]) == \
         ("dd-halts", ["C2.drawdown"], "sim", "futures")
@@ -175,13 +181,31 @@ def test_pass_writes_evidence_and_prints_the_table(pytester, monkeypatch):
     assert evidence["steps"][0] == {"id": "dd", "fault": "drawdown", "params": {"depth_pct": 3.5},
                                     "injected_ms": T_DD, "established_ms": None, "error": None}
     assert evidence["expectations"][0] == {
-        "text": "breaker.tripped{breaker=drawdown} within 1 bar after dd", "sla_ms": BAR,
+        "text": "breaker.tripped{breaker=drawdown} within 1 bar after dd", "kind": "event", "sla_ms": BAR,
         "observed_ms": BAR, "verdict": "pass", "message": "seen 300000 ms after establishment"}
     assert evidence["verdict"] == "pass" and evidence["events_count"] == 1
+    results = (pytester.path / "out/latest/results.txt").read_text().splitlines()
+    assert results[0].split() == ["scenario", "verdict", "observed", "/", "sla", "expectation"]
+    assert fnmatch.fnmatch(results[1], table[0]) and fnmatch.fnmatch(results[2], table[1])
+
+
+def test_events_outside_the_schema_make_the_run_an_error(pytester, monkeypatch):
+    """A judge that meets words it does not know cannot be trusted: the bot's events are checked."""
+    register(monkeypatch, [("breaker.tripped", T_DD + BAR, {**TRIPPED, "levl": "critical"}),
+                           ("order.placed", T_DD + 2 * BAR, {**PLACED, "reduce_only": "false"})])
+    write(pytester, "good", GOOD)
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "*scenario dd-halts: ERROR: the bot emitted events that break the event schema (bot/core/events.py)*",
+        "*breaker.tripped: field 'levl' is not declared*",
+        "*order.placed: field 'reduce_only' is 'false', declared true or false (1x)*",
+    ])
+    assert json.loads((pytester.path / "reports/latest/evidence.jsonl").read_text())["verdict"] == "error"
 
 
 def test_sla_miss_fails_with_the_judges_message(pytester, monkeypatch):
-    register(monkeypatch, [("breaker.tripped", T_DD + 2 * BAR, {"breaker": "drawdown"})])
+    register(monkeypatch, [("breaker.tripped", T_DD + 2 * BAR, TRIPPED)])
     write(pytester, "good", GOOD)
     result = run(pytester)
     result.assert_outcomes(failed=1)
@@ -195,17 +219,18 @@ def test_sla_miss_fails_with_the_judges_message(pytester, monkeypatch):
 
 
 def test_never_breached_fails(pytester, monkeypatch):
-    register(monkeypatch, [("breaker.tripped", T_DD, {"breaker": "drawdown"}),
-                           ("order.placed", T_DD + 5 * BAR, {"reduce_only": False})])
+    register(monkeypatch, [("breaker.tripped", T_DD, TRIPPED),
+                           ("order.placed", T_DD + 5 * BAR, PLACED)])
     write(pytester, "good", GOOD)
     result = run(pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*never order.placed{reduce_only=false} after dd until resume: breached by "
-                                 "order.placed{reduce_only=False} at 37500000 ms, 1500000 ms after dd*"])
+                                 "order.placed{client_id=c1, *reduce_only=False*} at 37500000 ms, "
+                                 "1500000 ms after dd*"])
 
 
 def test_fault_not_injected_is_an_error_not_a_failure(pytester, monkeypatch):
-    register(monkeypatch, [("breaker.tripped", T_DD, {"breaker": "drawdown"})],
+    register(monkeypatch, [("breaker.tripped", T_DD, TRIPPED)],
              dd_error="equity did not reach the depth")
     write(pytester, "good", GOOD)
     result = run(pytester, "--junitxml=junit.xml")
@@ -243,7 +268,7 @@ def test_runner_that_raises_is_an_error_with_its_traceback(pytester, monkeypatch
 
 
 def test_junit_xml_carries_the_sla_figures(pytester, monkeypatch):
-    register(monkeypatch, [("breaker.tripped", T_DD + 7, {"breaker": "drawdown"})])
+    register(monkeypatch, [("breaker.tripped", T_DD + 7, TRIPPED)])
     write(pytester, "good", GOOD)
     result = run(pytester, "--junitxml=junit.xml")
     result.assert_outcomes(passed=1)
@@ -253,13 +278,3 @@ def test_junit_xml_carries_the_sla_figures(pytester, monkeypatch):
     assert props["gameday:verdict"] == "pass"
     assert props["sla:breaker.tripped{breaker=drawdown} within 1 bar after dd"] == "7ms/300000ms pass"
     assert props["sla:never order.placed{reduce_only=false} after dd until resume"] == "-/- pass"
-
-
-def test_results_are_kept_on_the_config_stash(pytester, monkeypatch):
-    register(monkeypatch, [("breaker.tripped", T_DD, {"breaker": "drawdown"})])
-    write(pytester, "good", GOOD)
-    rec = pytester.inline_run("-p", "no:cacheprovider")
-    config = rec.getcalls("pytest_unconfigure")[0].config
-    (row,) = config.stash[collect.RESULTS_KEY]
-    assert (row.scenario, row.verdict) == ("dd-halts", "pass")
-    assert [(e.observed_ms, e.sla_ms) for e in row.expectations] == [(0, BAR), (None, None)]

@@ -250,7 +250,7 @@ def test_a_broken_bot_fails_the_drill_and_the_written_scenario_fails_under_pytes
     assert "never: order.placed" in text and "reduce_only: false" in text
     load_scenario(kill_file)
     pytester.makefile(".yaml", **{kill_file.stem: text})
-    result = pytester.runpytest("-p", "no:cacheprovider", "--gameday-evidence", str(tmp_path / "ev"))
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gameday-report", str(tmp_path / "reports"))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*never order.placed{reduce_only=false} after s*kill-switch*breached*"])
 

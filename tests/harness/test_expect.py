@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.core.events import Event
-from harness.expect import RunRecord, StepTiming, event_matches, judge, worst
+from harness.expect import RunRecord, StepTiming, event_matches, judge, match_outcome, worst
 from harness.scenario import load_scenario
 
 BAR = 300_000
@@ -180,15 +180,70 @@ def test_sim_mode_ignores_time_scale(scenario):
     assert judge(scenario, run).expectations[0].sla_ms == BAR
 
 
-def test_match_semantics():
-    e = Event("breaker.tripped", 0, {"breaker": "drawdown", "level": "critical", "reduce_only": False})
-    assert event_matches(e, "breaker.tripped", {"level": ["warning", "critical"]})
-    assert not event_matches(e, "breaker.tripped", {"level": ["warning"]})
-    assert not event_matches(e, "breaker.tripped", {"action": "halt_trading"})  # field missing
-    assert not event_matches(e, "breaker.reset", {})
-    assert event_matches(e, "breaker.tripped", {"reduce_only": False})
-    assert not event_matches(Event("order.placed", 0, {"reduce_only": 0}), "order.placed",
-                             {"reduce_only": False})
+def conditions(write_scenario, match: str, event: str = "order.placed"):
+    """The parsed `match:` of a one-expectation scenario (the loader's typed conditions)."""
+    text = (f"scenario: m\nprofile: futures\nexpect:\n  - never: {event}\n    match: {match}\n")
+    return load_scenario(write_scenario("m.yaml", text), profiles=None, checklist_ids=None).expect[0].match
+
+
+PLACED = {"client_id": "c1", "side": "buy", "qty": 0.01, "price": None, "reduce_only": False, "code": None,
+          "type": "market", "purpose": "entry", "post_only": False, "qty_pct": 15.0}
+
+
+@pytest.mark.parametrize(("match", "qty_pct", "expected"), [
+    ("{qty_pct: {le: 15}}", 15.0, True),
+    ("{qty_pct: {le: 15}}", 15.01, False),
+    ("{qty_pct: {lt: 15}}", 15.0, False),
+    ("{qty_pct: {gt: 15}}", 15.01, True),
+    ("{qty_pct: {ge: 15}}", 14.99, False),
+    ("{qty_pct: {ne: 15}}", 15.0, False),
+    ("{qty_pct: {ne: 15}}", 14.0, True),
+    ("{qty_pct: {in: [10, 15]}}", 15, True),
+    ("{qty_pct: {in: [10, 15]}}", 12.5, False),
+    ("{qty_pct: {gt: 0, le: 15}}", 15.0, True),
+    ("{qty_pct: {gt: 0, le: 15}}", 0.0, False),
+])
+def test_numeric_comparisons(write_scenario, match, qty_pct, expected):
+    event = Event("order.placed", 0, {**PLACED, "qty_pct": qty_pct})
+    assert event_matches(event, "order.placed", conditions(write_scenario, match)) is expected
+
+
+def test_equality_is_typed_and_in_is_any_of(write_scenario):
+    placed = Event("order.placed", 0, PLACED)
+    assert event_matches(placed, "order.placed", conditions(write_scenario, "{reduce_only: false}"))
+    assert not event_matches(Event("order.placed", 0, {**PLACED, "reduce_only": 0}), "order.placed",
+                             conditions(write_scenario, "{reduce_only: false}"))  # 0 is not false
+    assert event_matches(placed, "order.placed", conditions(write_scenario, "{side: {in: [sell, buy]}}"))
+    assert not event_matches(placed, "order.placed", conditions(write_scenario, "{side: {in: [sell]}}"))
+    assert event_matches(placed, "order.placed", conditions(write_scenario, "{price: null}"))
+    assert not event_matches(placed, "order.filled", conditions(write_scenario, "{side: buy}"))
+
+
+def test_an_optional_field_that_is_absent_is_undecidable(write_scenario):
+    """Not a match for `event` (it cannot count as seen), and an ERROR for `never` (it cannot hold)."""
+    without = Event("order.placed", 0, {k: v for k, v in PLACED.items() if k != "qty_pct"})
+    match = conditions(write_scenario, "{qty_pct: {gt: 15}}")
+    assert match_outcome(without, "order.placed", match) is None
+    assert not event_matches(without, "order.placed", match)
+    nan = Event("order.placed", 0, {**PLACED, "qty_pct": float("nan")})
+    assert match_outcome(nan, "order.placed", match) is None
+
+
+def test_a_never_over_an_absent_field_errors_instead_of_holding(write_scenario):
+    text = SCENARIO.replace("match: {reduce_only: false}", "match: {qty_pct: {gt: 15}}")
+    s = load_scenario(write_scenario("cap.yaml", text), profiles=None, checklist_ids=None)
+    without = {k: v for k, v in PLACED.items() if k != "qty_pct"}
+    j = judge(s, record([(TRIP, T_DD, {"breaker": "drawdown"}), ("order.placed", T_DD + BAR, without)]))
+    never = j.expectations[1]
+    assert never.text == "never order.placed{qty_pct>15} after dd until resume"
+    assert never.verdict == "error" and j.verdict == "error"
+    assert "cannot judge order.placed" in never.message and "carries no qty_pct" in never.message
+    # with the field present the same check judges: above the cap fails, at the cap holds
+    assert judge(s, record([(TRIP, T_DD, {"breaker": "drawdown"}),
+                            ("order.placed", T_DD + BAR, PLACED)])).expectations[1].verdict == "pass"
+    breach = judge(s, record([(TRIP, T_DD, {"breaker": "drawdown"}),
+                              ("order.placed", T_DD + BAR, {**PLACED, "qty_pct": 15.5})]))
+    assert breach.expectations[1].verdict == "fail" and breach.verdict == "fail"
 
 
 def test_worst_verdict():

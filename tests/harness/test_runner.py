@@ -59,7 +59,7 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> Seen:
 def run(tmp_path: Path, text: str, name: str = "s.yaml") -> tuple[SimWorld, RunRecord]:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    scenario = load_scenario(path)
+    scenario = load_scenario(path, checklist_ids=None)  # a runner test: covers are not its subject
     loaded = load_policy(scenario.profile)
     params = resolve_all(scenario, lambda p: policy_value(loaded.policy, p))
     world = SimWorld(scenario, params, loaded.policy, tmp_path / "work")
@@ -128,7 +128,7 @@ def test_a_fault_that_cannot_be_injected_is_an_error(tmp_path: Path) -> None:
     path.write_text(textwrap.dedent(scenario_text("""
         - {id: spike, at: 10 bars, fault: atr_spike, params: {multiple: 3, duration: 2 bars}}
         """)).lstrip("\n"))
-    scenario = load_scenario(path)
+    scenario = load_scenario(path, checklist_ids=None)  # a runner test: covers are not its subject
     loaded = load_policy("futures")
     record = asyncio.run(SimWorld(scenario, resolve_all(scenario, lambda p: policy_value(loaded.policy, p)),
                                   loaded.policy, tmp_path).run())

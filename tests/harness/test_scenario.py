@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from bot.core.events import EVENTS
 from harness.scenario import (
     FAULTS,
     Duration,
     PolicyRef,
     ScenarioError,
     dict_lookup,
-    is_scenario_file,
     load_scenario,
     resolve_all,
     resolve_params,
+    scenario_signs,
 )
 
 PROFILES = {"futures", "pets"}
@@ -52,7 +55,7 @@ steps:
     fault: manual_resume
 expect:
   - event: breaker.tripped
-    match: {breaker: drawdown, level: [critical, emergency]}
+    match: {breaker: drawdown, level: {in: [critical, emergency]}}
     after: dd
     within: 1 bar
   - never: order.placed
@@ -120,6 +123,7 @@ def test_resolve_params_turns_policy_refs_into_numbers(write_scenario):
 def test_times_and_time_units_and_time_scale(write_scenario):
     s = load(write_scenario, """
         scenario: ws-lag
+        covers: [C2.latency]
         mode: net
         profile: futures
         time_scale: 0.1
@@ -165,6 +169,7 @@ def test_policy_value_out_of_range_after_resolution(write_scenario):
 def test_a_time_param_citing_a_policy_needs_a_unit(write_scenario):
     text = """
         scenario: ws-lag
+        covers: [C2.latency]
         mode: sim
         profile: futures
         steps:
@@ -244,6 +249,73 @@ def test_expectation_errors(write_scenario):
     assert "s.yaml:15: expect[3].within: unknown key" in out
 
 
+MATCH_HEAD = ("scenario: x\ncovers: [C2.drawdown]\nprofile: futures\nsteps:\n  - {id: a, at: 1 bar, fault: restart}\n"
+              "expect:\n")
+
+
+@pytest.mark.parametrize(("expectation", "expected"), [
+    pytest.param("  - never: order.placed\n    match: {reduce_onyl: false}\n",
+                 "s.yaml:8: expect[0].match.reduce_onyl: order.placed has no field 'reduce_onyl', did you mean "
+                 "'reduce_only'? (got 'reduce_onyl'; allowed: client_id, side, qty, price, reduce_only, code, type, "
+                 "purpose, post_only, qty_pct, sized_by)", id="typo-in-field"),
+    pytest.param('  - never: order.placed\n    match: {reduce_only: "false"}\n',
+                 "s.yaml:8: expect[0].match.reduce_only: wrong type (got 'false'; allowed: true or false)",
+                 id="string-for-bool"),
+    pytest.param("  - never: order.placed\n    match: {qty: 1 bar}\n",
+                 "s.yaml:8: expect[0].match.qty: wrong type (got '1 bar'; allowed: a number)", id="text-for-number"),
+    pytest.param("  - never: orders.cancelled\n    match: {count: 1.5}\n",
+                 "s.yaml:8: expect[0].match.count: wrong type (got 1.5; allowed: an integer)", id="float-for-int"),
+    pytest.param("  - event: breaker.tripped\n    match: {breaker: drawdwon}\n",
+                 "s.yaml:8: expect[0].match.breaker: unknown value, did you mean 'drawdown'? (got 'drawdwon'; "
+                 "allowed: one of drawdown, consecutive_losses", id="enum-typo"),
+    pytest.param("  - event: exchange.down\n    match: {scope: [all, rest]}\n",
+                 "s.yaml:8: expect[0].match.scope: a list is not a field value; for any-of write {in: [...]}",
+                 id="bare-list"),
+    pytest.param("  - never: order.placed\n    match: {qty_pct: {lte: 15}}\n",
+                 "s.yaml:8: expect[0].match.qty_pct.lte: unknown operator, did you mean 'le'? (got 'lte'; "
+                 "allowed: ne, lt, le, gt, ge, in)", id="operator-typo"),
+    pytest.param("  - never: order.placed\n    match: {qty: {eq: 1}}\n",
+                 "s.yaml:8: expect[0].match.qty.eq: equality is the plain value: write the value itself",
+                 id="eq-is-the-plain-value"),
+    pytest.param("  - never: order.placed\n    match: {side: {lt: 1}}\n",
+                 "s.yaml:8: expect[0].match.side.lt: lt compares numbers; this field is one of buy, sell",
+                 id="ordering-on-enum"),
+    pytest.param("  - never: order.placed\n    match: {qty_pct: {le: \"15\"}}\n",
+                 "s.yaml:8: expect[0].match.qty_pct.le: expected a number (got '15')", id="ordering-text"),
+    pytest.param("  - never: order.placed\n    match: {side: {in: [buy, sel]}}\n",
+                 "s.yaml:8: expect[0].match.side.in: unknown value, did you mean 'sell'?", id="in-typo"),
+    pytest.param("  - never: order.placed\n    match: {side: {in: []}}\n",
+                 "s.yaml:8: expect[0].match.side.in: expected a non-empty list of values", id="in-empty"),
+    pytest.param("  - event: state.restored\n    match: {breakers: x}\n",
+                 "s.yaml:8: expect[0].match.breakers: state.restored.breakers is a mapping and cannot be matched",
+                 id="object-field"),
+    pytest.param("  - event: account.flat\n    match: {symbol: BTCUSDT}\n",
+                 "s.yaml:8: expect[0].match.symbol: account.flat has no field 'symbol' (got 'symbol'; "
+                 "allowed: none: account.flat carries no fields)", id="event-without-fields"),
+])
+def test_match_keys_and_values_are_checked_against_the_event_schema(write_scenario, expectation, expected):
+    out = problems(write_scenario, MATCH_HEAD + expectation)
+    assert expected in out, out
+
+
+def test_match_text_shows_each_condition(write_scenario):
+    s = load(write_scenario, MATCH_HEAD + "  - never: order.placed\n    match: {qty_pct: {gt: 0, le: 15}, "
+                                          "side: {in: [buy, sell]}, reduce_only: false, code: {ne: null}}\n")
+    assert s.expect[0].text == "never order.placed{qty_pct>0,qty_pct<=15,side=buy|sell,reduce_only=false,code!=null}"
+
+
+def test_every_catalog_match_names_declared_fields():
+    """The schema check runs on every scenario of the catalog (the loader rejects the rest)."""
+    root = Path(__file__).resolve().parents[2]
+    matched = 0
+    for path in sorted((root / "scenarios").rglob("*.yaml")):
+        scenario = load_scenario(path)
+        for exp in scenario.expect:
+            assert set(exp.match) <= set(EVENTS[exp.event]), path
+            matched += bool(exp.match)
+    assert matched > 50
+
+
 def test_top_level_errors(write_scenario):
     out = problems(write_scenario, """
         scenario: Bad_Id
@@ -309,12 +381,30 @@ def test_default_sources_are_the_project_config(write_scenario):
         load_scenario(write_scenario("t.yaml", "scenario: x\nprofile: nope\n"))
 
 
-def test_is_scenario_file(write_scenario, tmp_path):
-    assert is_scenario_file(write_scenario("a.yaml", "# c\nscenario: x\n"))
-    assert is_scenario_file(write_scenario("b.yml", "scenario: [broken\n"))
-    assert not is_scenario_file(write_scenario("c.yaml", "items: []\n  scenario: x\n"))
-    assert not is_scenario_file(write_scenario("d.txt", "scenario: x\n"))
-    assert not is_scenario_file(tmp_path / "missing.yaml")
+@pytest.mark.parametrize(("name", "text", "signs"), [
+    ("a.yaml", "# c\nscenario: x\n", "it has a scenario: key"),
+    ("b.yml", "scenario: [broken\n", "it has a scenario: key"),
+    ("typo.yaml", "scenaro: x\nsteps:\n  - {id: a, at: 1 bar, fault: restart}\n", "its steps: have fault:"),
+    ("typo2.yaml", "scenaro: x\nexpect: []\n", "it has an expect: key"),
+    ("empty.yaml", "", "it is empty"),
+    ("comments.yml", "# nothing yet\n\n", "it is empty"),
+    ("s.json", '{"scenario": "x", "profile": "futures"}', "it has a scenario: key"),
+    ("broken.json", '{\n  "scenario": "x",\n', "it does not parse and has a scenario: key"),
+    ("broken.yaml", "expect:\n  - [unclosed\n", "it does not parse and has a expect: key"),
+    # not scenarios: other YAML / JSON keeps out of collection
+    ("c.yaml", "items: []\n  scenario: x\n", None),
+    ("d.txt", "scenario: x\n", None),
+    ("runbook.yaml", "steps:\n  - {id: a, do: page the operator}\n", None),
+    ("workflow.yml", "jobs:\n  test:\n    steps:\n      - run: make test\n", None),
+    ("list.yaml", "- scenario: x\n", None),
+    ("payload.json", '{"orders": [{"expect": 1}]}', None),
+])
+def test_what_looks_like_a_scenario(write_scenario, name, text, signs):
+    assert scenario_signs(write_scenario(name, text)) == signs
+
+
+def test_a_missing_file_is_not_a_scenario(tmp_path):
+    assert scenario_signs(tmp_path / "missing.yaml") is None
 
 
 def test_fault_catalog_is_one_table_matching_design():

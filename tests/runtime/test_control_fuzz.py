@@ -49,7 +49,8 @@ class LiveServer:
         await self.world.trader.start()
         # a limit the fuzzer does not reach: it is here to exercise the handlers (the limit has its own tests)
         settings_ = CONFIG.control_api.model_copy(
-            update={"rate_limit": CONFIG.control_api.rate_limit.model_copy(update={"requests_per_minute": 100_000})})
+            update={"rate_limit": CONFIG.control_api.rate_limit.model_copy(
+                update={"requests_per_minute": 100_000, "anonymous_per_minute": 100_000})})
         self.server = ControlServer(self.world.trader, access, settings=settings_, on_restart=self.restarts.append)
         self.port = await self.server.start()
         self.ready.set()

@@ -14,7 +14,7 @@ import yaml
 from bot.config import DEFAULT_CONFIG_DIR, load_policy
 from bot.core.policy import Validation
 from harness.cli import main
-from harness.evidence import sha256_file, write_manifest
+from harness.evidence import sha256_file, tree_state, write_manifest
 from harness.validate.result import SCHEMA, judge
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "market" / "btcusdt_5m_sample.csv"
@@ -256,6 +256,6 @@ def test_a_reader_trusts_a_set_only_while_it_matches_its_manifest(tmp_path: Path
     other = tmp_path / "other"
     other.mkdir()
     (other / "validation.json").write_text(json.dumps({"schema": "gameday.evidence/v1"}))
-    write_manifest(other)
+    write_manifest(other, tree_state(), complete=True, exit_status=0)
     with pytest.raises(EvidenceError, match="schema 'gameday.evidence/v1', expected 'gameday.validation/v1'"):
         read_validation(other)
