@@ -1,4 +1,8 @@
-"""python -m bot run | killswitch | config check | audit verify"""
+"""python -m bot run | killswitch | config check | audit verify | secrets keygen|encrypt|list
+
+Everything the process writes goes through bot.io.redaction: a loaded secret never reaches a log
+line, a stream or a traceback.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +45,12 @@ def _killswitch(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _secrets(args: argparse.Namespace) -> int:
+    from bot.io.secrets_cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--head", help="the last record's hash, kept elsewhere: also detects a cut-off tail")
     verify.set_defaults(handler=_audit_verify)
 
+    secrets = commands.add_parser("secrets", help="Fernet key and encrypted secrets file; where each secret comes from")
+    from bot.io.secrets_cli import add_arguments as secrets_arguments
+
+    secrets_arguments(secrets)
+    secrets.set_defaults(handler=_secrets)
+
     from bot import killswitch_cli, live
 
     run = commands.add_parser("run", help="run the bot against the testnet or the real venue")
@@ -73,8 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    from bot.io import redaction
+
+    with redaction.install():
+        args = build_parser().parse_args(argv)
+        return int(args.handler(args))
 
 
 if __name__ == "__main__":
