@@ -128,7 +128,7 @@ _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 
 def _parse_yaml(text: str, file: str) -> Any:
     try:
-        return yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass
+        return yaml.load(text, Loader=_LineLoader)  # nosec B506 - _LineLoader is a yaml.SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1

@@ -1,17 +1,14 @@
-"""Shared pieces of the security tests: the project root, the fixture folder, a clean redaction
-registry per test, and a local OSV-compatible server."""
+"""Fixtures of the security tests: a clean redaction registry per test, and a local
+OSV-compatible server."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from sec_support import FIXTURES
 
 from bot.io import redaction
-
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "fixtures" / "security"
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +19,7 @@ def _forget_secrets() -> Iterator[None]:
 
 
 @pytest.fixture
-def osv_server() -> Iterator["OsvFixtureServer"]:  # noqa: F821 - defined in sec_osv
+def osv_server() -> Iterator[OsvFixtureServer]:  # noqa: F821 - defined in sec_osv
     from sec_osv import OsvFixtureServer
 
     server = OsvFixtureServer(FIXTURES / "osv")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import responses
-from conftest import FIXTURES, ROOT
 from cryptography.fernet import Fernet
+from sec_support import FIXTURES, ROOT
 
 from bot.io import redaction
 from bot.io.credentials import (
