@@ -39,6 +39,7 @@ from urllib.parse import quote, quote_plus
 
 MASK = "***"
 MIN_LENGTH = 4
+ENV_MIN_LENGTH = 8
 SECRET_ENV_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|API_KEY|PRIVATE_KEY|ENCRYPTION_KEY)$",
                              re.IGNORECASE)
 
@@ -107,10 +108,11 @@ def redact_obj(value: Any) -> Any:
 
 
 def register_secret_env(env: Mapping[str, str] | None = None) -> None:
-    """Register every environment variable whose name says it holds a secret."""
+    """Register every environment variable whose name says it holds a secret and whose value looks
+    like one (at least ENV_MIN_LENGTH characters: `DISABLE_TOKEN=true` must not mask every `true`)."""
     env = os.environ if env is None else env
     for name, value in env.items():
-        if SECRET_ENV_NAME.search(name):
+        if SECRET_ENV_NAME.search(name) and len(value.strip()) >= ENV_MIN_LENGTH:
             register_secret(value.strip())
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -316,3 +318,32 @@ def test_cli_rejects_bad_config_and_unknown_checks(tmp_path: Path) -> None:
     assert "bad.yaml: trivy.fail_severities.0: not an allowed value (got 'SEVERE'" in done.stdout
     unknown = _gameday("--only", "bandit,sqlmap", "--out", str(tmp_path / "o"))
     assert unknown.returncode == 2 and "sqlmap" in unknown.stdout
+
+
+def test_trivy_comes_from_its_docker_image_when_an_engine_answers(tmp_path: Path) -> None:
+    """A Docker engine that answers /_ping within 2 s wins over any binary (the image is pinned)."""
+    sock_path = tmp_path / "docker.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    server.listen(1)
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    docker = tmp_path / "docker"
+    docker.write_text("#!/bin/sh\nexit 0\n")
+    docker.chmod(0o755)
+    try:
+        found = trivy.locate(TrivyConfig(), ROOT, env={"DOCKER_HOST": f"unix://{sock_path}", "PATH": str(tmp_path)})
+    finally:
+        thread.join(5)
+        server.close()
+    assert isinstance(found, trivy.Trivy) and found.source == "docker"
+    argv = found.argv("fs", ".")
+    assert argv[:3] == [str(docker), "run", "--rm"] and f"{ROOT}:/src:ro" in argv
+    assert "aquasec/trivy:0.59.1" in argv and argv[-2:] == ["fs", "."]

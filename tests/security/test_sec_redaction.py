@@ -175,9 +175,9 @@ def test_redact_obj_keeps_structure() -> None:
 def test_install_registers_secret_looking_environment_and_restores_everything() -> None:
     before = (sys.stdout, sys.stderr, sys.excepthook, threading.excepthook, logging.getLogRecordFactory())
     with redaction.install({"GAMEDAY_CONTROL_TOKEN": "GAMEDAYFAKE-control", "GAMEDAY_KILL_TOKEN_FILE": "state/kill",
-                            "PATH": "/usr/bin"}):
+                            "PATH": "/usr/bin", "DISABLE_TOKEN": "true"}):
         assert isinstance(sys.stderr, redaction.RedactingStream)
-        assert redaction.redact("GAMEDAYFAKE-control state/kill /usr/bin") == "*** state/kill /usr/bin"
+        assert redaction.redact("GAMEDAYFAKE-control state/kill /usr/bin true") == "*** state/kill /usr/bin true"
         with redaction.install():  # nested: free
             assert redaction.redact("GAMEDAYFAKE-control") == "***"
     assert (sys.stdout, sys.stderr, sys.excepthook, threading.excepthook, logging.getLogRecordFactory()) == before
