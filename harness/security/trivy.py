@@ -45,15 +45,22 @@ COMPOSE_NAMES = ("compose", "docker-compose")
 
 @dataclass(frozen=True)
 class Trivy:
-    """How to call trivy: `prefix` + trivy's own arguments, run in the scanned tree."""
+    """How to call trivy on a tree: `argv(root, ...)` runs it with its working directory at `root`."""
 
     source: str          # docker | path | tool-venv
-    prefix: tuple[str, ...]
+    executable: str      # the docker CLI, or the trivy binary
     detail: str          # for messages: the image or the binary's path
     version: str | None
+    cache_dir: Path
+    image: str | None = None
 
-    def argv(self, *args: str) -> list[str]:
-        return [*self.prefix, *args]
+    def argv(self, root: Path, *args: str) -> list[str]:
+        if self.image is None:
+            return [self.executable, "--cache-dir", str(self.cache_dir), *args]
+        # the tree read-only at /src (the working directory), the cache, and the engine for `trivy image`
+        return [self.executable, "run", "--rm", "-v", f"{root.resolve()}:/src:ro", "-v", f"{self.cache_dir}:/cache",
+                "-v", "/var/run/docker.sock:/var/run/docker.sock", "-w", "/src", self.image,
+                "--cache-dir", "/cache", *args]
 
 
 def locate(cfg: TrivyConfig, root: Path, env: Mapping[str, str] | None = None) -> Trivy | list[str]:
@@ -62,12 +69,9 @@ def locate(cfg: TrivyConfig, root: Path, env: Mapping[str, str] | None = None) -
     reasons: list[str] = []
     ok, why = docker_ping(env)
     docker = shutil.which("docker", path=env.get("PATH", os.defpath))
+    cache = (root / cfg.cache_dir).resolve()
     if ok and docker:
-        cache_mount = f"{(root / cfg.cache_dir).resolve()}:/cache"
-        prefix = (docker, "run", "--rm", "-v", f"{root.resolve()}:/src:ro", "-v", cache_mount,
-                  "-v", "/var/run/docker.sock:/var/run/docker.sock", "-w", "/src", cfg.docker_image,
-                  "--cache-dir", "/cache")
-        return Trivy("docker", prefix, f"image {cfg.docker_image}", cfg.version)
+        return Trivy("docker", docker, f"image {cfg.docker_image}", cfg.version, cache, cfg.docker_image)
     reasons.append(f"docker: {why if not ok else 'no docker CLI on PATH'}")
     on_path = shutil.which("trivy", path=env.get("PATH", os.defpath))
     candidates = [("path", on_path)] if on_path else []
@@ -84,8 +88,7 @@ def locate(cfg: TrivyConfig, root: Path, env: Mapping[str, str] | None = None) -
         if version is None:
             reasons.append(f"{source}: {binary} does not run (`trivy --version` failed)")
             continue
-        cache = str((root / cfg.cache_dir).resolve())
-        return Trivy(source, (binary, "--cache-dir", cache), binary, version)
+        return Trivy(source, binary, binary, version, cache)
     return reasons
 
 
@@ -104,7 +107,7 @@ def unavailable(name: str, reasons: list[str]) -> CheckResult:
 
 
 def _scan(trivy: Trivy, args: list[str], root: Path, cfg: TrivyConfig) -> tuple[Ran, dict[str, Any] | str]:
-    ran = run(trivy.argv(*args, "--format", "json", "--quiet"), cwd=root, timeout_s=cfg.timeout_s)
+    ran = run(trivy.argv(root, *args, "--format", "json", "--quiet"), cwd=root, timeout_s=cfg.timeout_s)
     if ran.returncode is None:
         return ran, f"trivy {ran.problem}"
     if ran.returncode != 0:

@@ -344,6 +344,6 @@ def test_trivy_comes_from_its_docker_image_when_an_engine_answers(tmp_path: Path
         thread.join(5)
         server.close()
     assert isinstance(found, trivy.Trivy) and found.source == "docker"
-    argv = found.argv("fs", ".")
-    assert argv[:3] == [str(docker), "run", "--rm"] and f"{ROOT}:/src:ro" in argv
+    argv = found.argv(tmp_path, "fs", ".")
+    assert argv[:3] == [str(docker), "run", "--rm"] and f"{tmp_path}:/src:ro" in argv
     assert "aquasec/trivy:0.59.1" in argv and argv[-2:] == ["fs", "."]
