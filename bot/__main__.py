@@ -1,4 +1,8 @@
-"""python -m bot run | killswitch | access | config check | audit verify"""
+"""python -m bot run | killswitch | access | config check | audit verify | secrets keygen|encrypt|list
+
+Everything the process writes goes through bot.io.redaction: a loaded secret never reaches a log
+line, a stream or a traceback.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +51,12 @@ def _killswitch(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _secrets(args: argparse.Namespace) -> int:
+    from bot.io.secrets_cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--head", help="the last record's hash, kept elsewhere: also detects a cut-off tail")
     verify.set_defaults(handler=_audit_verify)
 
+    secrets = commands.add_parser("secrets", help="Fernet key and encrypted secrets file; where each secret comes from")
+    from bot.io.secrets_cli import add_arguments as secrets_arguments
+
+    secrets_arguments(secrets)
+    secrets.set_defaults(handler=_secrets)
+
     from bot import killswitch_cli, live
     from bot.io import access as access_module
 
@@ -84,10 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bot.io import redaction
+
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
-    args.argv = list(argv)  # `run` re-executes itself with these on a restart request
-    return int(args.handler(args))
+    with redaction.install():
+        args = build_parser().parse_args(argv)
+        args.argv = list(argv)  # `run` re-executes itself with these on a restart request
+        return int(args.handler(args))
 
 
 if __name__ == "__main__":

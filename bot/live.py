@@ -43,6 +43,7 @@ from bot.io.credentials import CredentialError, load_api_credentials
 from bot.io.exchange import ExchangeError, RetryableError, UnknownOutcomeError
 from bot.io.feed import TIMEFRAME_MS, MarketFeed
 from bot.io.marker import read_marker
+from bot.io.redaction import redact_obj
 from bot.io.state import StateStoreError, open_bot_store
 from bot.runtime import StartupRefused, Trader, TraderConfig
 
@@ -60,7 +61,7 @@ class EventWriter:
         self.count = 0
 
     def __call__(self, event: Event) -> None:
-        self.stream.write(json.dumps(event.to_dict(), default=str, separators=(",", ":")) + "\n")
+        self.stream.write(json.dumps(redact_obj(event.to_dict()), default=str, separators=(",", ":")) + "\n")
         self.stream.flush()
         self.count += 1
 

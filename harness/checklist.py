@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.security.model import CHECK_NAMES
+
 CHECKLIST_FILE = "checklist.yaml"
 VERIFIED_BY_KEYS = ("scenarios", "tests", "scans", "validation", "manual", "none")
-# Security checks a checklist item may cite (the security gate's names; extend here, in one place).
-SCAN_NAMES: frozenset[str] = frozenset({"bandit", "pip-audit", "trivy-config", "trivy-secret", "host.sshd"})
+# Security checks a checklist item may cite: the security gate's own names.
+SCAN_NAMES: frozenset[str] = frozenset(CHECK_NAMES)
 ITEM_KEYS = ("id", "source", "section", "text", "verified_by")
 _ID_RE = re.compile(r"^[A-Z][A-Z0-9]*(\.[a-z0-9_]+)+$")
 

@@ -15,6 +15,10 @@
         Paper-trade the real bot over generated regimes and recorded candles with full costs;
         judge win rate, profit factor, Sharpe, max drawdown, trades and days against the
         profile's validation thresholds; write validation.json + manifest (harness.validate).
+    gameday security [--out DIR] [--host] [--only NAMES] [--require-verified]
+        bandit, pip-audit, trivy (config, secret, image), container hardening, .env in git, and
+        with --host the host checks; one verdict line each; security.sarif + security.json +
+        manifest.json in DIR (harness.security.gate; exit 1 on a failed check)
 
 A subcommand is a (name, help, add_arguments, handler) entry in `COMMANDS`; new ones (drills,
 reports) register there.
@@ -109,6 +113,18 @@ def cmd_drill(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _security_args(p: argparse.ArgumentParser) -> None:
+    from harness.security.gate import add_arguments
+
+    add_arguments(p)
+
+
+def cmd_security(args: argparse.Namespace) -> int:
+    from harness.security.gate import cmd_security as run
+
+    return run(args)
+
+
 def cmd_services(args: argparse.Namespace) -> int:
     from harness.services import describe_chain
 
@@ -138,6 +154,8 @@ COMMANDS: list[Command] = [
     Command("testnet", "run the local Binance-compatible testnet server", _passthrough, cmd_testnet, True),
     Command("toxiproxy", "run the embedded Toxiproxy-compatible server", _passthrough, cmd_toxiproxy, True),
     Command("services", "show where Redis and Toxiproxy come from (or why not)", lambda p: None, cmd_services),
+    Command("security", "security gate: bandit, pip-audit, trivy, container hardening (--host: this machine); "
+            "SARIF + evidence", _security_args, cmd_security),
 ]
 
 

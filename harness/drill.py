@@ -465,7 +465,7 @@ def run_schedule(schedule: Schedule, policy: Any, workdir: Path | None = None) -
 
 def _fast_tmp() -> str | None:
     """A RAM-backed temp dir when there is one: the bot fsyncs its audit log per record."""
-    shm = Path("/dev/shm")
+    shm = Path("/dev/shm")  # nosec B108 - only the parent of a private TemporaryDirectory (unique, 0700)
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 

@@ -288,10 +288,14 @@ def write_manifest(directory: str | Path, tree: TreeState, *, complete: bool, ex
         "records": len(read_evidence(directory)),
         "files": files,
     }
-    path = directory / MANIFEST_FILE
-    tmp = path.with_suffix(".json.tmp")
+    return write_json_atomic(directory / MANIFEST_FILE, manifest)
+
+
+def write_json_atomic(path: Path, data: Any) -> Path:
+    """`data` as indented JSON at `path`, whole or not at all (written beside it, fsynced, renamed)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=2, sort_keys=True)
+        json.dump(data, fh, indent=2, sort_keys=True, default=_json_default)
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())

@@ -129,7 +129,7 @@ _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 
 def _parse_yaml(text: str, file: str) -> Any:
     try:
-        return yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass
+        return yaml.load(text, Loader=_LineLoader)  # nosec B506 - _LineLoader is a yaml.SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -639,7 +639,7 @@ def scenario_signs(path: str | Path) -> str | None:
     if _SCENARIO_KEY_RE.search(text):  # the common case, without parsing
         return "it has a scenario: key"
     try:
-        data = yaml.load(text, Loader=_FAST_LOADER)  # JSON parses as YAML too
+        data = yaml.load(text, Loader=_FAST_LOADER)  # nosec B506 - a SafeLoader; JSON parses as YAML too
     except yaml.YAMLError:
         found = (_JSON_KEY_RE if path.suffix == ".json" else _TOP_KEY_RE).search(text)
         return f"it does not parse and has a {found[1]}: key" if found else None

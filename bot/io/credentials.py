@@ -1,14 +1,16 @@
 """Exchange API credentials and kill-switch tokens: where they come from and how they are checked.
 
-- API key/secret: env `GAMEDAY_API_KEY` / `GAMEDAY_API_SECRET`, or a key file (`KEY=VALUE` lines
-  with those two names) that only its owner may read (mode 0600 or stricter).
+- API key/secret: `GAMEDAY_API_KEY` / `GAMEDAY_API_SECRET` from the secret loader
+  (bot.io.secrets: env, Docker secrets, Vault, Fernet-encrypted file, `.env`), or a key file
+  (`KEY=VALUE` lines with those two names) that only its owner may read (mode 0600 or stricter).
 - Kill-switch tokens. The *configured* token (what the bot accepts) is a 0600 file holding the
   token itself or `sha256:<hex digest of the token>`: `--auth-token-file`, else env
   `GAMEDAY_KILL_TOKEN_FILE`, else `state/kill_token`. The *presented* token (what an operator
-  hands the kill switch) is read from `--token-file` (0600) or env `GAMEDAY_KILL_TOKEN`.
+  hands the kill switch) is read from `--token-file` (0600) or `GAMEDAY_KILL_TOKEN` (secret loader).
   Verification is `hmac.compare_digest`, never `==`.
 
-Secrets never appear in messages or exceptions: errors name the file and the fix only.
+Secrets never appear in messages or exceptions: errors name the file and the fix only. Every
+value loaded here is registered with bot.io.redaction.
 """
 
 from __future__ import annotations
@@ -16,19 +18,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from bot.io.redaction import register_secret
+from bot.io.secrets import CredentialError, SecretLoader, default_loader, parse_env_lines, read_private_file
 
 KEY_ENV, SECRET_ENV = "GAMEDAY_API_KEY", "GAMEDAY_API_SECRET"
 TOKEN_ENV = "GAMEDAY_KILL_TOKEN"
 AUTH_FILE_ENV = "GAMEDAY_KILL_TOKEN_FILE"
 DEFAULT_AUTH_FILE = "state/kill_token"
-
-
-class CredentialError(Exception):
-    """Credentials missing or unsafe; the message says which and how to fix it (never the secret)."""
 
 
 @dataclass(frozen=True)
@@ -40,58 +40,33 @@ class ApiCredentials:
         return f"ApiCredentials(api_key={self.api_key[:4]}…, secret=***)"
 
 
-def read_private_file(path: str | os.PathLike[str], what: str) -> str:
-    """The text of a file only its owner can read; CredentialError otherwise."""
-    p = Path(path)
-    try:
-        st = p.stat()
-    except OSError as exc:
-        raise CredentialError(f"{what} {p}: cannot read it ({exc.strerror})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise CredentialError(f"{what} {p}: not a regular file")
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o077:
-        raise CredentialError(f"{what} {p} is readable by group/others (mode {mode:04o}); "
-                              f"run: chmod 600 {p}")
-    try:
-        return p.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CredentialError(f"{what} {p}: cannot read it ({type(exc).__name__})") from None
-
-
 def load_api_credentials(key_file: str | os.PathLike[str] | None = None,
-                         env: Mapping[str, str] | None = None) -> ApiCredentials:
-    env = os.environ if env is None else env
+                         env: Mapping[str, str] | None = None,
+                         loader: SecretLoader | None = None) -> ApiCredentials:
     if key_file is not None:
-        values: dict[str, str] = {}
-        for lineno, line in enumerate(read_private_file(key_file, "key file").splitlines(), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            name, sep, value = line.partition("=")
-            if not sep:
-                raise CredentialError(f"key file {key_file}:{lineno}: expected NAME=VALUE "
-                                      f"({KEY_ENV}=… and {SECRET_ENV}=…)")
-            values[name.strip()] = value.strip().strip('"').strip("'")
-        key, secret = values.get(KEY_ENV, ""), values.get(SECRET_ENV, "")
         where = f"key file {key_file}"
+        values = parse_env_lines(read_private_file(key_file, "key file"), where)
+        key, secret = values.get(KEY_ENV, ""), values.get(SECRET_ENV, "")
     else:
-        key, secret = env.get(KEY_ENV, ""), env.get(SECRET_ENV, "")
-        where = "the environment"
+        loader = loader or default_loader(env)
+        where = loader.describe()
+        key, secret = loader.get(KEY_ENV) or "", loader.get(SECRET_ENV) or ""
     missing = [n for n, v in ((KEY_ENV, key), (SECRET_ENV, secret)) if not v]
     if missing:
-        raise CredentialError(f"{' and '.join(missing)} missing from {where}; set them in the environment "
-                              "or pass --key-file PATH (mode 0600)")
+        raise CredentialError(f"{' and '.join(missing)} missing from {where}; set them in the environment, "
+                              "a Docker secret or .env (mode 0600), or pass --key-file PATH (mode 0600)")
+    register_secret(key)
+    register_secret(secret)
     return ApiCredentials(key, secret)
 
 
 def presented_token(token_file: str | os.PathLike[str] | None = None,
                     env: Mapping[str, str] | None = None) -> str | None:
-    """The operator's token: --token-file (0600) first, else env GAMEDAY_KILL_TOKEN; None if neither."""
-    env = os.environ if env is None else env
+    """The operator's token: --token-file (0600) first, else GAMEDAY_KILL_TOKEN from the secret loader;
+    None if neither."""
     if token_file is not None:
         return read_private_file(token_file, "token file").strip() or None
-    return env.get(TOKEN_ENV) or None
+    return default_loader(env).get(TOKEN_ENV)
 
 
 def auth_file_path(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Path:

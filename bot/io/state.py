@@ -134,8 +134,13 @@ def open_store(target: str | os.PathLike[str], *, prefix: str = "gameday:") -> S
     """"redis://…" / "rediss://…" / "unix://…" -> RedisStore (keys under `prefix`); anything else is a SQLite path."""
     text = os.fspath(target)
     if text.startswith(("redis://", "rediss://", "unix://")):
+        from bot.io.secrets import CredentialError, redis_url_with_password
         from bot.io.state_redis import RedisStore
 
+        try:  # the password may come from a secret (GAMEDAY_REDIS_PASSWORD) rather than the URL
+            text = redis_url_with_password(text)
+        except CredentialError as exc:
+            raise StateStoreError(f"redis: {exc}") from None
         return RedisStore(text, prefix=prefix)
     from bot.io.state_sqlite import SqliteStore
 

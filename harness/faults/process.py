@@ -103,7 +103,7 @@ def _flush_sqlite(db: Any) -> None:
     try:
         tables = [row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         for table in tables:
-            con.execute(f'DELETE FROM "{table}"')  # noqa: S608 - names read from the file itself
+            con.execute(f'DELETE FROM "{table}"')  # nosec B608 - table names read from the file's own schema
         con.commit()
     finally:
         con.close()

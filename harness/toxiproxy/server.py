@@ -115,7 +115,7 @@ def _is_loopback(host: str) -> bool:
 def _resolve_listen_host(host: str, allow_remote: bool) -> str:
     """The literal IP a proxy binds to. Loopback only unless the server allows remote listeners."""
     if host == "":
-        return "0.0.0.0" if allow_remote else "127.0.0.1"
+        return "0.0.0.0" if allow_remote else "127.0.0.1"  # nosec B104 - all interfaces only when remote listeners are allowed explicitly
     if host == "localhost":
         return "127.0.0.1"
     try:
@@ -647,7 +647,7 @@ class ToxiproxyServer:
         if not upstream:
             raise ApiError(400, f"missing required field: upstream{where}")
         _split_hostport(upstream, "upstream")
-        listen = body.get("listen") or f"{'0.0.0.0' if self.allow_remote else '127.0.0.1'}:0"
+        listen = body.get("listen") or f"{'0.0.0.0' if self.allow_remote else '127.0.0.1'}:0"  # nosec B104 - as above
         _resolve_listen_host(_split_hostport(listen, "listen")[0], self.allow_remote)
         return name, listen, upstream, body.get("enabled", True)
 

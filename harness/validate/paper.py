@@ -217,6 +217,6 @@ class PaperSession:
 def scratch_dir() -> tempfile.TemporaryDirectory[str]:
     """Where sessions keep their state store and audit log: RAM-backed when the host has one
     (the audit log fsyncs every record; paper state is thrown away after the run)."""
-    shm = Path("/dev/shm")
+    shm = Path("/dev/shm")  # nosec B108 - only the parent of a private TemporaryDirectory (unique, 0700)
     return tempfile.TemporaryDirectory(prefix="gameday-validate-",
                                        dir=str(shm) if shm.is_dir() else None)
