@@ -9,6 +9,12 @@
     gameday testnet ...      the local Binance-compatible exchange simulator (python -m harness.testnet)
     gameday toxiproxy ...    the embedded Toxiproxy-compatible server (python -m harness.toxiproxy)
     gameday services         where Redis and Toxiproxy would come from, and why not
+    gameday report DIR... [--out DIR]
+        The readiness report of one or more evidence sets: report.html, report.md,
+        readiness.json, attestation.json (harness.report). `gameday run` writes one into its set.
+    gameday attest ITEM --by NAME [--note TEXT] [--expires DATE|DAYS]
+        A human attestation for a checklist item with a manual: form, audited, kept in
+        config/attestations.yaml.
 
 A subcommand is a (name, help, add_arguments, handler) entry in `COMMANDS`; new ones (drills,
 reports) register there.
@@ -84,7 +90,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             old.unlink(missing_ok=True)
     code = int(pytest.main(pytest_argv(args)))
     print(f"manifest: {write_manifest(report)}")
-    return code
+    return _report_run(report, code)
+
+
+def _report_run(report: Path, code: int) -> int:
+    from harness.report.commands import report_run
+
+    return report_run(report, code)
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,6 +140,30 @@ def cmd_services(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_args(p: argparse.ArgumentParser) -> None:
+    from harness.report.commands import report_arguments
+
+    report_arguments(p)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report.commands import cmd_report as run
+
+    return run(args)
+
+
+def _attest_args(p: argparse.ArgumentParser) -> None:
+    from harness.report.commands import attest_arguments
+
+    attest_arguments(p)
+
+
+def cmd_attest(args: argparse.Namespace) -> int:
+    from harness.report.commands import cmd_attest as run
+
+    return run(args)
+
+
 # --------------------------------------------------------------------------------------------
 # the command table
 # --------------------------------------------------------------------------------------------
@@ -149,6 +185,9 @@ COMMANDS: list[Command] = [
     Command("testnet", "run the local Binance-compatible testnet server", _passthrough, cmd_testnet, True),
     Command("toxiproxy", "run the embedded Toxiproxy-compatible server", _passthrough, cmd_toxiproxy, True),
     Command("services", "show where Redis and Toxiproxy come from (or why not)", lambda p: None, cmd_services),
+    Command("report", "readiness report of evidence sets: HTML, Markdown, JSON, in-toto attestation",
+            _report_args, cmd_report),
+    Command("attest", "attest a manual checklist item as a named person (audited)", _attest_args, cmd_attest),
 ]
 
 
