@@ -15,8 +15,8 @@ sha256 of every file) and any of the files below; every file is optional, the ma
 
 Trust: a set whose manifest lists every file with a matching digest is `sealed`; a digest that
 differs, a listed file that is gone, or a file the manifest does not list (other than the
-report's own outputs at the top and nested sets, which have their own manifest) make it
-`tampered`; no manifest makes it `unsealed`; a sealed file that cannot be parsed makes it
+report's own outputs at the top, which are never evidence, and nested sets, which have their
+own manifest) make it `tampered`; no manifest makes it `unsealed`; a sealed file that cannot be parsed makes it
 `unreadable`. Only sealed sets count; the others are shown with the reason and never read further.
 """
 
@@ -39,7 +39,7 @@ SECURITY_SARIF = "security.sarif"
 VALIDATION = "validation.json"
 DRILL = "drill.json"
 KNOWN_FILES = (MANIFEST_FILE, EVIDENCE, JUNIT, SECURITY_JSON, SECURITY_SARIF, VALIDATION, DRILL)
-REPORT_OUTPUTS = ("report.html", "report.md", "readiness.json", "attestation.json", "report.png")
+REPORT_OUTPUTS = ("report.html", "report.md", "readiness.json", "attestation.json")
 ARTIFACT_DIRS = ("net", "events")
 SECURITY_SCHEMA = "gameday.security/v1"
 VALIDATION_SCHEMA = "gameday.validation/v1"
@@ -214,7 +214,9 @@ def load_set(path: Path, name: str | None = None) -> EvidenceSet:
         return _tampered(out, f"{MANIFEST_FILE} is not a {MANIFEST_SCHEMA} manifest")
     out.commit = str(manifest.get("git_commit") or "unknown")
     out.created_at = parse_time(manifest.get("created_at"))
-    files = {str(k): str(v) for k, v in manifest["files"].items()}
+    # The report's own outputs are never evidence: a run that seals a directory still holding an
+    # earlier report lists them, and the report then rewrites them.
+    files = {str(k): str(v) for k, v in manifest["files"].items() if str(k) not in REPORT_OUTPUTS}
     out.files = files
     for rel, digest in sorted(files.items()):
         pure = PurePosixPath(rel)

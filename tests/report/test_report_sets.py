@@ -74,10 +74,15 @@ def test_unsealed_and_unreadable_sets_are_shown_not_counted(tmp_path):
 
 def test_the_reports_own_outputs_and_nested_sets_do_not_break_the_seal(tmp_path):
     run = write_set(tmp_path / "latest", records=[record("a")])
-    for name in ("report.html", "report.md", "readiness.json", "attestation.json", "report.png"):
+    for name in ("report.html", "report.md", "readiness.json", "attestation.json"):
         (run / name).write_text("written after sealing, by the report")
     drill = write_set(run / "drills", drill={"schema": "gameday.drill/v1", "schedules": 3})
     assert load_set(run).trust == "sealed"
+    write_set(run, records=[record("b")])  # the next run in the same directory seals the old report too...
+    for name in ("report.html", "readiness.json"):
+        (run / name).write_text("...and its report then replaces it")
+    again = load_set(run)
+    assert again.trust == "sealed" and not any(k.startswith(("report.", "readiness")) for k in again.files)
     assert [p.name for p in find_sets([tmp_path])] == ["latest", "drills"]
     assert load_set(drill).drill == {"schema": "gameday.drill/v1", "schedules": 3}
 
