@@ -50,7 +50,7 @@ def _print_outputs(outputs: Outputs) -> None:
         print(f"not counted: {s.name}: {s.trust}: {s.problems[0] if s.problems else ''}")
     print(f"report: {outputs.html}")
     print(f"summary: {outputs.md}")
-    print(f"readiness: {outputs.json}")
+    print(f"readiness data: {outputs.json}")
     if outputs.attestation is not None:
         print(f"attestation: {outputs.attestation}")
     else:

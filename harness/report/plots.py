@@ -91,8 +91,10 @@ def reaction_plot(reactions: Sequence[Reaction]) -> str | None:
                 label = f"worst {duration(w.observed_ms)} of {duration(w.sla_ms)}"
             else:
                 label = "never reacted"
+            missed = any(r.verdict != "pass" for r in mine)
             ax.annotate(label, (1.0, row), xycoords=("axes fraction", "data"), xytext=(6, 0),
-                        textcoords="offset points", va="center", fontsize=8, color=INK)
+                        textcoords="offset points", va="center", fontsize=8, color=RED if missed else INK,
+                        fontweight="bold" if missed else "normal")
         ax.axvline(100, color=RED, linestyle="--", linewidth=1)
         ax.annotate("SLA", (100, 1.0), xycoords=("data", "axes fraction"), xytext=(3, 2), textcoords="offset points",
                     color=RED, fontsize=8, va="bottom")

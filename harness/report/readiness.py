@@ -230,7 +230,7 @@ def _scenario_proof(ref: str, sets: Sequence[EvidenceSet], target: Target, confi
         summary = "error (a fault was not injected: proves nothing): " + str(r.get("message", "")).splitlines()[0]
     status: Status = ("verified" if verdict == "pass" else "failed") if ok else "stale"
     if not ok:
-        summary = f"{summary}; stale"
+        summary = f"{summary}; stale: {why}"
     others = sum(1 for j in current if j[1][1] is not r and j[1][1]["verdict"] != "pass")
     if ok and verdict == "pass" and others:
         summary += f" (an earlier current run failed {others}x: newest decides)"
@@ -280,11 +280,12 @@ def _test_proof(ref: str, sets: Sequence[EvidenceSet], target: Target, config: R
         status = "verified"
     if not ok:
         status = "stale"
-        summary += "; stale"
-    shown = bad + skipped + [c for c in cases if c.outcome == "passed"]
-    lines = [(c.outcome, f"{c.classname}::{c.name}" + (f": {c.message}" if c.message else "")) for c in shown[:40]]
-    if len(shown) > 40:
-        lines.append(("", f"... and {len(shown) - 40} more"))
+        summary += f"; stale: {why}"
+    passed = [c for c in cases if c.outcome == "passed"]
+    shown = bad + skipped + passed[:5]  # what did not pass, and a sample of what did
+    lines = [(c.outcome, f"{c.classname}::{c.name}" + (f": {c.message}" if c.message else "")) for c in shown]
+    if len(passed) > 5:
+        lines.append(("passed", f"... and {len(passed) - 5} more tests"))
     return Proof("test", ref, status, summary, lines, s.commit, None, s.tests_at or s.created_at, s.name, why,
                  cases=len(cases))
 
@@ -310,7 +311,7 @@ def _scan_proof(ref: str, sets: Sequence[EvidenceSet], target: Target, config: R
         summary += f" ({check.findings} finding{'s' if check.findings != 1 else ''})"
     if not ok:
         status = "stale"
-        summary += "; stale"
+        summary += f"; stale: {why}"
     return Proof("scan", ref, status, summary, [], commit, None, when, s.name, why)
 
 
@@ -333,7 +334,7 @@ def _validation_proof(ref: str, sets: Sequence[EvidenceSet], target: Target, con
     summary = ("passed" if result.verdict == "pass" else "failed") + (f": {result.message}" if result.message else "")
     if not ok:
         status = "stale"
-        summary += "; stale"
+        summary += f"; stale: {why}"
     lines = [("", f"{k}: {v}") for k, v in result.metrics.items()]
     return Proof("validation", ref, status, summary, lines, commit, result.config_digest, when, s.name, why)
 
@@ -386,6 +387,7 @@ def judge_item(item: Item, sets: Sequence[EvidenceSet], target: Target, config: 
         forms.append(FormResult("manual", proof.status, [proof]))
     if item.none is not None:
         forms.append(FormResult("none", "not_run", [Proof("none", "", "not_run", item.none)]))
+    forms.sort(key=lambda f: _SEVERITY[f.status])  # the form that needs attention first
     status = worst(f.status for f in forms)
     reactions = [Reaction(item.id, p.ref, str(e.get("text")), e.get("observed_ms"), int(e["sla_ms"]),
                           str(e.get("verdict")))
