@@ -335,8 +335,8 @@ def _validation_proof(ref: str, sets: Sequence[EvidenceSet], target: Target, con
     if not ok:
         status = "stale"
         summary += f"; stale: {why}"
-    lines = [("", f"{k}: {v}") for k, v in result.metrics.items()]
-    return Proof("validation", ref, status, summary, lines, commit, result.config_digest, when, s.name, why)
+    return Proof("validation", ref, status, summary, list(result.figures), commit, result.config_digest, when, s.name,
+                 why)
 
 
 def _manual_proof(item: Item, book: AttestationBook, now: datetime) -> tuple[Proof, Attestation | None]:

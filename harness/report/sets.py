@@ -7,7 +7,7 @@ sha256 of every file) and any of the files below; every file is optional, the ma
     junit.xml                   pytest's JUnit XML (test results by classname + name)
     security.json               the security gate's verdict per check (gameday.security/v1)
     security.sarif              the security gate's findings (SARIF 2.1.0)
-    validation.json             `gameday validate` results per profile (gameday.validation/v1)
+    validation.json             `gameday validate`'s result for one profile (gameday.validation/v1)
     drill.json                  a randomized drill's summary (gameday.drill/v1)
     events/<scenario>.jsonl     a scenario's event stream, one Event.to_dict() per line
     net/<scenario>/events.jsonl the same, as net mode keeps it
@@ -86,7 +86,7 @@ class ValidationResult:
     profile: str
     verdict: Literal["pass", "fail"]
     config_digest: str | None
-    metrics: Mapping[str, Any]
+    figures: list[tuple[str, str]]  # (verdict, "win_rate: 0.52 (at least 0.6)") per threshold set
     message: str
 
 
@@ -444,27 +444,27 @@ def _sarif(data: Mapping[str, Any], problems: list[str]) -> tuple[list[str], lis
 
 
 def _validation(data: Mapping[str, Any], problems: list[str]) -> list[ValidationResult]:
-    raw = data.get("profiles", data.get("results"))
-    if raw is None and "profile" in data:
-        raw = [data]
-    if not isinstance(raw, list):
-        problems.append(f"{VALIDATION}: no profiles (expected profiles: [{{profile, verdict, metrics}}])")
+    """`gameday validate`'s document (harness.validate.result.document): one profile per set."""
+    if data.get("schema") != VALIDATION_SCHEMA or not isinstance(data.get("profile"), str):
+        problems.append(f"{VALIDATION}: not a {VALIDATION_SCHEMA} document with a profile")
         return []
-    out: list[ValidationResult] = []
-    for entry in raw:
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("profile"), str):
-            problems.append(f"{VALIDATION}: an entry without a profile: {entry!r:.80}")
-            continue
-        verdict = str(entry.get("verdict") or entry.get("status") or "").lower()
-        if verdict not in ("pass", "fail"):
-            problems.append(f"{VALIDATION}: profile {entry['profile']}: verdict {verdict!r} (expected pass or fail)")
-            continue
-        raw_metrics = entry.get("metrics")
-        metrics: dict[str, Any] = dict(raw_metrics) if isinstance(raw_metrics, Mapping) else {}
-        out.append(ValidationResult(entry["profile"], verdict,  # type: ignore[arg-type]
-                                    _str_or_none(entry.get("config_digest")), metrics,
-                                    str(entry.get("message") or "")))
-    return out
+    verdict = str(data.get("verdict") or "")
+    if verdict not in ("pass", "fail"):
+        problems.append(f"{VALIDATION}: verdict {verdict!r} (expected pass or fail)")
+        return []
+    lines: list[tuple[str, str]] = []
+    for v in data.get("verdicts") or []:
+        if isinstance(v, Mapping) and v.get("verdict") != "not_set":
+            bound = "at least" if str(v.get("threshold", "")).startswith("min_") else "at most"
+            lines.append((str(v.get("verdict")), f"{v.get('figure')}: {_figure(v.get('value'))} "
+                                                 f"({bound} {_figure(v.get('limit'))})"
+                                                 + (f": {v['why']}" if v.get("why") else "")))
+    return [ValidationResult(data["profile"], verdict,  # type: ignore[arg-type]
+                             _str_or_none(data.get("config_digest")), lines, str(data.get("reason") or ""))]
+
+
+def _figure(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def read_stream(path: Path, limit: int = 20_000) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from report_support import (
     record,
     run_scenario,
     sarif,
+    validation_doc,
     write_set,
 )
 
@@ -64,10 +65,8 @@ def gallery(tmp_path_factory: pytest.TempPathFactory) -> Gallery:
                                                               "region": {"startLine": 3}}}]},
                          {"ruleId": "B311", "level": "note", "message": {"text": "random is not for security"},
                           "suppressions": [{"kind": "inSource"}]}], tool="trivy"))
-    validation = write_set(root / "validation", validation={
-        "schema": "gameday.validation/v1", "git_commit": COMMIT, "created_at": ago(hours=3).isoformat(),
-        "profiles": [{"profile": "pets", "verdict": "fail", "message": "win rate 0.52 below 0.60",
-                      "metrics": {"trades": 132, "win_rate": 0.52, "profit_factor": 1.41}}]})
+    validation = write_set(root / "validation", validation=validation_doc("pets", "fail", started=ago(hours=3),
+                                                                          win_rate=0.52))
     drills = []
     for days, violations in ((3, 0), (2, 2), (1, 0)):
         drills.append(write_set(root / "drills" / f"d{days}", created=ago(days=days), drill={

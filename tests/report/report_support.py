@@ -134,3 +134,19 @@ def checklist(cfg: Path, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None
                       "pets_security_checklist.md", "section": f"section of {i}", "text": f"what {i} asks",
                       "verified_by": dict(vb)} for i, vb in items]}
     (cfg / "checklist.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+
+
+def validation_doc(profile: str = "pets", verdict: str = "pass", *, config_digest: str | None = None,
+                   commit: str = COMMIT, started: datetime = NOW, win_rate: float = 0.61) -> dict[str, Any]:
+    """validation.json as `gameday validate` writes it (harness.validate.result.document), trimmed
+    to what a reader uses."""
+    return {"schema": "gameday.validation/v1", "profile": profile, "config_digest": config_digest or digest(profile),
+            "git_commit": commit, "started_at": iso_z(started), "duration_s": 1.2,
+            "aggregate": {"trades": 132, "win_rate": win_rate, "profit_factor": 1.41},
+            "verdicts": [{"threshold": "min_trades", "figure": "trades", "limit": 100, "value": 132, "verdict": "pass"},
+                         {"threshold": "min_win_rate", "figure": "win_rate", "limit": 0.6, "value": win_rate,
+                          "verdict": "pass" if win_rate >= 0.6 else "fail"},
+                         {"threshold": "min_sharpe", "figure": "sharpe", "limit": None, "value": 0.8,
+                          "verdict": "not_set"}],
+            "verdict": verdict, "reason": "met all 2 thresholds set" if verdict == "pass" else
+            "missed 1 of 2 thresholds set: min_win_rate"}

@@ -20,6 +20,7 @@ from report_support import (
     digest,
     junit,
     record,
+    validation_doc,
     write_set,
 )
 
@@ -202,18 +203,17 @@ def test_a_scan_older_than_a_day_is_stale_even_at_this_commit(cfg, tmp_path):
 
 def test_validation_by_profile_verdict_and_config_digest(cfg, tmp_path):
     checklist(cfg, [("PETS.trading_logic", {"validation": ["pets"]})])
-
-    def doc(verdict: str, dig: str) -> dict[str, Any]:
-        return {"schema": "gameday.validation/v1", "git_commit": COMMIT, "created_at": NOW.isoformat(),
-                "profiles": [{"profile": "pets", "verdict": verdict, "config_digest": dig,
-                              "metrics": {"trades": 140, "win_rate": 0.61, "profit_factor": 1.6}}]}
-
-    assert status(judged(cfg, write_set(tmp_path / "p", validation=doc("pass", digest("pets")))),
-                  "PETS.trading_logic") == "verified"
-    assert status(judged(cfg, write_set(tmp_path / "f", validation=doc("fail", digest("pets")))),
-                  "PETS.trading_logic") == "failed"
-    assert status(judged(cfg, write_set(tmp_path / "d", validation=doc("pass", digest("futures")))),
-                  "PETS.trading_logic") == "stale"
+    ok = judged(cfg, write_set(tmp_path / "p", validation=validation_doc("pets", "pass")))
+    assert status(ok, "PETS.trading_logic") == "verified"
+    bad = judged(cfg, write_set(tmp_path / "f", validation=validation_doc("pets", "fail", win_rate=0.52)))
+    assert status(bad, "PETS.trading_logic") == "failed"
+    proof = result(bad, "PETS.trading_logic").forms[0].proofs[0]
+    assert proof.summary == "failed: missed 1 of 2 thresholds set: min_win_rate"
+    assert ("fail", "win_rate: 0.52 (at least 0.6)") in proof.lines and not any("sharpe" in t for _, t in proof.lines)
+    drifted = validation_doc("pets", "pass", config_digest=digest("futures"))
+    assert status(judged(cfg, write_set(tmp_path / "d", validation=drifted)), "PETS.trading_logic") == "stale"
+    futures = validation_doc("futures", "pass")
+    assert status(judged(cfg, write_set(tmp_path / "o", validation=futures)), "PETS.trading_logic") == "not_run"
 
 
 def test_an_item_citing_nothing_is_not_run_and_says_why(cfg, tmp_path):

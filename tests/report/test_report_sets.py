@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from report_support import COMMIT, NOW, junit, record, sarif, write_set
+from report_support import COMMIT, NOW, junit, record, sarif, validation_doc, write_set
 
 from harness.report.sets import SetError, find_sets, load_set, read_stream
 
@@ -94,7 +94,7 @@ def test_sets_holding_only_some_files_are_found_and_read(tmp_path):
               sarif_doc=sarif([{"ruleId": "B105", "level": "warning", "message": {"text": "hardcoded password"},
                                 "locations": [{"physicalLocation": {"artifactLocation": {"uri": "bot/x.py"},
                                                                     "region": {"startLine": 7}}}]}]))
-    write_set(tmp_path / "runs" / "y", validation={"profiles": [{"profile": "pets", "verdict": "pass"}]})
+    write_set(tmp_path / "runs" / "y", validation=validation_doc("pets", "pass"))
     (tmp_path / "latest").symlink_to(tmp_path / "runs" / "y")
     found = find_sets([tmp_path / "runs", tmp_path / "latest"])
     assert [p.name for p in found] == ["only-scan", "only-sarif", "y"]  # the symlink is the same set
