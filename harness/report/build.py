@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from bot.config import config_dir as default_config_dir
 from bot.config import known_profiles, load_policy
@@ -237,12 +238,18 @@ def _md_cell(value: Any) -> str:
     return " ".join(str(value).split()).replace("|", "\\|")
 
 
+def _breakable(item_id: str) -> markupsafe.Markup:
+    """An item id that may wrap after its dots (and only there)."""
+    return markupsafe.Markup(".<wbr>").join(markupsafe.escape(part) for part in item_id.split("."))
+
+
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("harness.report", "templates"),
                              autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2")),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.filters.update(duration=duration, short_commit=short_commit, short_digest=short_digest, md=_md_cell,
+                       breakable=_breakable,
                        iso=lambda m: m.strftime("%Y-%m-%d %H:%M UTC") if m else "unknown time")
     return env
 
