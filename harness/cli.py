@@ -19,6 +19,12 @@
         bandit, pip-audit, trivy (config, secret, image), container hardening, .env in git, and
         with --host the host checks; one verdict line each; security.sarif + security.json +
         manifest.json in DIR (harness.security.gate; exit 1 on a failed check)
+    gameday report DIR... [--out DIR]
+        The readiness report of one or more evidence sets: report.html, report.md,
+        readiness.json, attestation.json (harness.report). `gameday run` writes one into its set.
+    gameday attest ITEM --by NAME [--note TEXT] [--expires DATE|DAYS]
+        A human attestation for a checklist item with a manual: form, audited, kept in
+        config/attestations.yaml.
 
 A subcommand is a (name, help, add_arguments, handler) entry in `COMMANDS`; new ones (drills,
 reports) register there.
@@ -77,7 +83,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     """pytest in-process; the gameday plugin makes, seals and points at the evidence set."""
     import pytest
 
-    return int(pytest.main(pytest_argv(args)))
+    from harness.pytest_evidence import KEY
+    from harness.report.commands import report_run
+
+    class SetOfThisRun:
+        """Learns which evidence set the session sealed, so the report goes into that set."""
+
+        path: Path | None = None
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_sessionfinish(self, session: pytest.Session) -> None:
+            ev = session.config.stash.get(KEY, None)
+            self.path = ev.path if ev is not None else None
+
+    catcher = SetOfThisRun()
+    code = int(pytest.main(pytest_argv(args), plugins=[catcher]))
+    if catcher.path is None or not catcher.path.is_dir():
+        return code  # nothing ran: no set, no report
+    return report_run(catcher.path, code)
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,6 +156,30 @@ def cmd_services(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_args(p: argparse.ArgumentParser) -> None:
+    from harness.report.commands import report_arguments
+
+    report_arguments(p)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report.commands import cmd_report as run
+
+    return run(args)
+
+
+def _attest_args(p: argparse.ArgumentParser) -> None:
+    from harness.report.commands import attest_arguments
+
+    attest_arguments(p)
+
+
+def cmd_attest(args: argparse.Namespace) -> int:
+    from harness.report.commands import cmd_attest as run
+
+    return run(args)
+
+
 # --------------------------------------------------------------------------------------------
 # the command table
 # --------------------------------------------------------------------------------------------
@@ -156,6 +203,9 @@ COMMANDS: list[Command] = [
     Command("services", "show where Redis and Toxiproxy come from (or why not)", lambda p: None, cmd_services),
     Command("security", "security gate: bandit, pip-audit, trivy, container hardening (--host: this machine); "
             "SARIF + evidence", _security_args, cmd_security),
+    Command("report", "readiness report of evidence sets: HTML, Markdown, JSON, in-toto attestation",
+            _report_args, cmd_report),
+    Command("attest", "attest a manual checklist item as a named person (audited)", _attest_args, cmd_attest),
 ]
 
 

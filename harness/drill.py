@@ -1008,11 +1008,48 @@ def drill(n: int, seed_value: int, profiles: Sequence[str], bars: int, out_dir: 
     return report
 
 
+DRILL_FILE = "drill.json"
+DRILL_SCHEMA = "gameday.drill/v1"
+
+
+def drill_record(report: DrillReport, seed_value: int, profiles: Sequence[str], bars: int, out_dir: Path,
+                 started_at: str) -> dict[str, Any]:
+    """The drill's summary as evidence (drill.json, gameday.drill/v1): the readiness report's drill
+    history reads it."""
+    from harness.evidence import git_commit
+
+    bad = report.violations + report.harness_errors
+    return {
+        "schema": DRILL_SCHEMA, "git_commit": git_commit(), "started_at": started_at,
+        "wall_s": round(report.wall_s, 3), "seed": seed_value, "profiles": list(profiles), "bars": bars,
+        "schedules": len(report.results), "events": sum(r.events for r in report.results),
+        "checks": sum(r.checks for r in report.results),
+        "violation_count": len(report.violations), "harness_error_count": len(report.harness_errors),
+        "violations_by_invariant": dict(sorted(Counter(v.invariant for _, v in bad).items())),
+        "kinds": dict(sorted(Counter(k for s in report.schedules for k in s.kinds).items())),
+        "violations": [{"schedule": r.index, "invariant": v.invariant, "message": v.message} for r, v in bad[:50]],
+        "written": [p.relative_to(out_dir).as_posix() if p.is_relative_to(out_dir) else str(p) for p in report.written],
+        "verdict": "fail" if bad else "pass",
+    }
+
+
 def cmd_drill(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.evidence import iso_z, tree_state, utc_now, write_manifest
+
     profiles = PROFILES if args.profile == "both" else (args.profile,)
-    report = drill(args.n, args.seed, profiles, args.bars, Path(args.out), jobs=args.jobs,
+    out_dir = Path(args.out)
+    started = iso_z(utc_now())
+    report = drill(args.n, args.seed, profiles, args.bars, out_dir, jobs=args.jobs,
                    shrink_failures=args.shrink)
     for line in report.summary():
         print(line)
-    return 1 if (report.violations or report.harness_errors) else 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = drill_record(report, args.seed, profiles, args.bars, out_dir, started)
+    (out_dir / DRILL_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    code = 1 if (report.violations or report.harness_errors) else 0
+    manifest = write_manifest(out_dir, tree_state(), complete=True, exit_status=code)
+    print(f"drill record: {out_dir / DRILL_FILE}; manifest: {manifest}")
+    return code
 

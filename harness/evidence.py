@@ -52,7 +52,11 @@ RUNS_DIR = "runs"
 LATEST = "latest"
 DEFAULT_ROOT = "reports"
 # What a reports root may hold. A producer that writes beside runs/ adds its names here.
-ROOT_ENTRIES = frozenset({RUNS_DIR, LATEST, ".gitkeep"})
+# What a reports root may hold: the sets, the latest pointer, and `gameday report`'s default output.
+ROOT_ENTRIES = frozenset({RUNS_DIR, LATEST, ".gitkeep", "report"})
+# What a reader writes into a set after it was sealed (the readiness report of that set): never
+# evidence, never in the manifest, ignored when a set is verified.
+REPORT_OUTPUTS = ("report.html", "report.md", "readiness.json", "attestation.json")
 _LATEST_TMP_RE = re.compile(r"^\.latest\.\d+\.tmp$")  # point_latest's own, left by a run that died mid-rename
 SET_NAME_RE = re.compile(r"^\d{8}T\d{6}Z-(?:[0-9a-f]{12}|unknown)(?:-\d+)?$")
 
@@ -197,6 +201,16 @@ def read_evidence(directory: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def count_records(directory: str | Path) -> int:
+    """How many records `directory/evidence.jsonl` holds (its non-blank lines; a line that does not
+    parse is a reader's problem to report, not the seal's)."""
+    path = Path(directory) / EVIDENCE_FILE
+    if not path.is_file():
+        return 0
+    with path.open("rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -268,7 +282,8 @@ def sha256_file(path: Path) -> str:
 
 def _set_files(directory: Path) -> dict[str, Path]:
     return {p.relative_to(directory).as_posix(): p for p in sorted(directory.rglob("*"))
-            if p.is_file() and p.relative_to(directory).as_posix() not in (MANIFEST_FILE, MANIFEST_FILE + ".tmp")}
+            if p.is_file() and p.relative_to(directory).as_posix() not in (
+                MANIFEST_FILE, MANIFEST_FILE + ".tmp", *REPORT_OUTPUTS)}
 
 
 def write_manifest(directory: str | Path, tree: TreeState, *, complete: bool, exit_status: int | None) -> Path:
@@ -285,7 +300,7 @@ def write_manifest(directory: str | Path, tree: TreeState, *, complete: bool, ex
         "created_at": iso_z(utc_now()),
         "complete": complete,
         "exit_status": exit_status,
-        "records": len(read_evidence(directory)),
+        "records": count_records(directory),
         "files": files,
     }
     return write_json_atomic(directory / MANIFEST_FILE, manifest)
@@ -323,7 +338,7 @@ def verify_set(directory: str | Path) -> list[str]:
                  for name in sorted(set(present) - set(listed))]
     problems += [f"{directory / name}: sha256 differs from the manifest (changed after sealing)"
                  for name in sorted(set(listed) & set(present)) if sha256_file(present[name]) != listed[name]]
-    records = len(read_evidence(directory))
+    records = count_records(directory)
     if not problems and manifest.get("records") != records:
         problems.append(f"{path}: says {manifest.get('records')} records, {EVIDENCE_FILE} holds {records}")
     return problems

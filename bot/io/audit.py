@@ -328,7 +328,7 @@ def _end_of_last_line(f: Any, size: int) -> int:
         step = min(block, pos)
         pos -= step
         f.seek(pos)
-        i = f.read(step).rfind(b"\n")
+        i: int = f.read(step).rfind(b"\n")
         if i >= 0:
             return pos + i + 1
         block = min(block * 2, 1 << 22)
