@@ -8,7 +8,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["bench_core.py", "bench_state.py", "bench_testnet.py", "bench_toxiproxy.py", "bench_scenarios.py",
-         "bench_net.py", "bench_validate.py", "bench_bookkeeping.py", "edge_after_costs.py", "bench_control.py"]
+         "bench_net.py", "bench_validate.py", "bench_bookkeeping.py", "edge_after_costs.py", "bench_control.py",
+         "bench_alerts.py"]
 
 
 def main() -> int:

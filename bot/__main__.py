@@ -19,11 +19,15 @@ def _config_check(args: argparse.Namespace) -> int:
             None if (args.policy or args.breakers) and not args.profile else args.profile or "futures",
             policy_file=args.policy, breakers_file=args.breakers,
         )
+        from bot.io.alerts import alerts_summary, load_alert_config
+
+        alerts = load_alert_config(args.alerts)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
     print("\n".join(summary(loaded)))
+    print(alerts_summary(alerts))
     return 0
 
 
@@ -67,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--profile", help="config/profiles/NAME.yaml (default: futures)")
     check.add_argument("--policy", type=Path, help="a risk_policy.yaml to check instead of config/'s")
     check.add_argument("--breakers", type=Path, help="a circuit_breakers.toml to check instead")
+    check.add_argument("--alerts", type=Path, help="an alerts.yaml to check instead of config/'s")
     check.set_defaults(handler=_config_check)
 
     audit = commands.add_parser("audit", help="audit log tools")

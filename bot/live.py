@@ -49,6 +49,7 @@ from bot.runtime import StartupRefused, Trader, TraderConfig
 
 EXIT_OK, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 2, 3, 4
 EXIT_RESTART = 75  # internal: a restart was requested through the control API; main_run re-executes
+METRICS_TOKEN_ENV = "GAMEDAY_METRICS_TOKEN"
 TIMER_MAX_S = 0.2
 TIMER_MIN_S = 0.01
 
@@ -99,6 +100,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "GAMEDAY_CONTROL_TOKEN")
     parser.add_argument("--store-check-ms", type=int, default=250,
                         help="ping the state store this often; losing it stops new entries (default 250)")
+    parser.add_argument("--alerts", type=Path, default=None,
+                        help="alert routing and channels (default: config/alerts.yaml); channel secrets come "
+                             "from the environment / secrets loader, see the file")
+    parser.add_argument("--alert-heartbeat-seconds", type=_positive_float, default=None,
+                        help="send the alert heartbeat this often instead of the file's heartbeat.every_seconds")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (0 = any free port); read-only "
+                             f"token from env {METRICS_TOKEN_ENV} or --metrics-token-file")
+    parser.add_argument("--metrics-token-file", type=Path, help=f"metrics token file (mode 0600); else env "
+                        f"{METRICS_TOKEN_ENV}")
     parser.add_argument("--reconcile-ms", type=int, default=TraderConfig.reconcile_every_ms,
                         help="reconcile orders and positions with the exchange this often; a position "
                              f"opened outside the bot is adopted then (default {TraderConfig.reconcile_every_ms}, "
@@ -123,6 +134,16 @@ def control_token(token_file: Path | None, env: dict[str, str] | None = None) ->
     if token_file is not None:
         return read_private_file(token_file, "control token file").strip() or None
     return env.get(CONTROL_TOKEN_ENV) or None
+
+
+def metrics_token(token_file: Path | None, env: dict[str, str] | None = None) -> str | None:
+    """The metrics (read-only) token: --metrics-token-file (0600) first, else env GAMEDAY_METRICS_TOKEN."""
+    from bot.io.credentials import read_private_file
+
+    env = dict(os.environ) if env is None else env
+    if token_file is not None:
+        return read_private_file(token_file, "metrics token file").strip() or None
+    return env.get(METRICS_TOKEN_ENV) or None
 
 
 def ws_url_for(rest_url: str) -> str:
@@ -156,6 +177,25 @@ def main_run(args: argparse.Namespace) -> int:
         print("run: --control-port needs a principal: python -m bot access add NAME --role ROLE, or the legacy "
               f"{CONTROL_TOKEN_ENV} / --token-file PATH (0600)", file=sys.stderr)
         return EXIT_USAGE
+    args.metrics_token = None
+    if args.metrics_port is not None:
+        try:
+            args.metrics_token = metrics_token(args.metrics_token_file)
+        except CredentialError as exc:
+            print(f"run: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if not args.metrics_token:
+            print(f"run: --metrics-port needs a token: set {METRICS_TOKEN_ENV} or pass --metrics-token-file PATH "
+                  "(0600)", file=sys.stderr)
+            return EXIT_USAGE
+    from bot.io.alerts import load_alert_config
+
+    try:
+        args.alert_config = load_alert_config(args.alerts)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
     try:
         creds = load_api_credentials(args.key_file)
     except CredentialError as exc:
@@ -178,11 +218,29 @@ def main_run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str]) -> int:
+    from bot.config import ConfigError
+    from bot.io.alerts import AlertService
     from bot.io.exchange_ccxt import CcxtExchange
+    from bot.io.metrics import BotMetrics, MetricsServer
 
     clock = WallClock()
     bus = EventBus()
     bus.subscribe(EventWriter(stream))
+    try:  # alerting first: a refused start is an alert too
+        heartbeat = None if args.alert_heartbeat_seconds is None else round(args.alert_heartbeat_seconds * 1000)
+        alerts = AlertService.build(args.alert_config, bus, clock, heartbeat_ms=heartbeat,
+                                    known_secrets=(creds.secret, args.metrics_token))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    if alerts.notes:
+        print(f"bot: alerts: {'; '.join(alerts.notes)}", file=sys.stderr, flush=True)
+    alerts.start()
+    metrics = BotMetrics()
+    metrics.bind_alerts(alerts.router)
+    bus.subscribe(metrics)
+    metrics_server: MetricsServer | None = None
     # SIGTERM/SIGINT stop the bot cleanly from the first moment, also while it is still starting
     # (restoring state, reconciling): never the default action that kills it mid-write.
     stopping = asyncio.Event()
@@ -209,6 +267,12 @@ async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str
                               # the outage re-probe is a time threshold too: scaled with the policy
                               outage_probe_ms=max(250, round(TraderConfig.outage_probe_ms * args.time_scale)))
         trader = Trader(policy, exchange, store, audit, clock, bus, verify, config=config, marker_path=marker)
+        metrics.bind(trader)
+        alerts.router.equity = lambda: trader.engine.equity if hasattr(trader, "engine") else None
+        if args.metrics_port is not None:
+            metrics_server = MetricsServer(metrics, args.metrics_token, "127.0.0.1", args.metrics_port)
+            print(f"bot: metrics on http://127.0.0.1:{await metrics_server.start()}/metrics", file=sys.stderr,
+                  flush=True)
         code = await _start(trader, args, bus, audit, clock, stopping)
         if code != EXIT_OK:
             return code
@@ -242,6 +306,11 @@ async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str
         if control is not None:
             with contextlib.suppress(Exception):
                 await control.stop()
+        if not await alerts.stop():
+            print(f"bot: {alerts.router.pending()} alert deliveries were still pending at exit", file=sys.stderr)
+        if metrics_server is not None:
+            with contextlib.suppress(Exception):
+                await metrics_server.stop()
         with contextlib.suppress(Exception):
             await exchange.close()
         if store is not None:
@@ -360,6 +429,8 @@ class LiveDriver:
             except Exception as exc:  # a bug must not kill the process holding positions: fail closed
                 text = f"runtime error {type(exc).__name__}: {str(exc)[:200]}"
                 print(f"bot: {text}", file=sys.stderr, flush=True)
+                self.bus.emit("bot.alert", self.clock.now_ms(), severity="critical", key="bot.error",
+                              title=f"bot error, trading halted (fail closed): {text}")
                 self.trader.engine.board.fail_closed(text)
 
     def _feed_status(self, up: bool, error: str | None) -> None:

@@ -26,6 +26,7 @@ audit log shows what was saved last) and resumes. The marker file still engages 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -139,6 +140,8 @@ class Trader:
     config: TraderConfig = field(default_factory=TraderConfig)
     marker_path: Path | None = None
     disk: Disk = REAL_DISK  # the marker file's writes
+    # Called with ("inference" | "placement" | "fill", milliseconds) as each is measured (metrics).
+    observe_latency: Callable[[str, float], None] | None = None
     engine: Engine = field(init=False)
     feed: FeedState = field(default_factory=FeedState)
     _retries: list[_Retry] = field(default_factory=list)
@@ -238,7 +241,9 @@ class Trader:
 
         def infer(b: Bar) -> Any:
             signal = self.engine.strategy.update(b)
-            intents.extend(self.engine.on_inference(self.clock.now_ms() - started))
+            took = self.clock.now_ms() - started
+            self._observed("inference", took)
+            intents.extend(self.engine.on_inference(took))
             return signal
 
         intents += self.engine.on_bar(bar, infer=infer)
@@ -275,7 +280,7 @@ class Trader:
         if self._marker_unsaved and now >= self._next_marker_retry_ms:
             self._next_marker_retry_ms = now + self.config.audit_retry_ms
             if self._save_marker() is None:
-                self.bus.emit("alert.sent", now, channel="log", severity="info",
+                self.bus.emit("bot.alert", now, severity="info", key="marker.written",
                               title=f"kill-switch marker {self.marker_path} written at last")
         await self._poll_pending()
         if self._cancel_pending is not None and now >= self._blocked_until_ms:
@@ -390,7 +395,7 @@ class Trader:
         if not errors:
             return OperatorOutcome(True, reason)
         text = "; ".join(errors)
-        self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="critical",
+        self.bus.emit("bot.alert", self.clock.now_ms(), severity="critical", key="recording.failed",
                       title=f"{what}: acted; recording failed: {text[:300]}")
         return OperatorOutcome(True, reason, text)
 
@@ -404,7 +409,7 @@ class Trader:
         try:
             bars = await self.exchange.fetch_klines(self.config.symbol, self.config.bar_ms, max(100, 5 * periods))
         except (ExchangeError, ValueError) as exc:  # ValueError: a bar length with no kline interval
-            self.bus.emit("alert.sent", now, channel="log", severity="warning",
+            self.bus.emit("bot.alert", now, severity="warning", key="klines.unavailable",
                           title=f"klines unavailable, ATR warms from live bars: {str(exc)[:160]}")
             return
         self.engine.warm_up([b for b in bars if b.ts_ms <= now])
@@ -495,7 +500,7 @@ class Trader:
                 self._blocked_until_ms = max(self._blocked_until_ms, self.clock.now_ms() + self._backoff_ms(1))
                 self._mark_down("rest", exc)
             if self._cancel_failures == 1:
-                self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="critical",
+                self.bus.emit("bot.alert", self.clock.now_ms(), severity="critical", key="cancel_all.failed",
                               title=f"cancel-all failed during flatten, retrying: {str(exc)[:160]}")
             return
         self._cancel_pending = None
@@ -580,7 +585,7 @@ class Trader:
             self._emit_order("order.rejected", intent, code=exc.code)
             self.engine.on_order_done(intent.client_id)
             if intent.risk_reducing:
-                self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="critical",
+                self.bus.emit("bot.alert", self.clock.now_ms(), severity="critical", key="order.protective_rejected",
                               title=f"{intent.purpose} order rejected ({exc.code}): reconciling, then "
                                     "exiting at market")
                 await self.reconcile()
@@ -600,6 +605,7 @@ class Trader:
             return
         self._mark_up("rest")
         latency = self.clock.now_ms() - started
+        self._observed("placement", latency)
         await self._execute(self.engine.on_order_latency("placement", latency))
         self.record(self.config.actor, "order.place",
                      {"client_id": intent.client_id, "side": intent.side, "qty": intent.qty, "price": intent.price,
@@ -625,13 +631,13 @@ class Trader:
             now = self.clock.now_ms()
             if now >= self._rate_alert_quiet_until_ms:
                 self._rate_alert_quiet_until_ms = self._blocked_until_ms
-                self.bus.emit("alert.sent", now, channel="log", severity="warning",
+                self.bus.emit("bot.alert", now, severity="warning", key="exchange.rate_limited",
                               title=f"rate limited ({exc.status} {exc.code}) on {what}; backing off "
                                     f"{(self._blocked_until_ms - now) / 1000:g} s as Retry-After asks")
             return
         self._mark_down("rest", exc)
         position = abs(self.engine.position_qty) > 1e-12
-        self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="critical",
+        self.bus.emit("bot.alert", self.clock.now_ms(), severity="critical", key="exchange.banned",
                       title=f"ESCALATION: exchange ban (418) on {what}; retry after {exc.retry_after_s} s"
                             + ("; position still open" if position else ""))
 
@@ -665,7 +671,7 @@ class Trader:
                 pending.attempts += 1
                 if pending.attempts >= self.config.resolve_attempts:
                     del self._pending[client_id]
-                    self.bus.emit("alert.sent", now, channel="log", severity="critical",
+                    self.bus.emit("bot.alert", now, severity="critical", key="order.outcome_unknown",
                                   title=f"order {client_id} outcome still unknown after {pending.attempts} queries")
                     self.engine.on_order_done(client_id)
                 else:
@@ -688,7 +694,9 @@ class Trader:
             fill = Fill(intent.client_id, intent.side, new_fill, price, new_fill * price * fee_rate,
                         self.clock.now_ms())
             if pending.order.type == "market":
-                await self._execute(self.engine.on_order_latency("fill", self.clock.now_ms() - pending.placed_ms))
+                took = self.clock.now_ms() - pending.placed_ms
+                self._observed("fill", took)
+                await self._execute(self.engine.on_order_latency("fill", took))
             self._emit_order("order.filled", intent, qty=new_fill, price=price)
             await self._execute(self.engine.on_fill(fill))
             if intent.purpose == "flatten" and abs(self.engine.position_qty) < 1e-12:
@@ -739,7 +747,7 @@ class Trader:
         resync = getattr(self.exchange, "set_time_offset_ms", None)
         if resync is not None:
             resync(self._time_offset_ms)
-        self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="warning",
+        self.bus.emit("bot.alert", self.clock.now_ms(), severity="warning", key="clock.resynced",
                       title=f"clock outside recvWindow ({exc.code}); resynced by {self._time_offset_ms} ms")
 
     # --- feed -------------------------------------------------------------------------------
@@ -804,7 +812,7 @@ class Trader:
             self._store_error = str(exc)
             return
         self._store_down = False
-        self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="info",
+        self.bus.emit("bot.alert", self.clock.now_ms(), severity="info", key="state_store.up",
                       title="state store writable again")
         self._bookkeeping_changed()
 
@@ -817,7 +825,7 @@ class Trader:
         self._store_down = True
         now = self.clock.now_ms()
         self._next_store_check_ms = now + (self.config.store_check_ms or self.config.outage_probe_ms)
-        self.bus.emit("alert.sent", now, channel="log", severity="critical",
+        self.bus.emit("bot.alert", now, severity="critical", key="state_store.down",
                       title=f"state store cannot be written, new entries stopped: {str(exc)[:160]}")
         self._bookkeeping_changed()
 
@@ -840,7 +848,7 @@ class Trader:
     def _announce_repairs(self, now: int) -> None:
         for repair in self.audit.take_repairs():
             self.bus.emit("audit.repaired", now, cut_bytes=repair.cut_bytes, cut_sha256=repair.cut_sha256)
-            self.bus.emit("alert.sent", now, channel="log", severity="warning",
+            self.bus.emit("bot.alert", now, severity="warning", key="audit.repaired",
                           title=f"audit log: a torn last line was cut ({repair.cut_bytes} bytes after record "
                                 f"{repair.after_seq}, sha256 {repair.cut_sha256[:16]}, kept in {repair.saved_to})")
 
@@ -851,13 +859,13 @@ class Trader:
             self._audit_alerted = True
             self._next_audit_retry_ms = now + self.config.audit_retry_ms
             where = "in memory" if self.audit.spill_problem else "in memory and in a spill file beside the log"
-            self.bus.emit("alert.sent", now, channel="log", severity="critical",
+            self.bus.emit("bot.alert", now, severity="critical", key="audit.down",
                           title=f"audit log cannot be written ({str(self.audit.problem)[:200]}): records are kept "
                                 f"{where} and written late; new entries stopped; retrying every "
                                 f"{self.config.audit_retry_ms / 1000:g} s")
         elif not self.audit.down and self._audit_alerted:
             self._audit_alerted = False
-            self.bus.emit("alert.sent", now, channel="log", severity="info",
+            self.bus.emit("bot.alert", now, severity="info", key="audit.up",
                           title="audit log writable again: the records kept were appended late (audit.late)")
         self._bookkeeping_changed()
 
@@ -921,7 +929,7 @@ class Trader:
         self.bus.emit("state.lost", now, reason=reason, store=store, key=key, expected_generation=expected,
                       found_generation=found)
         self.engine.board.fail_closed(f"state lost: {reason}; inspect, then resume manually")
-        self.bus.emit("alert.sent", now, channel="log", severity="critical",
+        self.bus.emit("bot.alert", now, severity="critical", key="state.lost",
                       title=f"STATE LOST: trading halted until an operator resumes: {reason[:240]}")
         self.record(self.config.actor, "state.lost", {"reason": reason, "store": store, "key": key,
                                                       "expected_generation": expected, "found_generation": found})
@@ -944,7 +952,7 @@ class Trader:
         now = self.clock.now_ms()
         self.bus.emit("exchange.down", now, scope=scope, error=str(exc)[:200])
         if abs(self.engine.position_qty) > 1e-12:
-            self.bus.emit("alert.sent", now, channel="log", severity="critical",
+            self.bus.emit("bot.alert", now, severity="critical", key="exchange.unreachable_with_position",
                           title="URGENT: exchange unreachable with a position open - positions cannot be read "
                                 "or closed; manual intervention may be needed")
         # Probe again soon rather than at the next routine reconcile.
@@ -957,6 +965,10 @@ class Trader:
             self.bus.emit("exchange.up", self.clock.now_ms(), scope=scope, error=None)
             self._deferred_intents.extend(self.engine.on_exchange_status(False, scope))
 
+    def _observed(self, kind: str, ms: float) -> None:
+        if self.observe_latency is not None:
+            self.observe_latency(kind, ms)
+
     def _emit_order(self, name: str, intent: OrderIntent, **extra: Any) -> None:
         fields: dict[str, Any] = {"client_id": intent.client_id, "side": intent.side, "qty": intent.qty,
                                   "price": intent.price, "reduce_only": intent.reduce_only, "code": None}
@@ -966,8 +978,6 @@ class Trader:
     def _refuse(self, reason: str) -> None:
         now = self.clock.now_ms()
         self.bus.emit("startup.refused", now, reason=reason)
-        self.bus.emit("alert.sent", now, channel="log", severity="critical",
-                      title=f"bot refused to start: {reason[:240]}")
         self.audit.record(self.config.actor, "startup.refused", {"reason": reason}, now)
         raise StartupRefused(reason)
 

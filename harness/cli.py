@@ -2,8 +2,8 @@
 
     gameday run [PATHS ...] [-m EXPR] [--report DIR] [-- PYTEST ARGS ...]
         Run scenarios (and any tests) with pytest in-process. Each run writes a new sealed evidence
-        set DIR/runs/<utc>-<commit>/ (evidence.jsonl, junit.xml, results.txt, manifest.json, net/)
-        and, when it completes, points DIR/latest at it (default DIR: reports); the results table
+        set DIR/runs/<utc>-<commit>/ (evidence.jsonl, junit.xml, results.txt, metrics.prom, manifest.json,
+        net/) and, when it completes, points DIR/latest at it (default DIR: reports); the results table
         ends the output; the exit code is pytest's (harness/evidence.py, harness/pytest_evidence.py).
     gameday drill --random N --seed S [--profile futures|pets|both] [--bars B] [--out DIR]
         Randomized fault schedules (hypothesis) run in sim mode against the real bot, checked

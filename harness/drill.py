@@ -126,6 +126,7 @@ KIND_COVERS: Mapping[str, str] = {
     "key_permissions": "D1.api_restrictions", "kill_switch": "C2.kill_switch",
     "clear_kill_switch": "C2.kill_switch", "manual_resume": "C2", "audit_torn": "D3.audit", "disk_full": "D3.audit",
     "state_lost": "PETS.circuit_breakers.persisted",
+    "alert_sink_outage": "PETS.monitoring", "alert_sink_latency": "PETS.monitoring",
 }
 BREAKER_COVERS = {"drawdown": "C2.drawdown", "consecutive_losses": "C2.consecutive_losses",
                   "volatility": "C2.volatility", "latency": "C2.latency", "outage": "D3.exchange_outage",

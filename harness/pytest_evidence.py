@@ -40,6 +40,7 @@ from harness.evidence import (
     tree_state,
     write_manifest,
 )
+from harness.metrics_file import write_metrics_file
 
 
 @dataclass
@@ -126,6 +127,7 @@ class _Sealer:
                                             encoding="utf-8")
         if ev.user_junit is not None and ev.user_junit.is_file():
             shutil.copyfile(ev.user_junit, ev.path / JUNIT_FILE)
+        write_metrics_file(ev.path)  # the verdicts and reactions vs SLA as OpenMetrics text
         ev.complete = (int(exitstatus) in (0, 1) and not session.shouldfail and not session.shouldstop
                        and len(ev.ran) >= session.testscollected)
         write_manifest(ev.path, ev.tree, complete=ev.complete, exit_status=int(exitstatus))

@@ -35,6 +35,7 @@ from bot.core.clock import VirtualClock
 from bot.core.events import Event, EventBus
 from bot.core.market import Bar, BookTick, IncrementalATR, RollingMean
 from bot.io.access import Access, Principal, load_access_config, token_digest
+from bot.io.alerts import AlertRouter, Redactor
 from bot.io.audit_trail import AuditTrail
 from bot.io.disk import Disk
 from bot.io.exchange import OrderRequest, OrderState, error_from_binance
@@ -43,6 +44,7 @@ from bot.runtime import StartupRefused, Trader, TraderConfig
 from harness import collect
 from harness.expect import RunRecord, StepTiming
 from harness.scenario import FAULTS, Scenario, Step
+from harness.sim_alerts import SimAlerts, sim_alert_config
 from harness.testnet.engine import Account as ExchangeAccount
 from harness.testnet.engine import BinanceError, Engine
 from harness.testnet.market import Candle, load_csv
@@ -388,6 +390,7 @@ class SimWorld:
         self.disks = SimDisks()
         self.transport: SimTransport | None = None
         self.restarts = 0
+        self.alerts = SimAlerts(self, sim_alert_config())
         if scenario.duration is not None:
             self.end_ms = START_MS + scenario.duration.to_ms(self.bar_ms)
         else:
@@ -551,9 +554,16 @@ class SimWorld:
         bus.subscribe(self._record)
         self.transport = SimTransport(self.xe, self.clock, self.net)
         config = TraderConfig(symbol=SYMBOL, bar_ms=self.bar_ms, trade_entries=self.scenario.account.strategy)
-        return Trader(self.policy, self.transport, self.store, self.audit, self.clock, bus,
-                      verify=self._verify, config=config, marker_path=self.workdir / "EMERGENCY_STOP",
-                      disk=self.disks.marker)
+        trader = Trader(self.policy, self.transport, self.store, self.audit, self.clock, bus,
+                        verify=self._verify, config=config, marker_path=self.workdir / "EMERGENCY_STOP",
+                        disk=self.disks.marker)
+        # The bot's alerting, every channel delivered to an in-memory receiver on virtual time.
+        router = AlertRouter(self.alerts.config, self.clock, bus, available=self.alerts.receivers,
+                             redactor=Redactor([API_SECRET, OPERATOR_TOKEN], env={}),
+                             equity=lambda: trader.engine.equity if hasattr(trader, "engine") else None)
+        bus.subscribe(router)
+        self.alerts.attach(router)
+        return trader
 
     def set_state_full(self, full: bool) -> None:
         self.disks.state_full = full
@@ -678,10 +688,14 @@ class SimWorld:
             deadline = self._trader_deadline()
             if deadline is not None:
                 t = min(t, deadline)
+            alerts_due = self.alerts.next_deadline_ms()
+            if alerts_due is not None:
+                t = min(t, max(alerts_due, self.now))
             if t > self.end_ms:
                 break
             if t > self.now:
                 self.clock.advance_to(int(t))
+            self.alerts.pump()
             await self._keepalive()
             if self._agenda and self._agenda[0].ts <= self.now:
                 item = heapq.heappop(self._agenda)
@@ -742,6 +756,10 @@ class SimWorld:
                      "position": "open" if abs(self.exchange_qty()) > 1e-12 else "flat"}
             self.notes.append("the bot was not running at the end: end state trading=halted")
         state["duplicate_orders"] = "some" if self.duplicate_orders() else "none"
+        unconfirmed = self.alerts.unconfirmed(self.events)
+        state["unconfirmed_alerts"] = "some" if unconfirmed else "none"
+        if unconfirmed:
+            self.notes.append(f"alert.sent without a receipt at the receiver: {unconfirmed[:5]}")
         return state
 
     def duplicate_orders(self) -> list[str]:

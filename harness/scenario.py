@@ -279,7 +279,7 @@ class ParamSpec:
 @dataclass(frozen=True)
 class FaultSpec:
     kind: str
-    family: Literal["market", "latency", "exchange", "credentials", "process", "operator"]
+    family: Literal["market", "latency", "exchange", "credentials", "process", "operator", "alerts"]
     modes: frozenset[str]
     params: Mapping[str, ParamSpec]
     unfolds: bool = False  # established when a condition is reached, not at injection
@@ -294,6 +294,7 @@ def _fault(kind: str, family: Any, modes: str, doc: str, unfolds: bool = False,
 
 _P = ParamSpec
 _DUR = _P("duration", gt=0, doc="how long the fault lasts")
+ALERT_CHANNELS = ("slack", "webhook", "email", "sms", "all")  # config/alerts.yaml's delivering channels
 
 FAULTS: Mapping[str, FaultSpec] = {f.kind: f for f in (
     # market: the harness arranges the exposure it needs and moves the price
@@ -368,6 +369,12 @@ FAULTS: Mapping[str, FaultSpec] = {f.kind: f for f in (
                    choices=("system_admin", "risk_manager", "trading_ops", "quant_analyst", "auditor"))),
     _fault("clear_kill_switch", "operator", "sn", "an operator clears the kill switch"),
     _fault("manual_resume", "operator", "sn", "an operator resumes trading"),
+    # alerts: the receivers of the bot's alert channels (harness/sim_alerts.py, harness/net/receivers.py)
+    _fault("alert_sink_outage", "alerts", "sn", "an alert channel's receiver stops answering", duration=_DUR,
+           channel=_P("enum", required=False, default="all", choices=ALERT_CHANNELS)),
+    _fault("alert_sink_latency", "alerts", "sn", "an alert channel's receiver answers ms late",
+           ms=_P("ms", gt=0, doc="added to each answer"), duration=_DUR,
+           channel=_P("enum", required=False, default="all", choices=ALERT_CHANNELS)),
 )}
 
 # --------------------------------------------------------------------------------------------
@@ -383,6 +390,8 @@ FINAL_VALUES: Mapping[str, tuple[str, ...]] = {
     "position": ("flat", "open"),
     # no order was sent again while an earlier one's outcome was unknown (harness-computed)
     "duplicate_orders": ("none", "some"),
+    # every alert.sent the bot emitted reached the harness's receiver (harness-computed)
+    "unconfirmed_alerts": ("none", "some"),
 }
 _SCENARIO_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _STEP_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -525,6 +534,7 @@ class Final:
     killswitch: str | None = None
     position: str | None = None
     duplicate_orders: str | None = None
+    unconfirmed_alerts: str | None = None
     line: int = 0
 
     def checks(self) -> list[tuple[str, str]]:

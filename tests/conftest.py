@@ -3,7 +3,8 @@
 `EventBus.emit` does not check (it is on the hot path); here, for the test session only, it is
 wrapped: a test during which the bot emitted an undeclared event, a missing or undeclared field,
 or a value of the wrong type fails, naming the event. Scenario runs are checked by the harness
-itself (harness/collect.py), in every mode.
+itself (harness/collect.py), in every mode. A test that feeds a subscriber malformed events on
+purpose (to prove it survives them) says so with `@pytest.mark.off_schema`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def _checked_emit(self: EventBus, name: str, ts_ms: int, **fields: Any) -> Event
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "off_schema: the test emits malformed events on purpose")
     EventBus.emit = _checked_emit  # type: ignore[method-assign]
 
 
@@ -42,6 +44,8 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
     result = yield
+    if item.get_closest_marker("off_schema") is not None:
+        del _PROBLEMS[:]
     if _PROBLEMS:
         seen = list(dict.fromkeys(_PROBLEMS))
         del _PROBLEMS[:]

@@ -302,11 +302,11 @@ class Engine:
             plan = plan_exits(side, entry, self.atr.value, self.policy.exits)
             state, plan_kind = ExitState.from_plan(plan, self.atr.value, self.policy.exits, now), "new"
             if saved is not None:
-                self.bus.emit("alert.sent", now, channel="log", severity="warning",
+                self.bus.emit("bot.alert", now, severity="warning", key="position.plan_differs",
                               title=f"position {qty} differs from the saved one ({saved.get('qty')}, "
                                     f"{saved.get('side')}): new exit plan, stop {plan.stop:.2f}")
             if self.atr.value is None:
-                self.bus.emit("alert.sent", now, channel="log", severity="warning",
+                self.bus.emit("bot.alert", now, severity="warning", key="position.adopted_without_atr",
                               title=f"position {qty} adopted without an ATR: stop at the "
                                     f"{self.policy.exits.stop_loss.min_pct:.2%} floor ({plan.stop:.2f})")
         self._catch_up = plan_kind == "restored"
@@ -323,7 +323,7 @@ class Engine:
                 return None
             return ExitState.from_dict(saved, self.policy.exits)
         except (KeyError, TypeError, ValueError) as exc:
-            self.bus.emit("alert.sent", self.clock.now_ms(), channel="log", severity="warning",
+            self.bus.emit("bot.alert", self.clock.now_ms(), severity="warning", key="position.plan_unusable",
                           title=f"saved exit plan unusable ({exc}): planning afresh")
             return None
 
@@ -603,7 +603,7 @@ class Engine:
         if fill.client_id in self._cancelling:
             if fill.client_id not in self._resting:
                 self._cancelling.discard(fill.client_id)
-            self.bus.emit("alert.sent", now, channel="log", severity="warning",
+            self.bus.emit("bot.alert", now, severity="warning", key="entry.filled_after_ban",
                           title=f"entry {fill.client_id} filled {fill.qty} after entries were forbidden (the "
                                 "cancel lost the race): the position is managed with its exits")
         if abs(old) < _EPS and abs(new) > _EPS:

@@ -93,7 +93,8 @@ PURPOSES = ("entry", "exit", "stop", "take_profit", "flatten")
 ORDER_STATUSES = ("new", "partially_filled", "filled", "canceled", "rejected", "expired")
 RECONCILED = (*ORDER_STATUSES, "not_found", "position_adopted")
 SCOPES = ("rest", "ws", "all")
-SEVERITIES = ("info", "warning", "critical")
+SEVERITIES = ("info", "warning", "critical")  # what the bot says of a condition (bot.alert)
+ALERT_SEVERITIES = (*SEVERITIES, "emergency")  # what the router delivers (the emergency flatten)
 RESUMED_BY = ("cooldown", "operator")
 OPEN_REASONS = ("entry", "reconciled")
 EXIT_REASONS = ("stop", "take_profit", "time", "volatility")
@@ -111,7 +112,22 @@ _ORDER: dict[str, FieldSpec] = {
 _POSITION: dict[str, FieldSpec] = {
     "symbol": STR, "qty": NUMBER, "entry": NUMBER, "exit": nullable(NUMBER), "pnl": nullable(NUMBER),
 }
-_ALERT: dict[str, FieldSpec] = {"channel": STR, "severity": enum(*SEVERITIES), "title": STR}
+# The pets checklist's "RED FLAGS - STOP IMMEDIATELY": the values of redflag.raised{flag}.
+RED_FLAGS: dict[str, str] = {
+    "private_key_logged": "Private key logged",
+    "breaker_not_working": "Circuit breaker not working",
+    "emergency_stop_failed": "Emergency stop fails",
+    "win_rate_low": "Win rate <50%",
+    "drawdown_over_40pct": "Drawdown >40%",
+    "gas_costs_high": "Gas costs >$50/day",
+    "monitoring_down": "Monitoring down",
+    "alerts_not_received": "Alerts not received",
+    "backup_failed": "Database backup failed",
+    "unauthorized_access": "Unauthorized access attempt",
+}
+# A routed alert: one delivery attempt chain on one channel (alert.sent = delivery confirmed).
+_ALERT: dict[str, FieldSpec] = {"id": STR, "channel": STR, "severity": enum(*ALERT_SEVERITIES), "title": STR,
+                                "key": STR, "attempts": INT}
 
 EVENTS: Mapping[str, Mapping[str, FieldSpec]] = {
     "breaker.warning": {"breaker": enum(*BREAKERS), "check": enum(*CHECKS), "level": enum("warning"),
@@ -156,8 +172,11 @@ EVENTS: Mapping[str, Mapping[str, FieldSpec]] = {
     # the store held no state (or older / unreadable state) while the audit log witnessed a save
     "state.lost": {"reason": STR, "store": STR, "key": STR, "expected_generation": nullable(INT),
                    "found_generation": nullable(INT)},
-    "alert.sent": {**_ALERT, "delivery_ms": optional(NUMBER)},  # delivery_ms: routed alerts (issue 11)
-    "alert.failed": {**_ALERT, "error": STR},
+    # the bot states a condition someone must hear of; the alert router decides who (bot/io/alerts.py)
+    "bot.alert": {"severity": enum(*SEVERITIES), "key": STR, "title": STR},
+    "alert.sent": {**_ALERT, "delivery_ms": NUMBER, "fallback_for": nullable(STR)},
+    "alert.failed": {**_ALERT, "error": STR, "fallback": nullable(STR)},
+    "redflag.raised": {"flag": enum(*RED_FLAGS), "detail": STR},
     "credential.leak_detected": {"key_id": STR},
     "credential.revoked": {"key_id": STR},
     "credential.rotated": {"key_id": STR},
@@ -165,6 +184,7 @@ EVENTS: Mapping[str, Mapping[str, FieldSpec]] = {
 }
 
 EVENT_NAMES: frozenset[str] = frozenset(EVENTS)
+
 
 
 class UnknownEventError(ValueError):

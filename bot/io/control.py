@@ -222,8 +222,8 @@ class ControlServer:
         current = self.access.current()
         problem = self.access.problem
         if problem and problem != self._reload_problem:
-            self.trader.bus.emit("alert.sent", self.trader.clock.now_ms(), channel="log", severity="warning",
-                                 title=problem[:300])
+            self.trader.bus.emit("bot.alert", self.trader.clock.now_ms(), severity="warning",
+                                 key="access.config_problem", title=problem[:300])
         self._reload_problem = problem
         return current
 

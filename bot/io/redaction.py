@@ -40,11 +40,11 @@ from urllib.parse import quote, quote_plus
 MASK = "***"
 MIN_LENGTH = 4
 ENV_MIN_LENGTH = 8
-SECRET_ENV_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|API_KEY|PRIVATE_KEY|ENCRYPTION_KEY)$",
-                             re.IGNORECASE)
+SECRET_ENV_NAME = re.compile(
+    r"(SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|API_KEY|PRIVATE_KEY|ENCRYPTION_KEY|WEBHOOK_URL)$", re.IGNORECASE)
 
 
-class _Registry:
+class SecretRegistry:
     """The registered secrets (and their escaped forms) and one compiled pattern for all of them."""
 
     def __init__(self) -> None:
@@ -83,7 +83,7 @@ class _Registry:
         return len(self._forms)
 
 
-_REGISTRY = _Registry()
+_REGISTRY = SecretRegistry()
 
 
 def register_secret(value: str | None) -> None:

@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from harness.faults import credentials, exchange, latency, market, operator, process
+from harness.faults import alerts, credentials, exchange, latency, market, operator, process
 
 SimFault = Callable[[Any, Any], Awaitable[None]]
 
 SIM_FAULTS: dict[str, SimFault] = {
     **market.SIM, **latency.SIM, **exchange.SIM, **credentials.SIM, **process.SIM, **operator.SIM,
+    **alerts.SIM,
 }

@@ -143,7 +143,16 @@ class ControlClient:
             return False
 
     def status(self) -> dict[str, Any]:
-        response = self.session.get(f"{self.base_url}/status", headers=self._headers(self.token), timeout=self.timeout)
+        # GET is idempotent: one retry covers a pooled keep-alive connection the server closed while idle
+        # (seen as "Connection reset by peer" on the first request after a quiet spell)
+        for attempt in (1, 2):
+            try:
+                response = self.session.get(f"{self.base_url}/status", headers=self._headers(self.token),
+                                            timeout=self.timeout)
+                break
+            except requests.ConnectionError:
+                if attempt == 2:
+                    raise
         response.raise_for_status()
         return dict(response.json())
 

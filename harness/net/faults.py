@@ -18,6 +18,8 @@ How each kind is made real (DESIGN.md fault table, mode `n`):
 | unknown_outcome, key_revoked, key_permissions, drawdown, atr_spike | testnet admin API |
 | kill_switch, clear_kill_switch, manual_resume | control API (Bearer token); bot down: the CLI |
 | loss_streak, winning_trade | in-thread testnet engine (a BUY on the bot's account) + admin `price` (see below) |
+| alert_sink_outage | the channel's receiver proxy (slack, webhook, email, sms; all) disabled for duration |
+| alert_sink_latency | Toxiproxy `latency` toxic (ms, downstream) on the channel's receiver proxy for duration |
 
 A loss streak (winning trades) is made the way sim mode makes it (harness/faults/market.py): the
 harness opens a small long (STREAK_FRACTION of equity) on the bot's account; the bot adopts it at
@@ -131,6 +133,34 @@ def order_latency(run: NetRun, p: dict[str, Any]) -> Injected:
     # Upstream: each request reaches the exchange placement_ms late (a reply is one chunk later).
     name = toxi.add_latency(proxy, round(p["placement_ms"]), 0, "upstream", name="gameday_rest_latency")
     return Injected(now_ms(), lambda: toxi.remove_toxic(proxy, name))
+
+
+# ------------------------------------------------------------------------------------------ alerts
+
+_ALERT_PROXY = {"slack": "slack", "webhook": "webhook", "email": "email", "sms": "sms"}
+
+
+def _alert_proxies(p: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(_ALERT_PROXY.values()) if p["channel"] == "all" else (_ALERT_PROXY[p["channel"]],)
+
+
+def alert_sink_outage(run: NetRun, p: dict[str, Any]) -> Injected:
+    return Injected(now_ms(), _disable(run, *_alert_proxies(p)), p["duration"])
+
+
+def alert_sink_latency(run: NetRun, p: dict[str, Any]) -> Injected:
+    toxi = run.stack.toxi
+    assert toxi is not None
+    added = []
+    for short in _alert_proxies(p):
+        proxy = run.stack.proxy_name(short)
+        added.append((proxy, toxi.add_latency(proxy, round(p["ms"]), 0, "downstream", name="gameday_alert_latency")))
+
+    def revert() -> None:
+        for proxy, name in added:
+            toxi.remove_toxic(proxy, name)
+
+    return Injected(now_ms(), revert, p["duration"])
 
 
 # ------------------------------------------------------------------------------------------ process
@@ -514,6 +544,7 @@ NET_FAULTS: dict[str, Callable[[NetRun, dict[str, Any]], Injected]] = {
     "kill_switch": kill_switch, "clear_kill_switch": clear_kill_switch, "manual_resume": manual_resume,
     "loss_streak": loss_streak, "winning_trade": winning_trade,
     "audit_torn": audit_torn, "state_lost": state_lost, "disk_full": disk_full,
+    "alert_sink_outage": alert_sink_outage, "alert_sink_latency": alert_sink_latency,
     "inference_latency": _not_injectable("inference runs inside the bot process; there is no wire to slow "
                                          "(run it in sim mode)"),
     "credential_leak": _not_injectable("the live bot runs no leak detector the harness could trigger"),

@@ -20,18 +20,23 @@ gate files at production thresholds with `GAMEDAY_NET_TIME_SCALE=1`). It multipl
 duration of the scenario (step times, fault durations, `within`) and every time threshold of the
 bot's policy (`python -m bot run --time-scale`); it is recorded in the evidence.
 
-import tempfile
-
 A scenario with a `disk_full` step on the audit log (target audit or all) runs the bot with its
 audit log (and, for all, its marker file) on a small tmpfs mounted at `<run dir>/disk` before the
 bot starts, which the fault fills; mounting needs root (CI runs as root). Without it the step is
 an ERROR naming the reason, never a pass. The tmpfs's files are copied to `<run dir>/disk-copy`
 before it is unmounted.
+
+The bot's alert channels point at the harness's receivers (harness.net.receivers) through their
+own proxies; the end state's `unconfirmed_alerts` says whether every alert.sent the bot emitted
+reached its receiver (for the log channel: the bot's log).
+
+Run artifacts also hold alerts-received.jsonl (what the receivers got).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 import shutil
@@ -65,6 +70,7 @@ RECONCILE_MS_REALTIME = 5_000
 LOOP_S = 0.01
 DISK_BYTES = 256 * 1024  # the tmpfs for disk_full: room for a run's audit records, until it is filled
 FILLER = "gameday-disk-full.filler"
+HEARTBEAT_S = 2.0  # the bot's alert heartbeat in net runs (its receiver proves alerts still flow)
 TIMEFRAMES = {60_000: "1m", 180_000: "3m", 300_000: "5m", 900_000: "15m", 1_800_000: "30m",
               3_600_000: "1h", 7_200_000: "2h", 14_400_000: "4h", 86_400_000: "1d"}
 PROJECT = Path(__file__).resolve().parents[2]
@@ -207,11 +213,12 @@ class NetRun:
                 "--audit", str(self.audit_path), "--marker", str(self.marker_path),
                 *self._access_args(), "--time-scale", repr(self.scale),
                 "--control-port", str(self.control_port), "--store-check-ms", "250", "--startup-attempts", "1",
-                "--reconcile-ms", str(self.reconcile_ms)]
+                "--reconcile-ms", str(self.reconcile_ms), "--alert-heartbeat-seconds", repr(HEARTBEAT_S)]
         if not self.scenario.account.strategy:
             argv.append("--no-entries")
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("GAMEDAY_API", "GAMEDAY_KILL", "GAMEDAY_CONTROL", "GAMEDAY_PRINCIPALS"))}
+        env.update(self.stack.bot_alert_env())
         env.update({"GAMEDAY_API_KEY": self.api_key, "GAMEDAY_API_SECRET": self.secret, "PYTHONUNBUFFERED": "1",
                     "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
         config_dir = getattr(self.context, "config_dir", None)
@@ -368,7 +375,36 @@ class NetRun:
         except Exception as exc:  # noqa: BLE001 - reported, judged as a missing end state
             self.notes.append(f"control API /status failed at the end: {exc}")
             return {}
-        return {k: status[k] for k in ("trading", "killswitch", "position") if k in status}
+        state = {k: status[k] for k in ("trading", "killswitch", "position") if k in status}
+        unconfirmed = self.unconfirmed_alerts()
+        state["unconfirmed_alerts"] = "some" if unconfirmed else "none"
+        if unconfirmed:
+            self.notes.append(f"alert.sent without a receipt at the receiver: {unconfirmed[:5]}")
+        return state
+
+    def unconfirmed_alerts(self) -> list[str]:
+        """alert.sent events the receivers (or, for the log channel, the bot's log) never got."""
+        receivers = self.stack.alerts
+        got = {(r.channel, r.alert_id) for r in receivers.receipts()} if receivers is not None else set()
+        log = self.bot.log_path.read_text(errors="replace") if self.bot.log_path.exists() else ""
+        out = []
+        for e in self.follower.snapshot():
+            if e.name != "alert.sent":
+                continue
+            channel, alert_id = e.fields.get("channel"), e.fields.get("id")
+            seen = f"id {alert_id}," in log if channel == "log" else (channel, alert_id) in got
+            if not seen:
+                out.append(f"{channel}:{alert_id}")
+        return out
+
+    def save_receipts(self) -> None:
+        receivers = self.stack.alerts
+        if receivers is None:
+            return
+        with open(self.run_dir / "alerts-received.jsonl", "w", encoding="utf-8") as fh:
+            for r in receivers.receipts():
+                fh.write(json.dumps({"channel": r.channel, "id": r.alert_id, "received_ms": r.received_ms,
+                                     "text": r.text}) + "\n")
 
     def _events(self) -> list[Event]:
         return sorted(self.follower.snapshot(), key=lambda e: e.ts_ms)
@@ -379,6 +415,7 @@ class NetRun:
             self._undo(step_id, revert)
         try:
             self.bot.stop()
+            self.save_receipts()
         finally:
             self.follower.stop()
             self.control.close()

@@ -4,7 +4,10 @@
 - Redis (`harness.services.provide_redis`: env, local redis-server, Docker);
 - Toxiproxy (`harness.services.provide_toxiproxy`: env, binary, Docker, embedded) with three
   proxies on loopback: `rest` and `ws` (both to the testnet port, so the WebSocket can fail while
-  REST works) and `redis`.
+  REST works) and `redis`;
+- the alert receivers (`harness.net.receivers`: HTTP for Slack / webhook / SMS, aiosmtpd for
+  email), each channel behind its own proxy (`slack`, `webhook`, `email`, `sms`), so a slow or
+  dead receiver is a Toxiproxy fault.
 
 The bot is pointed at the proxies only; the harness talks to the testnet admin API and to Redis
 directly. Everything listens on 127.0.0.1. `NetStack.stop()` undoes whatever `start()` managed to
@@ -23,11 +26,13 @@ from typing import Any
 
 import requests
 
+from harness.net.receivers import AlertReceivers
 from harness.services import ServiceHandle, provide_redis, provide_toxiproxy
 from harness.toxiproxy.client import ToxiproxyClient
 
 LOOPBACK = "127.0.0.1"
 PROXIES = ("rest", "ws", "redis")
+ALERT_PROXIES = ("slack", "webhook", "email", "sms")  # one per alert channel, each to its receiver
 ADMIN_TIMEOUT_S = 5.0
 
 
@@ -92,6 +97,7 @@ class NetStack:
     redis: ServiceHandle | None = None
     toxiproxy: ServiceHandle | None = None
     toxi: ToxiproxyClient | None = None
+    alerts: AlertReceivers | None = None  # the alert channels' receivers, behind ALERT_PROXIES
     listen: dict[str, str] = field(default_factory=dict)  # proxy name -> host:port
     created: list[str] = field(default_factory=list)
     session: requests.Session = field(default_factory=requests.Session)
@@ -122,7 +128,9 @@ class NetStack:
             suffix = f"{int(time.time() * 1000) % 10**8}-{id(self) % 10**5}"
             upstreams = {"rest": f"{LOOPBACK}:{self.testnet_port}", "ws": f"{LOOPBACK}:{self.testnet_port}",
                          "redis": f"{self.redis.host}:{self.redis.port}"}
-            for name in PROXIES:
+            self.alerts = AlertReceivers().start()
+            upstreams.update(self.alerts.upstreams)
+            for name in (*PROXIES, *ALERT_PROXIES):
                 full = f"gameday-{name}-{suffix}"
                 self.listen[name] = self.toxi.create_proxy(full, f"{LOOPBACK}:0", upstreams[name])
                 self.created.append(full)
@@ -149,6 +157,9 @@ class NetStack:
                     handle.stop()
         self.toxiproxy = self.redis = None
         self.toxi = None
+        if self.alerts is not None:
+            self.alerts.stop()
+            self.alerts = None
         if self.testnet is not None:
             self.testnet.stop()
             self.testnet = None
@@ -180,6 +191,11 @@ class NetStack:
     @property
     def bot_redis_url(self) -> str:
         return f"redis://{self.listen['redis']}/0"
+
+    def bot_alert_env(self) -> dict[str, str]:
+        """The alert channels' environment for the bot, each channel through its proxy."""
+        assert self.alerts is not None
+        return self.alerts.bot_env({name: self.listen[name] for name in ALERT_PROXIES})
 
     def proxy_name(self, short: str) -> str:
         for full in self.created:

@@ -143,7 +143,7 @@ def test_an_entry_that_fills_after_its_cancel_is_managed_then_flattened_when_ask
     assert cancels(_kill("graceful")(r))
     r.fill(order)  # the book reached it before the cancel did
     assert r.engine.exit_state is not None and r.engine.position_qty == pytest.approx(order.intent.qty)
-    assert r.named("alert.sent") and "lost the race" in r.named("alert.sent")[-1].fields["title"]
+    assert r.named("bot.alert") and "lost the race" in r.named("bot.alert")[-1].fields["title"]
     intents = _kill("immediate")(r)  # escalate: flatten
     flatten = [i for i in intents if isinstance(i, PlaceOrder)]
     assert isinstance(intents[0], CancelAll) and flatten[0].intent.purpose == "flatten"
@@ -283,7 +283,7 @@ def test_a_position_that_is_not_the_saved_one_gets_a_new_plan(qty_factor: float,
     again.engine.reconcile_position(qty, r.engine.entry_price)
     assert again.named("position.opened", plan=plan)
     if plan == "new":
-        assert "differs from the saved one" in again.named("alert.sent")[-1].fields["title"]
+        assert "differs from the saved one" in again.named("bot.alert")[-1].fields["title"]
 
 
 def test_a_plan_that_found_no_position_is_not_handed_to_a_later_one() -> None:
@@ -331,7 +331,7 @@ def test_a_position_adopted_after_warm_up_gets_an_atr_stop_not_the_floor() -> No
     cold.engine.adopt_position(0.1, cold.price)
     assert cold.engine.exit_state is not None
     assert 1 - cold.engine.exit_state.stop / cold.price == pytest.approx(0.01)  # the floor, and said so
-    assert "without an ATR" in cold.named("alert.sent")[-1].fields["title"]
+    assert "without an ATR" in cold.named("bot.alert")[-1].fields["title"]
 
 
 def test_warm_up_seeds_only_a_fresh_atr() -> None:

@@ -54,7 +54,7 @@ def test_each_run_writes_a_new_sealed_set_and_moves_latest(pytester, fake_sim):
     root = pytester.path / "reports"
     (first,) = sets(root)
     assert evidence.SET_NAME_RE.match(first.name), first.name
-    assert sorted(p.name for p in first.iterdir()) == ["evidence.jsonl", "junit.xml", "manifest.json", "results.txt"]
+    assert sorted(p.name for p in first.iterdir()) == ["evidence.jsonl", "junit.xml", "manifest.json", "metrics.prom", "results.txt"]
     assert os.readlink(root / "latest") == f"runs/{first.name}" and latest_set(root) == first
     assert verify_set(first) == []
     before = snapshot(first)
@@ -121,7 +121,7 @@ def test_a_session_of_plain_tests_makes_a_set_too(pytester, fake_sim):
     pytester.makepyfile(test_unit="def test_x():\n    pass\n")
     run(pytester).assert_outcomes(passed=1)
     latest = latest_set(pytester.path / "reports")
-    assert sorted(p.name for p in latest.iterdir()) == ["evidence.jsonl", "junit.xml", "manifest.json", "results.txt"]
+    assert sorted(p.name for p in latest.iterdir()) == ["evidence.jsonl", "junit.xml", "manifest.json", "metrics.prom", "results.txt"]
     assert read_evidence(latest) == [] and verify_set(latest) == []
     assert (latest / "results.txt").read_text() == "no scenario ran in this session\n"
 

@@ -34,6 +34,7 @@ from bot.core import risk as risk_mod
 from bot.core.breakers import base as breakers_base
 from bot.core.breakers import consecutive_losses as losses_mod
 from bot.core.breakers import drawdown as drawdown_mod
+from bot.io import alerts as alerts_mod
 from harness import collect
 from harness.expect import Judgement, judge
 from harness.scenario import Scenario, load_scenario, resolve_all
@@ -217,6 +218,22 @@ def resume_refusal_is_silent(mp: pytest.MonkeyPatch) -> None:
     """A refused manual resume changes nothing but tells no one (no resume.refused)."""
     mp.setattr(engine_mod.Engine, "manual_resume", lambda self, actor: self.board.manual_resume(
         actor, self.clock.now_ms()))
+def alerts_never_fall_back(mp: pytest.MonkeyPatch) -> None:
+    """The alert router gives up on a failed channel without trying its fallback."""
+    mp.setattr(alerts_mod.AlertRouter, "_next_fallback", lambda self, d, routes: (None, False))
+
+
+def alert_claimed_without_delivery(mp: pytest.MonkeyPatch) -> None:
+    """The alert router reports alert.sent whatever the sink answered (a failure counts as delivered)."""
+    finished = alerts_mod.AlertRouter.finished
+    mp.setattr(alerts_mod.AlertRouter, "finished", lambda self, attempt, error: finished(self, attempt, None))
+
+
+def breaker_trips_do_not_alert(mp: pytest.MonkeyPatch) -> None:
+    """breaker.tripped is not alert-worthy: the router makes no alert of it."""
+    classify = alerts_mod.AlertRouter.classify
+    mp.setattr(alerts_mod.AlertRouter, "classify",
+               lambda self, event: None if event.name == "breaker.tripped" else classify(self, event))
 
 
 @dataclass(frozen=True)
@@ -230,6 +247,7 @@ class Regression:
 DRAWDOWN_RESTART = ("restart-keeps-drawdown-halt", "restart-keeps-drawdown-halt-pets")
 RESTART = (*DRAWDOWN_RESTART, "restart-keeps-loss-streak-halt", "killswitch-survives-restart")
 EMERGENCY = ("drawdown-emergency-flattens-futures", "pets-drawdown-40pct-emergency-flattens")
+ALERT_FALLBACK = ("alerts-receiver-down-retries-then-falls-back", "alerts-slow-receiver-times-out-then-falls-back")
 IMMEDIATE_KILL = ("killswitch-immediate-acts-on-engage", "killswitch-immediate-flattens-futures",
                   "killswitch-immediate-flattens-pets")
 RESTING_ENTRY = ("killswitch-graceful-cancels-resting-entry-pets", "killswitch-pause-cancels-resting-entry-pets",
@@ -261,6 +279,10 @@ REGRESSIONS = [
     Regression("edge-check-always-passes", edge_check_always_passes, ("dead-calm-market-no-entries",)),
     Regression("sizing-ignores-position-cap", sizing_ignores_position_cap, CAPS),
     Regression("resume-refusal-is-silent", resume_refusal_is_silent, ("drawdown-resume-waits-for-cooldown",)),
+    Regression("alerts-never-fall-back", alerts_never_fall_back, ALERT_FALLBACK),
+    Regression("alert-claimed-without-delivery", alert_claimed_without_delivery, ALERT_FALLBACK),
+    Regression("breaker-trips-do-not-alert", breaker_trips_do_not_alert, (
+        "alerts-breaker-trip-slack-and-email", "alerts-emergency-stop-sms-and-large-loss", *ALERT_FALLBACK)),
 ]
 
 

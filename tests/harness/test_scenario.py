@@ -419,6 +419,8 @@ def test_fault_catalog_is_one_table_matching_design():
         "winning_trade": "sn", "malformed_fill": "s",
         # issue 8: the bot's own bookkeeping fails (a torn audit line, lost state, a full disk)
         "audit_torn": "sn", "state_lost": "sn", "disk_full": "sn",
+        # the receivers of the bot's alert channels (issue 11)
+        "alert_sink_outage": "sn", "alert_sink_latency": "sn",
     }
     assert set(FAULTS) == set(expected_modes)
     for kind, modes in expected_modes.items():

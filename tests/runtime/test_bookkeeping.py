@@ -37,7 +37,7 @@ def audit_records(world: World) -> list[dict[str, Any]]:
 
 def critical(world: World, since: int = 0) -> list[str]:
     return [str(e.fields["title"]) for e in world.events[since:]
-            if e.name == "alert.sent" and e.fields.get("severity") == "critical"]
+            if e.name == "bot.alert" and e.fields.get("severity") == "critical"]
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_immediate_kill_with_the_audit_disk_full_flattens_alerts_and_writes_the_
     assert after[:late["details"]["records"]] and "No space left" in late["details"]["reason"]
     assert {"orders.cancel_all", "order.place", "account.flat", "killswitch.engage"} <= set(after)
     assert verify(world.dir / "audit.jsonl").ok
-    assert any(e.name == "alert.sent" and "writable again" in e.fields["title"] for e in world.events)
+    assert any(e.name == "bot.alert" and "writable again" in e.fields["title"] for e in world.events)
 
 
 def test_immediate_kill_with_the_marker_and_the_store_unwritable_still_flattens(world: World) -> None:

@@ -38,6 +38,11 @@ def _run_args(handle: Any, tmp: Path, *extra: str) -> list[str]:
             "--state", str(tmp / "state" / "bot.db"), "--audit", str(tmp / "state" / "audit.jsonl"), *extra]
 
 
+def _without_alert_lines(err: str) -> list[str]:
+    """stderr less the log channel's alert lines and the note on unconfigured alert channels."""
+    return [line for line in err.strip().splitlines() if not line.startswith(("ALERT [", "bot: alerts: "))]
+
+
 @pytest.mark.parametrize("permissions,ip_allowlist,why", [
     ({"enableWithdrawals": True}, ["127.0.0.1"], "withdrawals are enabled"),
     ({"permitsUniversalTransfer": True}, ["127.0.0.1"], "universal transfer"),
@@ -51,8 +56,10 @@ async def test_bot_refuses_a_too_powerful_key(tmp_path: Path, permissions: dict[
         async with BotProcess(_run_args(handle, tmp_path), tmp_path, bot_env("strong", "s3cret-value")) as bot:
             code, out, err = await bot.finish(timeout=30)
         assert code == 3
-        lines = err.strip().splitlines()
+        lines = _without_alert_lines(err)
         assert len(lines) == 1 and lines[0].startswith("startup refused:") and why in lines[0], err
+        # no alert channel is configured here, so the refusal alert went to the log channel
+        assert [line for line in err.splitlines() if line.startswith("ALERT [critical] bot refused to start")], err
         assert "s3cret-value" not in err + out
         [refused] = [e for e in read_events(tmp_path / "events.jsonl") if e["name"] == "startup.refused"]
         assert why in refused["reason"]
@@ -64,7 +71,7 @@ async def test_bot_refuses_a_revoked_key_and_a_world_readable_key_file(tmp_path:
         await admin(handle, "POST", "keys/revoke", {"api_key": KEY})
         async with BotProcess(_run_args(handle, tmp_path), tmp_path, bot_env()) as bot:
             code, _, err = await bot.finish(timeout=30)
-        assert code == 3 and len(err.strip().splitlines()) == 1 and "AuthError" in err
+        assert code == 3 and len(_without_alert_lines(err)) == 1 and "AuthError" in err
         key_file = tmp_path / "api.key"
         key_file.write_text(f"GAMEDAY_API_KEY={KEY}\nGAMEDAY_API_SECRET={SECRET}\n")
         key_file.chmod(0o644)

@@ -93,7 +93,8 @@ async def test_an_audit_chain_broken_inside_refuses_bot_run_in_one_line_naming_t
     async with open_testnet() as handle:
         async with BotProcess(_args(handle, tmp_path), tmp_path, bot_env()) as bot:
             code, _, err = await bot.finish(timeout=30)
-    lines = err.strip().splitlines()
+    # besides the refusal, stderr holds only the alert channels' setup note and the log channel's alert
+    lines = [line for line in err.strip().splitlines() if not line.startswith(("bot: alerts:", "ALERT "))]
     assert code == 3 and len(lines) == 1 and lines[0].startswith("startup refused: ") and "Traceback" not in err
     assert "audit.jsonl:3: hash does not match" in lines[0]
     [refused] = [e for e in read_events(tmp_path / "events.jsonl") if e["name"] == "startup.refused"]
@@ -129,12 +130,12 @@ async def test_an_immediate_kill_through_the_control_api_with_the_state_disk_ful
                 (disk / "filler").unlink()
                 events = await wait_for_events(
                     tmp_path / "events.jsonl",
-                    lambda ev: any(e["name"] == "alert.sent" and "marker" in e["title"] and "written at last" in
+                    lambda ev: any(e["name"] == "bot.alert" and "marker" in e["title"] and "written at last" in
                                    e["title"] for e in ev), proc=bot)
                 code, _, err = await bot.terminate()
         assert status == 200 and body["accepted"] is True, body
         assert flat, "flat when the kill switch answered"
-        titles = [e["title"] for e in events if e["name"] == "alert.sent" and e["severity"] == "critical"]
+        titles = [e["title"] for e in events if e["name"] == "bot.alert" and e["severity"] == "critical"]
         assert any("kill switch immediate: acted; recording failed: " in t and "No space left" in t for t in titles)
         assert json.loads((disk / "EMERGENCY_STOP").read_text())["mode"] == "immediate"
         assert code == 0 and "Traceback" not in err, err

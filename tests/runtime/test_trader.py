@@ -255,7 +255,7 @@ def test_losing_the_state_store_stops_new_entries_and_alerts_then_recovers(tmp_p
         lost_at = world.clock.now_ms()
         await world.bars(1)
         paused = [e for e in world.of("trading.paused") if e.ts_ms >= lost_at]
-        alerts = [e for e in world.of("alert.sent") if e.ts_ms >= lost_at]
+        alerts = [e for e in world.of("bot.alert") if e.ts_ms >= lost_at]
         assert paused and paused[0].ts_ms - lost_at <= 1_000, "entries stop within 1 s"
         assert alerts and alerts[0].fields["severity"] == "critical" and alerts[0].ts_ms - lost_at <= 5_000
         store.down = False
@@ -319,7 +319,7 @@ def test_429_then_418_on_cancel_all_mid_flatten_honours_retry_after_cancels_firs
     assert cancelled and placed
     assert cancelled[0].ts_ms - engaged_at >= 8_000, "Retry-After 3 s, then the 418's 5 s, honoured"
     assert placed[0].ts_ms >= cancelled[0].ts_ms, "cancels first, then the flatten order"
-    escalations = [e for e in world.of("alert.sent") if e.fields["title"].startswith("ESCALATION")]
+    escalations = [e for e in world.of("bot.alert") if e.fields["title"].startswith("ESCALATION")]
     assert escalations and escalations[0].fields["severity"] == "critical"
     assert world.of("account.flat") and world.position() == 0
 
@@ -343,7 +343,7 @@ def test_a_revoked_key_mid_flatten_alerts_once_not_every_retry(world: World) -> 
         await world.bars(12)  # an hour of retries
 
     run(scenario())
-    critical = [e for e in world.of("alert.sent") if e.fields["severity"] == "critical"]
+    critical = [e for e in world.of("bot.alert") if e.fields["severity"] == "critical"]
     assert 1 <= len(critical) <= 5, [e.fields["title"] for e in critical]
     assert world.trader.status()["trading"] == "halted"
 

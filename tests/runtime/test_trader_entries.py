@@ -91,7 +91,7 @@ def test_a_cancel_that_loses_the_race_accounts_the_fill_and_manages_the_position
     run(scenario())
     opened = [e for e in pets.of("position.opened") if e.fields["reason"] == "entry"]
     assert len(opened) == 1
-    assert any("lost the race" in e.fields["title"] for e in pets.of("alert.sent"))
+    assert any("lost the race" in e.fields["title"] for e in pets.of("bot.alert"))
     assert pets.of("account.flat") and pets.position() == 0
 
 
@@ -208,7 +208,7 @@ def test_without_klines_the_atr_warms_from_live_bars_and_says_so(tmp_path: Path)
     world.exchange_engine.fail_next("/fapi/v1/klines", 1, 503, None)
     world.give_position(0.01)
     run(world.trader.start())
-    titles = [e.fields["title"] for e in world.of("alert.sent")]
+    titles = [e.fields["title"] for e in world.of("bot.alert")]
     assert any("klines unavailable" in t for t in titles) and any("without an ATR" in t for t in titles)
 
 
@@ -216,5 +216,5 @@ def test_a_bar_length_with_no_kline_interval_starts_without_a_warm_up(tmp_path: 
     world = World(tmp_path)
     world.trader.config = replace(world.trader.config, bar_ms=600_000)  # 10 m: Binance has no such kline
     run(world.trader.start())
-    assert any("no kline interval of 600000 ms" in e.fields["title"] for e in world.of("alert.sent"))
+    assert any("no kline interval of 600000 ms" in e.fields["title"] for e in world.of("bot.alert"))
     assert world.trader.engine.atr.value is None
