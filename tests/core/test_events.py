@@ -115,7 +115,8 @@ def test_the_promised_vocabulary_is_declared():
     assert EVENTS["order.refused"]["rule"].choices == ev.REFUSAL_RULES
     assert kinds("resume.refused") == {"by": "str", "reason": "str", "actor": "str"}
     assert kinds("audit.repaired") == {"cut_bytes": "int", "cut_sha256": "str"}
-    assert {"channel": "str", "severity": "enum", "title": "str", "error": "str"}.items() <= kinds("alert.failed").items()
+    failed = {"channel": "str", "severity": "enum", "title": "str", "error": "str"}
+    assert failed.items() <= kinds("alert.failed").items()
     assert kinds("bot.alert") == {"severity": "enum", "key": "str", "title": "str"}
     assert EVENTS["order.placed"]["qty_pct"].kind == "number"
     assert {"actor"} <= set(EVENTS["killswitch.rejected"]) and {"status"} <= set(EVENTS["order.reconciled"])

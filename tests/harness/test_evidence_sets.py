@@ -35,6 +35,9 @@ def fake_sim(monkeypatch):
     register(monkeypatch, HALTS)
 
 
+SET_FILES = ["evidence.jsonl", "junit.xml", "manifest.json", "metrics.prom", "results.txt"]
+
+
 def sets(root: Path) -> list[Path]:
     runs = root / "runs"
     return sorted(runs.iterdir()) if runs.is_dir() else []
@@ -54,7 +57,7 @@ def test_each_run_writes_a_new_sealed_set_and_moves_latest(pytester, fake_sim):
     root = pytester.path / "reports"
     (first,) = sets(root)
     assert evidence.SET_NAME_RE.match(first.name), first.name
-    assert sorted(p.name for p in first.iterdir()) == ["evidence.jsonl", "junit.xml", "manifest.json", "metrics.prom", "results.txt"]
+    assert sorted(p.name for p in first.iterdir()) == SET_FILES
     assert os.readlink(root / "latest") == f"runs/{first.name}" and latest_set(root) == first
     assert verify_set(first) == []
     before = snapshot(first)
@@ -121,7 +124,7 @@ def test_a_session_of_plain_tests_makes_a_set_too(pytester, fake_sim):
     pytester.makepyfile(test_unit="def test_x():\n    pass\n")
     run(pytester).assert_outcomes(passed=1)
     latest = latest_set(pytester.path / "reports")
-    assert sorted(p.name for p in latest.iterdir()) == ["evidence.jsonl", "junit.xml", "manifest.json", "metrics.prom", "results.txt"]
+    assert sorted(p.name for p in latest.iterdir()) == SET_FILES
     assert read_evidence(latest) == [] and verify_set(latest) == []
     assert (latest / "results.txt").read_text() == "no scenario ran in this session\n"
 
