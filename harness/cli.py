@@ -1,6 +1,7 @@
 """`gameday`: the harness's command line.
 
-    gameday run [PATHS ...] [-m EXPR] [--report DIR] [-- PYTEST ARGS ...]
+    gameday run [PATHS ...] [-m EXPR] [-k EXPR] [-v] [-q] [-x] [-n N] [--lf] [--ff] [--maxfail N]
+                [--report DIR] [-- PYTEST ARGS ...]
         Run scenarios (and any tests) with pytest in-process. Each run writes a new sealed evidence
         set DIR/runs/<utc>-<commit>/ (evidence.jsonl, junit.xml, results.txt, metrics.prom, manifest.json,
         net/) and, when it completes, points DIR/latest at it (default DIR: reports); the results table
@@ -67,6 +68,19 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", metavar="DIR", default=DEFAULT_REPORT_DIR,
                    help=f"reports root: the run's evidence set goes to DIR/runs/<utc>-<commit>/ and DIR/latest "
                         f"points at it when the run completed (default {DEFAULT_REPORT_DIR})")
+    common = p.add_argument_group("pytest options (passed through as they are)")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more output; repeat for more")
+    common.add_argument("-q", "--quiet", action="count", default=0, help="less output; repeat for less")
+    common.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
+    common.add_argument("--maxfail", metavar="N", type=int, default=None, help="stop after N failures")
+    common.add_argument("-n", dest="numprocesses", metavar="N", default=None,
+                        help="run in N worker processes ('auto': one per core; needs pytest-xdist)")
+    common.add_argument("--lf", "--last-failed", dest="last_failed", action="store_true",
+                        help="rerun only what failed last time")
+    common.add_argument("--ff", "--failed-first", dest="failed_first", action="store_true",
+                        help="run what failed last time first, then the rest")
+    p.epilog = ("Any other pytest option passes through after '--', e.g. gameday run scenarios -- --tb=short "
+                "-p no:randomly --durations=10 (see python -m pytest --help).")
     p.set_defaults(pytest_args=[])
 
 
@@ -76,6 +90,17 @@ def pytest_argv(args: argparse.Namespace) -> list[str]:
         argv += ["-m", args.markexpr]
     if args.keyword:
         argv += ["-k", args.keyword]
+    argv += ["-v"] * args.verbose + ["-q"] * args.quiet
+    if args.exitfirst:
+        argv.append("-x")
+    if args.maxfail is not None:
+        argv.append(f"--maxfail={args.maxfail}")
+    if args.numprocesses is not None:
+        argv += ["-n", str(args.numprocesses)]
+    if args.last_failed:
+        argv.append("--lf")
+    if args.failed_first:
+        argv.append("--ff")
     return argv + list(args.pytest_args or [])
 
 
