@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -459,3 +460,37 @@ def scale_time(policy: Policy, scale: float) -> Policy:
             node = node[part]
         node[leaf] = node[leaf] * scale
     return Policy.model_validate(tree)
+
+
+@dataclass(frozen=True)
+class RequestBudget:
+    """The exchange's request-weight budget as it bounds how often the bot may reconcile.
+
+    Binance USD-M: REQUEST_WEIGHT 2400 per IP per minute; one reconcile is GET /fapi/v3/account
+    (weight 5) and GET /fapi/v3/positionRisk (weight 5). Reconciles may use `reconcile_share` of the
+    budget: the rest stays for bars, order calls, cancels and the queries that resolve unknown outcomes.
+    """
+
+    weight_limit_per_minute: int = 2400
+    reconcile_calls: tuple[tuple[str, int], ...] = (("GET /fapi/v3/account", 5), ("GET /fapi/v3/positionRisk", 5))
+    reconcile_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.weight_limit_per_minute < 1 or not 0 < self.reconcile_share <= 1:
+            raise ValueError(f"request budget: weight_limit_per_minute must be >= 1 (got "
+                             f"{self.weight_limit_per_minute}) and reconcile_share in (0, 1] "
+                             f"(got {self.reconcile_share})")
+
+    @property
+    def reconcile_weight(self) -> int:
+        return sum(weight for _, weight in self.reconcile_calls)
+
+    def reconcile_floor_ms(self) -> int:
+        """The shortest reconcile interval that stays inside `reconcile_share` of the weight limit."""
+        return math.ceil(60_000 * self.reconcile_weight / (self.weight_limit_per_minute * self.reconcile_share))
+
+    def explain_floor(self) -> str:
+        calls = " + ".join(f"{name} ({weight})" for name, weight in self.reconcile_calls)
+        return (f"one reconcile costs weight {self.reconcile_weight} ({calls}); the exchange allows "
+                f"{self.weight_limit_per_minute} per minute and reconciles may use {self.reconcile_share:.0%} of it, "
+                f"so at most one every {self.reconcile_floor_ms()} ms")

@@ -30,10 +30,11 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
 
+from bot.config import RequestBudget
 from bot.core.clock import WallClock
 from bot.core.events import Event, EventBus
 from bot.core.market import Bar, BookTick
@@ -45,6 +46,7 @@ from bot.io.feed import TIMEFRAME_MS, MarketFeed
 from bot.io.marker import read_marker
 from bot.io.redaction import redact_obj
 from bot.io.state import StateStoreError, open_bot_store
+from bot.lifecycle import Lifecycle
 from bot.runtime import StartupRefused, Trader, TraderConfig
 
 EXIT_OK, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 2, 3, 4
@@ -112,8 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"{METRICS_TOKEN_ENV}")
     parser.add_argument("--reconcile-ms", type=int, default=TraderConfig.reconcile_every_ms,
                         help="reconcile orders and positions with the exchange this often; a position "
-                             f"opened outside the bot is adopted then (default {TraderConfig.reconcile_every_ms}, "
-                             "at least 100)")
+                             f"opened outside the bot is adopted then (default {TraderConfig.reconcile_every_ms}; "
+                             f"at least {RequestBudget().reconcile_floor_ms()}: the exchange's request-weight budget)")
 
 
 def _positive_float(text: str) -> float:
@@ -159,6 +161,10 @@ def main_run(args: argparse.Namespace) -> int:
 
     if args.exchange == "testnet" and not args.testnet_url:
         print("run: --exchange testnet needs --testnet-url URL", file=sys.stderr)
+        return EXIT_USAGE
+    floor_problem = reconcile_floor_problem(args.reconcile_ms, RequestBudget())
+    if floor_problem is not None:
+        print(f"run: {floor_problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
         policy = scale_time(load_policy(args.profile).policy, args.time_scale)
@@ -217,15 +223,35 @@ def main_run(args: argparse.Namespace) -> int:
     return code
 
 
+def reconcile_floor_problem(reconcile_ms: int, budget: RequestBudget) -> str | None:
+    """Why `--reconcile-ms` is too short for the exchange's request-weight budget (None: it is not)."""
+    floor = budget.reconcile_floor_ms()
+    if reconcile_ms >= floor:
+        return None
+    return (f"--reconcile-ms {reconcile_ms} is below the floor of {floor} ms: {budget.explain_floor()}; "
+            f"polling faster earns a 429 and then an IP ban. Use --reconcile-ms {floor} or more")
+
+
 async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str]) -> int:
+    clock = WallClock()
+    bus = EventBus()
+    bus.subscribe(EventWriter(stream))
+    life = Lifecycle(bus, clock, sys.stderr)
+    code = EXIT_USAGE
+    try:
+        code = await _serve(args, policy, creds, clock, bus, life)
+    finally:
+        life.stopped(code)
+    return code
+
+
+async def _serve(args: argparse.Namespace, policy: Any, creds: Any, clock: WallClock, bus: EventBus,
+                 life: Lifecycle) -> int:
     from bot.config import ConfigError
     from bot.io.alerts import AlertService
     from bot.io.exchange_ccxt import CcxtExchange
     from bot.io.metrics import BotMetrics, MetricsServer
 
-    clock = WallClock()
-    bus = EventBus()
-    bus.subscribe(EventWriter(stream))
     try:  # alerting first: a refused start is an alert too
         heartbeat = None if args.alert_heartbeat_seconds is None else round(args.alert_heartbeat_seconds * 1000)
         alerts = AlertService.build(args.alert_config, bus, clock, heartbeat_ms=heartbeat,
@@ -247,7 +273,7 @@ async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stopping.set)
+            loop.add_signal_handler(sig, _stop_on_signal, life, sig, stopping)
     verify = args.access.killswitch_verifier()
     marker = Path(args.marker or policy.kill_switch.marker_file)
     if args.exchange == "testnet":
@@ -263,7 +289,7 @@ async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str
         store = open_bot_store(_with_parent(args.state))
         config = TraderConfig(symbol=args.symbol, bar_ms=TIMEFRAME_MS[args.timeframe],
                               trade_entries=not args.no_entries, store_check_ms=max(0, args.store_check_ms),
-                              reconcile_every_ms=max(100, args.reconcile_ms),
+                              reconcile_every_ms=args.reconcile_ms,
                               # the outage re-probe is a time threshold too: scaled with the policy
                               outage_probe_ms=max(250, round(TraderConfig.outage_probe_ms * args.time_scale)))
         trader = Trader(policy, exchange, store, audit, clock, bus, verify, config=config, marker_path=marker)
@@ -279,8 +305,9 @@ async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str
         if stopping.is_set():
             await trader.close()
             return EXIT_OK
+        life.started(trader.status(), symbol=args.symbol, exchange=args.exchange, pid=os.getpid())
         driver = LiveDriver(trader, exchange, bus, clock, marker, store, timeframe=args.timeframe,
-                            stopping=stopping)
+                            stopping=stopping, on_signal=life.on_signal)
         if args.control_port is not None:
             from bot.io.control import ControlServer
 
@@ -296,6 +323,7 @@ async def _run(args: argparse.Namespace, policy: Any, creds: Any, stream: IO[str
             trader.record(driver.restart_by, "bot.restart", {"via": "control-api"})
         await trader.close()
         if driver.restart_by is not None:
+            life.detail = f"restart requested by {driver.restart_by}"
             print(f"bot: restart requested by {driver.restart_by}; starting again", file=sys.stderr, flush=True)
             return EXIT_RESTART
         return EXIT_OK
@@ -352,11 +380,17 @@ async def _start(trader: Trader, args: argparse.Namespace, bus: EventBus, audit:
     return code
 
 
+def _stop_on_signal(life: Lifecycle, signum: int, stopping: asyncio.Event) -> None:
+    life.on_signal(signum)
+    stopping.set()
+
+
 class LiveDriver:
     """Runs the feed and the timer loop around a started Trader until SIGTERM/SIGINT or `stop()`."""
 
     def __init__(self, trader: Trader, exchange: Any, bus: EventBus, clock: WallClock, marker: Path,
-                 store: Any, *, timeframe: str = "5m", stopping: asyncio.Event | None = None) -> None:
+                 store: Any, *, timeframe: str = "5m", stopping: asyncio.Event | None = None,
+                 on_signal: Callable[[int], None] | None = None) -> None:
         self.trader = trader
         self.exchange = exchange
         self.bus = bus
@@ -369,6 +403,12 @@ class LiveDriver:
                                on_bar=self._on_bar, on_book=self._on_book, on_status=self._feed_status)
         self._marker_seen: tuple[int, int] | None = self._marker_stat()
         self.restart_by: str | None = None
+        self.on_signal = on_signal  # told which signal stopped the driver
+
+    def _signalled(self, signum: int) -> None:
+        if self.on_signal is not None:
+            self.on_signal(signum)
+        self.stop()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -382,7 +422,7 @@ class LiveDriver:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop)
+                loop.add_signal_handler(sig, self._signalled, sig)
         feed = asyncio.create_task(self._feed_forever())
         try:
             await self._timer_loop()

@@ -168,6 +168,10 @@ EVENTS: Mapping[str, Mapping[str, FieldSpec]] = {
     "exchange.up": {"scope": enum(*SCOPES), "error": nullable(STR)},
     "state.restored": {"breakers": OBJECT, "killswitch": OBJECT},
     "startup.refused": {"reason": STR},
+    # the process started trading (banner printed) and stopped (reason: a signal, a refusal, a restart...)
+    "bot.started": {"symbol": STR, "exchange": STR, "pid": INT, "trading": enum("active", "paused", "halted"),
+                    "killswitch": enum("engaged", "clear"), "board": enum("active", "reduced", "paused", "halted")},
+    "bot.stopped": {"reason": STR, "exit_code": INT, "signal": nullable(STR)},
     "audit.repaired": {"cut_bytes": INT, "cut_sha256": STR},
     # the store held no state (or older / unreadable state) while the audit log witnessed a save
     "state.lost": {"reason": STR, "store": STR, "key": STR, "expected_generation": nullable(INT),
