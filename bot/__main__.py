@@ -32,9 +32,9 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from bot.io.audit import main_verify
+    from bot.io.audit_anchor import main_verify
 
-    return main_verify([str(args.file), *(["--head", args.head] if args.head else [])])
+    return main_verify([str(args.file), *args.rest])
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_commands.add_parser("verify", help="verify the hash chain of an audit log")
     verify.add_argument("file", type=Path)
-    verify.add_argument("--head", help="the last record's hash, kept elsewhere: also detects a cut-off tail")
+    verify.add_argument("rest", nargs=argparse.REMAINDER, help="--head HASH, --state STORE, --evidence DIR, "
+                        "--anchor SEQ:HASH: anchors kept apart from the log (python -m bot audit verify FILE -h)")
     verify.set_defaults(handler=_audit_verify)
 
     secrets = commands.add_parser("secrets", help="Fernet key and encrypted secrets file; where each secret comes from")

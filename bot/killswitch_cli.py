@@ -43,6 +43,7 @@ from bot.core.events import Event, EventBus
 from bot.core.killswitch import MODE_RANK, KillSwitch
 from bot.core.policy import Policy
 from bot.io.access import CONTROL_TOKEN_ENV, AccessError, open_access
+from bot.io.audit_anchor import AnchorError, audit_hmac_key
 from bot.io.audit_trail import AuditTrail
 from bot.io.credentials import CredentialError, load_api_credentials, presented_token
 from bot.io.exchange import (
@@ -309,7 +310,12 @@ def run(args: argparse.Namespace, *, exchange_factory: Callable[..., Any] | None
         return EXIT_REJECTED
     marker = Path(args.marker or policy.kill_switch.marker_file)
     actor = _actor(args)
-    books = Books(AuditTrail(_with_parent(args.audit), now_ms=clock.now_ms), err)
+    try:
+        hmac_key = audit_hmac_key()
+    except (AnchorError, CredentialError) as exc:  # the kill switch acts anyway; its records go unauthenticated
+        print(f"killswitch: audit HMAC key unusable ({exc}); recording without it", file=err)
+        hmac_key = None
+    books = Books(AuditTrail(_with_parent(args.audit), now_ms=clock.now_ms, hmac_key=hmac_key), err)
     try:
         store = open_store(_with_parent(args.state))
     except (StateStoreError, OSError) as exc:

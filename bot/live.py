@@ -39,6 +39,7 @@ from bot.core.clock import WallClock
 from bot.core.events import Event, EventBus
 from bot.core.market import Bar, BookTick
 from bot.io.access import CONTROL_TOKEN_ENV, AccessError, open_access
+from bot.io.audit_anchor import AnchorError, audit_hmac_key
 from bot.io.audit_trail import AuditTrail
 from bot.io.credentials import CredentialError, load_api_credentials
 from bot.io.exchange import ExchangeError, RetryableError, UnknownOutcomeError
@@ -204,7 +205,8 @@ def main_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         creds = load_api_credentials(args.key_file)
-    except CredentialError as exc:
+        args.audit_hmac_key = audit_hmac_key()
+    except (CredentialError, AnchorError) as exc:
         print(f"run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     stream: IO[str]
@@ -285,7 +287,8 @@ async def _serve(args: argparse.Namespace, policy: Any, creds: Any, clock: WallC
     store = None
     control: Any = None
     try:
-        audit = AuditTrail(_with_parent(args.audit), now_ms=clock.now_ms, verify_chain=True)
+        audit = AuditTrail(_with_parent(args.audit), now_ms=clock.now_ms, verify_chain=True,
+                           hmac_key=args.audit_hmac_key)
         store = open_bot_store(_with_parent(args.state))
         config = TraderConfig(symbol=args.symbol, bar_ms=TIMEFRAME_MS[args.timeframe],
                               trade_entries=not args.no_entries, store_check_ms=max(0, args.store_check_ms),
@@ -295,6 +298,7 @@ async def _serve(args: argparse.Namespace, policy: Any, creds: Any, clock: WallC
         trader = Trader(policy, exchange, store, audit, clock, bus, verify, config=config, marker_path=marker)
         metrics.bind(trader)
         alerts.router.equity = lambda: trader.engine.equity if hasattr(trader, "engine") else None
+        alerts.router.audit_head = lambda: audit.head if audit is not None else None
         if args.metrics_port is not None:
             metrics_server = MetricsServer(metrics, args.metrics_token, "127.0.0.1", args.metrics_port)
             print(f"bot: metrics on http://127.0.0.1:{await metrics_server.start()}/metrics", file=sys.stderr,

@@ -26,7 +26,7 @@ audit log shows what was saved last) and resumes. The marker file still engages 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +39,7 @@ from bot.core.market import Bar, BookTick
 from bot.core.policy import Policy
 from bot.core.risk import OrderIntent
 from bot.io.audit import iso_utc
+from bot.io.audit_anchor import SNAPSHOT_FIELD, head_fields
 from bot.io.audit_trail import AuditTrail, Witness
 from bot.io.disk import REAL_DISK, Disk
 from bot.io.exchange import (
@@ -336,13 +337,16 @@ class Trader:
 
     # --- operator ---------------------------------------------------------------------------
 
-    async def engage_killswitch(self, mode: str, reason: str, actor: str, credential: str | None
-                                ) -> OperatorOutcome:
+    async def engage_killswitch(self, mode: str, reason: str, actor: str, credential: str | None,
+                                via: Mapping[str, Any] | None = None) -> OperatorOutcome:
         """Halt (in memory, then the marker file so the halt survives a crash), cancel and flatten;
         only then the state store and the audit log. A failure of any of the three is reported, and
-        never stops or delays the action."""
+        never stops or delays the action. `via`: how the request came (the control API's source,
+        route, principal, role), kept in the same record."""
         result, intents = self.engine.engage_killswitch(mode, reason, actor, credential)
-        details = {"mode": mode, "reason": reason, "accepted": result.accepted, "why": result.reason}
+        details: dict[str, Any] = {"mode": mode, "reason": reason, "accepted": result.accepted, "why": result.reason}
+        if via is not None:
+            details["via"] = dict(via)
         if not result.accepted:
             return OperatorOutcome(False, result.reason, self.record(actor, "killswitch.rejected", details))
         marker_problem = self._save_marker()
@@ -790,7 +794,9 @@ class Trader:
     def _save_snapshot(self) -> None:
         """One more generation, witnessed in the audit log once the store has it (module docstring)."""
         generation = self._generation + 1
-        self.store.put(self.config.state_key, {**self.engine.snapshot(), "generation": generation})
+        # the audit chain's head goes with every snapshot: an anchor a rewrite of the log cannot reach
+        self.store.put(self.config.state_key, {**self.engine.snapshot(), "generation": generation,
+                                               SNAPSHOT_FIELD: head_fields(self.audit.head)})
         self._generation = generation
         self._dirty = False
         self.record(self.config.actor, "state.saved",

@@ -10,7 +10,8 @@ A reports root (default `reports/`) holds only what runs made:
         results.txt      the results table the run printed
         net/<scenario>/  per-run artifacts of net scenarios (events.jsonl, bot.log, audit.jsonl)
         manifest.json    written last (gameday.manifest/v1): sha256 of every other file, the git
-                         commit, whether the tree had uncommitted changes, complete or not
+                         commit, whether the tree had uncommitted changes, complete or not, and
+                         the chain head of every audit.jsonl in the set (audit_anchors)
       latest -> runs/<the last completed run>   a relative symlink, replaced by rename(2)
 
 `-N` (2, 3, ...) is added when two runs start in the same second of the same commit. Where the
@@ -39,6 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.io.audit_anchor import MANIFEST_FIELD as AUDIT_ANCHORS
+from bot.io.audit_anchor import chain_head, head_fields
 from harness.expect import Judgement, RunRecord
 from harness.scenario import Scenario
 
@@ -49,6 +52,7 @@ MANIFEST_FILE = "manifest.json"
 JUNIT_FILE = "junit.xml"
 RESULTS_FILE = "results.txt"
 RUNS_DIR = "runs"
+AUDIT_LOG_NAME = "audit.jsonl"
 LATEST = "latest"
 DEFAULT_ROOT = "reports"
 # What a reports root may hold. A producer that writes beside runs/ adds its names here.
@@ -290,7 +294,8 @@ def write_manifest(directory: str | Path, tree: TreeState, *, complete: bool, ex
     """Seal `directory`: write manifest.json (sha256 of every other file, the tree state, the
     number of evidence records, whether the run completed) atomically, last."""
     directory = Path(directory)
-    files = {name: sha256_file(path) for name, path in _set_files(directory).items()}
+    present = _set_files(directory)
+    files = {name: sha256_file(path) for name, path in present.items()}
     manifest = {
         "schema": MANIFEST_SCHEMA,
         "set": directory.name,
@@ -302,8 +307,16 @@ def write_manifest(directory: str | Path, tree: TreeState, *, complete: bool, ex
         "exit_status": exit_status,
         "records": count_records(directory),
         "files": files,
+        AUDIT_ANCHORS: _audit_anchors(present),
     }
     return write_json_atomic(directory / MANIFEST_FILE, manifest)
+
+
+def _audit_anchors(present: Mapping[str, Path]) -> dict[str, Any]:
+    """The chain head of every audit log in the set: `python -m bot audit verify LOG --evidence SET`
+    finds a later cut or rewrite of that log (bot.io.audit_anchor)."""
+    heads = {name: chain_head(path) for name, path in present.items() if path.name == AUDIT_LOG_NAME}
+    return {name: head_fields(head) for name, head in heads.items() if head is not None}
 
 
 def write_json_atomic(path: Path, data: Any) -> Path:

@@ -590,6 +590,8 @@ class AlertRouter:
         self.bus = bus
         self.redact = redactor or Redactor()
         self.equity = equity
+        # (seq, hash) of the audit chain's head: every heartbeat carries it, an anchor kept off the host
+        self.audit_head: Callable[[], tuple[int, str] | None] = lambda: None
         self.available = frozenset(available) | {LAST_RESORT}
         self.on_wake: Callable[[], None] = lambda: None
         self.stats = RouterStats()
@@ -836,9 +838,14 @@ class AlertRouter:
             self._next_heartbeat_ms += (missed + 1) * every
             self._heartbeats += 1
             self._seq += 1
+            head = self.audit_head()
+            anchor = f"; audit head {head[0]}:{head[1]}" if head is not None else ""
+            data: dict[str, Any] = {"n": self._heartbeats}
+            if head is not None:
+                data["audit_head"] = {"seq": head[0], "hash": head[1]}
             alert = Alert(f"{self._run_id}-{self._seq}", HEARTBEAT_KEY, "info",
-                          f"heartbeat {self._heartbeats}: the gameday bot is running and its alerts flow",
-                          "heartbeat", now, {"n": self._heartbeats}, fallback=False)
+                          f"heartbeat {self._heartbeats}: the gameday bot is running and its alerts flow{anchor}",
+                          "heartbeat", now, data, fallback=False)
             for channel in self.heartbeat_channels:
                 self._enqueue(_Delivery(alert, channel, None, frozenset({channel}), 0, 0), now)
         for key, state in self._keys.items():

@@ -6,6 +6,11 @@ One record per line, each line the canonical JSON (sorted keys, no spaces, ASCII
      "action": "killswitch.engage", "details": {...}, "prev": "<sha256 of the previous line>",
      "hash": "<sha256 of this record without 'hash'>"}
 
+With an HMAC key (bot.io.audit_anchor: kept apart from the log, in the environment / secrets
+loader) each record also carries ``"mac"``: the hex HMAC-SHA256 of the canonical JSON of the record
+without "hash" and "mac"; `hash` then covers the mac too. Without the key nobody can write a record
+that `verify(hmac_key=...)` accepts, so an edit or a rewrite is found at the first record it touched.
+
 `seq` starts at 1 and equals the line number. `prev` is the hex sha256 of the previous line's
 bytes (without its newline), ``"0" * 64`` for the first record. `hash` is the hex sha256 of the
 canonical JSON of the record without its "hash" field.
@@ -21,21 +26,21 @@ that is complete but wrong (an edit) is never repaired: opening refuses with the
 
 What `verify` proves from the file alone: any edited byte, any deleted, inserted or reordered
 line, a torn last line. A log cut at a record boundary (whole last records removed) is a
-valid shorter log; to detect that, keep the last record's hash somewhere else (`AuditLog.head`)
-and pass it as ``expect_head`` (`python -m bot audit verify FILE --head HASH`). `verify` also
+valid shorter log; to detect that, keep the last record's hash somewhere else (`AuditLog.head`;
+the bot keeps it in its state store, heartbeats and evidence sets: bot.io.audit_anchor) and pass it
+as ``expect_head``, or let `python -m bot audit verify FILE` find the anchors. `verify` also
 lists every repair and every batch of records written late (``audit.late``) it finds.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +54,7 @@ from bot.io.disk import REAL_DISK, Disk
 GENESIS = "0" * 64
 REDACTED = "***"
 FIELDS = frozenset({"seq", "ts", "ts_ms", "actor", "action", "details", "prev", "hash"})
+MAC_FIELDS = FIELDS | {"mac"}
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Key names (lower-cased, with everything but letters and digits removed) that contain one of
@@ -133,6 +139,11 @@ def _record_hash(record: Mapping[str, Any]) -> str:
     return _sha256(canonical_json(body).encode("ascii"))
 
 
+def record_mac(record: Mapping[str, Any], key: bytes) -> str:
+    body = {k: v for k, v in record.items() if k not in ("hash", "mac")}
+    return hmac.new(key, canonical_json(body).encode("ascii"), hashlib.sha256).hexdigest()
+
+
 def _check_line(raw: bytes, lineno: int, prev: str) -> tuple[dict[str, Any] | None, str]:
     """Parse and check one line (without newline). Returns (record, "") or (None, reason)."""
     if not raw:
@@ -147,9 +158,9 @@ def _check_line(raw: bytes, lineno: int, prev: str) -> tuple[dict[str, Any] | No
         return None, f"not valid JSON at column {exc.colno}: {exc.msg}"
     if not isinstance(record, dict):
         return None, "not a JSON object"
-    if set(record) != FIELDS:
+    if set(record) not in (FIELDS, MAC_FIELDS):
         missing = sorted(FIELDS - set(record))
-        extra = sorted(set(record) - FIELDS)
+        extra = sorted(set(record) - MAC_FIELDS)
         return None, f"wrong fields (missing {missing}, unexpected {extra})"
     seq, ts_ms = record["seq"], record["ts_ms"]
     if type(seq) is not int or type(ts_ms) is not int:
@@ -185,6 +196,7 @@ class VerifyResult:
     repairs: tuple[tuple[int, dict[str, Any]], ...] = ()  # (line, details) of each audit.repaired record
     late: tuple[tuple[int, dict[str, Any]], ...] = ()  # (line, details) of each audit.late record
     prefix: VerifiedPrefix | None = None  # when ok: the whole file, to resume from next time
+    unauthenticated: int = 0  # with an HMAC key: records before the first one carrying a mac
 
 
 @dataclass(frozen=True)
@@ -214,7 +226,7 @@ class VerifiedPrefix:
 
 
 def verify(path: str | os.PathLike[str], *, expect_head: str | None = None,
-           resume: VerifiedPrefix | None = None) -> VerifyResult:
+           resume: VerifiedPrefix | None = None, hmac_key: bytes | None = None) -> VerifyResult:
     """Check the whole chain of the log at `path`; stop at the first bad line.
 
     `expect_head`: hash of a record known (from elsewhere) to have been in the log; when given,
@@ -222,6 +234,9 @@ def verify(path: str | os.PathLike[str], *, expect_head: str | None = None,
     `resume`: a prefix verified before (the bot keeps one beside the log, to check only what was
     appended since its last start): skipped when the file still starts with exactly those bytes
     (their sha256, which costs far less than parsing them), else the whole file is checked.
+    `hmac_key`: every record from the first one carrying a mac on must carry a mac made with this
+    key (records before it were written before the key was configured: counted in `unauthenticated`);
+    a log with no mac at all fails. Never combined with `resume`.
     `python -m bot audit verify` never resumes.
     Raises OSError when the file cannot be read.
     """
@@ -233,12 +248,15 @@ def verify(path: str | os.PathLike[str], *, expect_head: str | None = None,
     repairs: list[tuple[int, dict[str, Any]]] = []
     late: list[tuple[int, dict[str, Any]]] = []
 
+    authenticated = 0
+    unauthenticated = 0
+
     def result(ok: bool, bad: int | None, reason: str | None) -> VerifyResult:
         prefix = VerifiedPrefix(count, size, digest.hexdigest(), prev) if ok and count else None
-        return VerifyResult(ok, count, bad, reason, prev, tuple(repairs), tuple(late), prefix)
+        return VerifyResult(ok, count, bad, reason, prev, tuple(repairs), tuple(late), prefix, unauthenticated)
 
     with open(path, "rb") as f:
-        if resume is not None and expect_head is None:
+        if resume is not None and expect_head is None and hmac_key is None:
             seen = hashlib.sha256()
             left = resume.size
             while left > 0 and (chunk := f.read(min(left, 1 << 20))):
@@ -255,6 +273,17 @@ def verify(path: str | os.PathLike[str], *, expect_head: str | None = None,
             record, reason = _check_line(line[:-1], lineno, prev)
             if record is None:
                 return result(False, lineno, reason)
+            if hmac_key is not None:
+                if "mac" in record:
+                    if not hmac.compare_digest(record["mac"], record_mac(record, hmac_key)):
+                        return result(False, lineno, f"HMAC does not match: rewritten from seq {lineno} (this record "
+                                                     "was edited or written by someone without the audit key)")
+                    authenticated += 1
+                elif authenticated:
+                    return result(False, lineno, f"no HMAC after {authenticated} authenticated records: rewritten "
+                                                 f"from seq {lineno} (written without the audit key)")
+                else:
+                    unauthenticated += 1
             count += 1
             prev = _sha256(line[:-1])
             digest.update(line)
@@ -268,6 +297,9 @@ def verify(path: str | os.PathLike[str], *, expect_head: str | None = None,
     if not seen_head:
         return result(False, count + 1, f"record {expect_head} is not in the log: records were removed from the "
                                         "end (or the log was replaced)")
+    if hmac_key is not None and count and not authenticated:
+        return result(False, 1, "no record carries an HMAC: the log was written without the audit key (or "
+                                "rewritten whole by someone without it)")
     return result(True, None, None)
 
 
@@ -352,13 +384,15 @@ class AuditLog:
     After a failed write or fsync the file is cut back to where it was (no part of a record whose
     append failed stays behind) and the log refuses further appends: whether the cut itself
     reached the disk is unknown - open it again (the reopen repairs a torn tail if it did not).
-    `disk` carries the write/fsync calls; `now_ms` stamps the repair records (default: wall clock).
+    `disk` carries the write/fsync calls; `now_ms` stamps the repair records (default: wall clock);
+    `hmac_key` authenticates every record written (module docstring).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, disk: Disk = REAL_DISK,
-                 now_ms: Callable[[], int] | None = None) -> None:
+                 now_ms: Callable[[], int] | None = None, hmac_key: bytes | None = None) -> None:
         self.path = Path(path)
         self.disk = disk
+        self._hmac_key = hmac_key
         self._now_ms = now_ms or _wall_ms
         self._lock = threading.Lock()
         self._failed: str | None = None
@@ -518,6 +552,8 @@ class AuditLog:
             seq += 1
             record: dict[str, Any] = {"seq": seq, "ts": iso_utc(ts_ms), "ts_ms": ts_ms, "actor": actor,
                                       "action": action, "details": dict(details), "prev": prev}
+            if self._hmac_key is not None:
+                record["mac"] = record_mac(record, self._hmac_key)
             record["hash"] = _record_hash(record)
             line = canonical_json(record).encode("ascii")
             prev = _sha256(line)
@@ -546,33 +582,3 @@ class AuditLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def main_verify(argv: Sequence[str]) -> int:
-    """`python -m bot audit verify FILE [--head HASH]`: 0 intact, 1 broken, 2 cannot read."""
-    parser = argparse.ArgumentParser(prog="python -m bot audit verify")
-    parser.add_argument("file")
-    parser.add_argument("--head", help="hash of a record that must be in the log (detects a cut tail)")
-    args = parser.parse_args(list(argv))
-    if args.head is not None and not _HEX64.fullmatch(args.head):
-        print(f"--head must be 64 lowercase hex characters, got {args.head!r}", file=sys.stderr)
-        return 2
-    try:
-        result = verify(args.file, expect_head=args.head)
-    except OSError as exc:
-        print(f"{args.file}: cannot read: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    for line, d in result.repairs:
-        kept = f"kept in {d.get('saved_to')}" if d.get("saved_to") else "not kept (could not be written)"
-        print(f"{args.file}:{line}: repaired: a torn last line after record {d.get('after_seq')} was cut: "
-              f"{d.get('cut_bytes')} bytes, sha256 {d.get('cut_sha256')}, {kept}")
-    for line, d in result.late:
-        print(f"{args.file}:{line}: late: the next {d.get('records')} records were written late (from "
-              f"{d.get('first_ts_ms')} to {d.get('last_ts_ms')} ms), because: {d.get('reason')}")
-    if result.ok:
-        print(f"ok: {result.records} records, chain intact"
-              + (f", {len(result.repairs)} repair(s)" if result.repairs else "")
-              + (f", {len(result.late)} late batch(es)" if result.late else ""))
-        return 0
-    print(f"{args.file}:{result.first_bad_line}: {result.reason}")
-    return 1

@@ -88,9 +88,11 @@ def _json_safe(details: Mapping[str, Any]) -> dict[str, Any]:
 
 class AuditTrail:
     def __init__(self, path: str | os.PathLike[str], *, now_ms: Callable[[], int], disk: Disk = REAL_DISK,
-                 verify_chain: bool = False) -> None:
+                 verify_chain: bool = False, hmac_key: bytes | None = None) -> None:
         self.path = Path(path)
         self.disk = disk
+        self._hmac_key = hmac_key  # authenticates every record (bot.io.audit_anchor.audit_hmac_key)
+        self._head: tuple[int, str] | None = None  # (seq, hash) of the last record known written
         self._now_ms = now_ms
         self.problem: str | None = None  # why records cannot be written now
         self.chain_error: str | None = None  # the chain found in the file is broken inside
@@ -115,6 +117,14 @@ class AuditTrail:
     def down(self) -> bool:
         """True while records are being kept instead of written."""
         return self._log is None or bool(self._pending)
+
+    @property
+    def head(self) -> tuple[int, str] | None:
+        """(seq, hash) of the last record written: the anchor the bot keeps apart from the log
+        (state store, heartbeat); None before the log was ever opened."""
+        if self._log is not None:
+            self._head = (self._log.seq, self._log.head)
+        return self._head
 
     @property
     def pending(self) -> int:
@@ -174,6 +184,7 @@ class AuditTrail:
         if self.down:
             self.retry()
         if self._log is not None:
+            self._head = (self._log.seq, self._log.head)
             self._log.close()
             self._log = None
         left = [k for k in self._pending if not k.spilled]
@@ -190,6 +201,7 @@ class AuditTrail:
         """Let go of every file without writing anything, as a process that dies does (a crash
         drill): what was only in memory is gone, the spill files stay for the next opener."""
         if self._log is not None:
+            self._head = (self._log.seq, self._log.head)
             self._log.close()
             self._log = None
         for fd, _ in [*self._old_spills, *([self._spill] if self._spill else []), *self._adopted.values()]:
@@ -200,7 +212,7 @@ class AuditTrail:
 
     def _open(self, verify_chain: bool = False) -> AuditLog | None:
         try:
-            log = AuditLog(self.path, disk=self.disk, now_ms=self._now_ms)
+            log = AuditLog(self.path, disk=self.disk, now_ms=self._now_ms, hmac_key=self._hmac_key)
         except AuditWriteError as exc:  # the repair record could not be written: keep it
             if exc.repair is not None:
                 self._new_repairs.append(exc.repair)
@@ -311,6 +323,7 @@ class AuditTrail:
 
     def _lose_log(self, problem: str, *, chain: bool = False) -> None:
         if self._log is not None:
+            self._head = (self._log.seq, self._log.head)
             self._log.close()
             self._log = None
         self._set_problem(problem, chain=chain)

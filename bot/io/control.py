@@ -108,6 +108,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     audit_action: str = "api.access"
     details: dict[str, Any] = field(default_factory=dict)  # extra fields for the audit record
+    audited: bool = False  # the action's own record already carries the access (one record per call)
 
 
 class _Refused(Exception):
@@ -303,14 +304,17 @@ class ControlServer:
 
         return handle
 
+    @staticmethod
+    def _access_fields(call: Call) -> dict[str, Any]:
+        principal = call.decision.principal if call.decision else None
+        return {"source": call.source, "route": call.route,
+                "principal": principal.name if principal else None, "role": principal.role if principal else None}
+
     def _audit(self, call: Call, reply: Reply) -> str | None:
-        decision = call.decision
-        principal = decision.principal if decision else None
-        details: dict[str, Any] = {
-            "source": call.source, "route": call.route, "status": reply.status,
-            "outcome": reply.body.get("error", "ok"),
-            "principal": principal.name if principal else None, "role": principal.role if principal else None,
-        }
+        if reply.audited:
+            return None
+        details: dict[str, Any] = {**self._access_fields(call), "status": reply.status,
+                                   "outcome": reply.body.get("error", "ok")}
         if reply.status >= 400:
             details["why"] = cut(str(reply.body.get("reason", "")), WHY_MAX_BYTES)[0]
         details.update(reply.details)
@@ -476,17 +480,20 @@ class ControlServer:
             raise _Refused(_error(400, "reason_required", "a non-empty reason is required (why the kill "
                                                           "switch is engaged goes into the audit log)"))
         fields = self._reason_fields(reason)
-        outcome = await self.trader.engage_killswitch(mode, fields["reason"], call.actor, call.token)
-        details = {"mode": mode, **fields}
+        # the trader's killswitch.engage (or .rejected) record carries who called and from where: one record
+        via = self._access_fields(call)
+        if "reason_bytes" in fields:  # the reason was cut: how long it was
+            via["reason_bytes"] = fields["reason_bytes"]
+        outcome = await self.trader.engage_killswitch(mode, fields["reason"], call.actor, call.token, via=via)
         if outcome.accepted:
             return self._with_record(Reply(200, {"accepted": True, "reason": outcome.reason, "actor": call.actor,
-                                                 **self._status_for(call)}, details=details), outcome.record_error)
+                                                 **self._status_for(call)}, audited=True), outcome.record_error)
         engaged = self.trader.engine.killswitch.status()
         if engaged.engaged and engaged.mode is not None and MODE_RANK[mode] < MODE_RANK[engaged.mode]:
             reply = _error(409, "weaker_mode", outcome.reason, accepted=False, engaged_mode=engaged.mode)
         else:
             reply = _error(403, "forbidden", outcome.reason, accepted=False)
-        reply.details = details
+        reply.audited = True
         return self._with_record(reply, outcome.record_error)
 
     async def _clear(self, call: Call) -> Reply:
