@@ -600,6 +600,25 @@ def project_root() -> Path:
     return Path(harness.__file__).resolve().parent.parent
 
 
+HARNESS_CONFIG = "harness.yaml"
+DEFAULT_MAX_BARS = 100_000
+
+
+def max_bars(config_dir: Path | None = None) -> int:
+    """`scenario.max_bars` of `<config>/harness.yaml` (DEFAULT_MAX_BARS without the file)."""
+    path = (config_dir or default_config_dir()) / HARNESS_CONFIG
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        return DEFAULT_MAX_BARS
+    except (OSError, yaml.YAMLError) as exc:
+        raise ScenarioError([Problem(str(path), 1, "", f"cannot read the harness limits: {exc}")]) from None
+    value = (data.get("scenario") or {}).get("max_bars", DEFAULT_MAX_BARS) if isinstance(data, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ScenarioError([Problem(str(path), 1, "scenario.max_bars", "expected an integer >= 1", value)])
+    return value
+
+
 def known_profiles(config_dir: Path | None = None) -> frozenset[str]:
     directory = (config_dir or default_config_dir()) / "profiles"
     return frozenset(p.stem for p in directory.glob("*.yaml"))
@@ -705,7 +724,7 @@ def load_scenario(
         raise ScenarioError([Problem(file, 1, "", "empty file: a scenario needs at least scenario: ID, "
                                      "covers: [ITEMS] and profile: NAME (docs/scenarios.md); if this is not a "
                                      "scenario, delete it or move it out of the collected paths")])
-    return _Loader(file, path, profile_set, checklist_set).scenario(data)
+    return _Loader(file, path, profile_set, checklist_set, max_bars(config_dir)).scenario(data)
 
 
 def _materialise(source: Any) -> frozenset[str] | None:
@@ -744,8 +763,9 @@ POLICY_KEYS = {"policy": True, "plus": False, "times": False, "unit": False}
 
 class _Loader:
     def __init__(self, file: str, path: Path, profiles: frozenset[str] | None,
-                 checklist: frozenset[str] | None) -> None:
+                 checklist: frozenset[str] | None, bars_limit: int = DEFAULT_MAX_BARS) -> None:
         self.file, self.path = file, path
+        self.bars_limit = bars_limit
         self.profiles, self.checklist = profiles, checklist
         self.problems: list[Problem] = []
         self.step_lines: dict[str, int] = {}  # every well-formed step id, even of a bad step
@@ -928,10 +948,17 @@ class _Loader:
         elif "file" in m:
             self.err(m.key_lines["file"], "market.file", "only for generator fixture",
                      m["file"], "remove it, or set generator: fixture")
+        bars = self.number(m, "bars", "market", bars_default, integer=True, ge=1)
+        if bars is not None and bars > self.bars_limit:
+            self.err(m.value_lines["bars"], "market.bars",
+                     "too many bars for one run: minutes of CPU in sim, hours of real time in net "
+                     f"(limit {self.bars_limit}, config/{HARNESS_CONFIG} scenario.max_bars)", bars,
+                     f"<= {self.bars_limit}; shorten the market, or raise the limit")
+            bars = self.bars_limit
         return Market(
             generator=generator,
             start_price=self.number(m, "start_price", "market", Market.start_price, gt=0),
-            bars=self.number(m, "bars", "market", bars_default, integer=True, ge=1),
+            bars=bars,
             vol_bps=self.number(m, "vol_bps", "market", Market.vol_bps, ge=0),
             file=file, bar=bar)
 
