@@ -61,6 +61,7 @@ from hypothesis import strategies as st
 from bot.core.events import Event
 from bot.core.policy import HALT_ACTIONS, PAUSE_ACTIONS, policy_value
 from harness.drill_args import ATR_HISTORY_BARS, PROFILES
+from harness.progress import tracker
 from harness.scenario import (
     FAULTS,
     Account,
@@ -804,14 +805,23 @@ def _violations_of(schedule: Schedule) -> list[Violation]:
 
 
 def run_all(schedules_: Sequence[Schedule], jobs: int) -> list[Result]:
-    if jobs <= 1 or len(schedules_) < 2:
-        return [evaluate(s, i) for i, s in enumerate(schedules_)]
-    import multiprocessing
+    with tracker("drill", len(schedules_), unit="schedules") as shown:
+        failing = 0
 
-    ctx = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
-    chunk = max(1, len(schedules_) // (jobs * 8))
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        return list(pool.map(evaluate, schedules_, range(len(schedules_)), chunksize=chunk))
+        def done(result: Result) -> Result:  # progress per schedule (harness/progress.py)
+            nonlocal failing
+            failing += bool(result.violations)
+            shown.advance(note=f"{failing} failing so far")
+            return result
+
+        if jobs <= 1 or len(schedules_) < 2:
+            return [done(evaluate(s, i)) for i, s in enumerate(schedules_)]
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
+        chunk = max(1, len(schedules_) // (jobs * 8))
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            return [done(r) for r in pool.map(evaluate, schedules_, range(len(schedules_)), chunksize=chunk)]
 
 
 # --------------------------------------------------------------------------------------------

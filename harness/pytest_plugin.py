@@ -6,6 +6,7 @@ import pytest
 
 import harness.pytest_services as _services
 from harness import collect as _collect
+from harness import progress
 from harness import pytest_evidence as _evidence
 from harness import runner as _runner  # noqa: F401  (registers RUNNERS["sim"])
 from harness.net import runner as _net_runner  # noqa: F401 - registers RUNNERS["net"]
@@ -31,6 +32,7 @@ MARKERS = {
 @pytest.hookimpl(tryfirst=True)  # the evidence set exists before junitxml reads --junitxml
 def pytest_configure(config: pytest.Config) -> None:
     _evidence.configure(config)
+    progress.use_pytest(config)  # a net scenario's live progress reaches the terminal through capture
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     # Service fixtures (gameday_redis, gameday_toxiproxy, toxiproxy_clean) for scenarios and tests.

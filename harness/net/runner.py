@@ -56,6 +56,7 @@ from harness.expect import RunRecord, StepTiming
 from harness.net.bot_process import BotProcess, BotProcessError, ControlClient, EventFollower
 from harness.net.faults import NET_FAULTS, FaultNotInjectable, Injected, now_ms, run_cli
 from harness.net.stack import NetStack, StackError
+from harness.progress import ScenarioWatch
 from harness.scenario import Scenario, resolve_all
 from harness.services import free_loopback_port, require_services
 from harness.toxiproxy.client import ToxiproxyError
@@ -307,6 +308,7 @@ class NetRun:
         reverts: list[tuple[int, str, Any]] = []
         steps = sorted(sc.steps, key=lambda s: (s.at.to_ms(sc.bar_ms), s.index))
         queue = [(t0 + self.scaled(s.at.to_ms(sc.bar_ms)), s) for s in steps]
+        watch = ScenarioWatch(sc.id, len(steps), (end - t0) / 1000)  # live on a terminal (harness/progress.py)
         while True:
             now = now_ms()
             for due, step_id, revert in [r for r in reverts if r[0] <= now]:
@@ -316,6 +318,7 @@ class NetRun:
                 _, step = queue.pop(0)
                 timing, injected = self._inject(step.id, step.fault, params.get(step.id, {}))
                 timings[step.id] = timing
+                watch.step(step.id)
                 if injected is not None and injected.revert is not None:
                     if injected.revert_after_ms is not None:
                         reverts.append((timing.injected_ms + int(injected.revert_after_ms),  # type: ignore[operator]
@@ -325,7 +328,9 @@ class NetRun:
             if now >= end and not queue:
                 break
             next_due = min([end] + [q[0] for q in queue[:1]] + [r[0] for r in reverts])
+            watch.tick(queue[0][1].id if queue else "end", ((queue[0][0] if queue else end) - now) / 1000)
             time.sleep(max(0.0, min(LOOP_S, (next_due - now_ms()) / 1000)))
+        watch.close()
         # The record closes before anything is undone: the bot's reaction to cleanup (a spread
         # going back to normal at teardown) is not part of the scenario.
         end_state = self._end_state()
