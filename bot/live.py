@@ -309,7 +309,6 @@ async def _serve(args: argparse.Namespace, policy: Any, creds: Any, clock: WallC
         if stopping.is_set():
             await trader.close()
             return EXIT_OK
-        life.started(trader.status(), symbol=args.symbol, exchange=args.exchange, pid=os.getpid())
         driver = LiveDriver(trader, exchange, bus, clock, marker, store, timeframe=args.timeframe,
                             stopping=stopping, on_signal=life.on_signal)
         if args.control_port is not None:
@@ -319,6 +318,7 @@ async def _serve(args: argparse.Namespace, policy: Any, creds: Any, clock: WallC
                                     on_restart=driver.request_restart)
             port = await control.start()
             print(f"bot: control API on http://127.0.0.1:{port}", file=sys.stderr, flush=True)
+        life.started(trader.status(), symbol=args.symbol, exchange=args.exchange, pid=os.getpid())
         print(f"bot: running {args.symbol} {args.timeframe} on {args.exchange} "
               f"(state {args.state}, audit {args.audit}, marker {marker}, time scale {args.time_scale})",
               file=sys.stderr, flush=True)
@@ -405,7 +405,9 @@ class LiveDriver:
         self.stopping = stopping or asyncio.Event()
         self.feed = MarketFeed(exchange.client, trader.config.symbol, timeframe=timeframe,
                                on_bar=self._on_bar, on_book=self._on_book, on_status=self._feed_status)
-        self._marker_seen: tuple[int, int] | None = self._marker_stat()
+        # None: the first tick looks at the marker once more - one written between the trader's start
+        # (which read it) and now is obeyed; one it already obeyed is a no-op (same mode)
+        self._marker_seen: tuple[int, int] | None = None
         self.restart_by: str | None = None
         self.on_signal = on_signal  # told which signal stopped the driver
 
