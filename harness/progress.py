@@ -138,15 +138,33 @@ def tracker(label: str, total: int, **kwargs: Any) -> Iterator[Tracker]:
 
 
 class ScenarioWatch:
-    """One real-time scenario: `step()` when a step is injected, `tick()` from the wait loop."""
+    """One real-time scenario: `step()` when a step is injected, `tick()` from the wait loop.
 
-    def __init__(self, scenario_id: str, steps: int, planned_s: float, **kwargs: Any) -> None:
+    `slas`: step id -> (what, seconds) of each expectation timed from that step (`within`, scaled):
+    once the step is reached the open window nearest its end is shown, elapsed against its SLA."""
+
+    def __init__(self, scenario_id: str, steps: int, planned_s: float,
+                 slas: dict[str, list[tuple[str, float]]] | None = None, **kwargs: Any) -> None:
         self.planned_s = planned_s
         self.tracker = Tracker(f"scenario {scenario_id}", steps, unit="steps", **kwargs)
         self.reached = "start"
+        self.slas = slas or {}
+        self._windows: list[tuple[float, str, float]] = []  # (opened at, what, sla s)
+
+    @classmethod
+    def of(cls, scenario: Any, scale: float, planned_s: float, **kwargs: Any) -> ScenarioWatch:
+        """From a loaded scenario (harness.scenario.Scenario) run at `scale`."""
+        slas: dict[str, list[tuple[str, float]]] = {}
+        for exp in scenario.expect:
+            if exp.kind == "event" and exp.after and exp.within is not None:
+                sla_s = exp.within.to_ms(scenario.bar_ms) * scale / 1000
+                slas.setdefault(exp.after, []).append((exp.event, sla_s))
+        return cls(scenario.id, len(scenario.steps), planned_s, slas, **kwargs)
 
     def step(self, step_id: str) -> None:
         self.reached = step_id
+        now = self.tracker.elapsed_s()
+        self._windows += [(now, what, sla) for what, sla in self.slas.get(step_id, [])]
         self.tracker.advance(note=self._note(None))
 
     def tick(self, next_step: str | None, next_due_in_s: float | None) -> None:
@@ -157,6 +175,10 @@ class ScenarioWatch:
         text = f"at {self.reached}; {elapsed:.0f} s of {self.planned_s:.0f} s planned"
         if elapsed > self.planned_s:
             text += " (over plan: waiting for the bot)"
+        self._windows = [w for w in self._windows if elapsed - w[0] <= w[2]]
+        if self._windows:
+            opened, what, sla = min(self._windows, key=lambda w: w[0] + w[2])
+            text += f"; {what}: {elapsed - opened:.1f} s of {sla:.1f} s SLA"
         if upcoming is not None:
             name, due = upcoming
             text += f"; next {name}" + (f" in {max(0.0, due):.0f} s" if due is not None else "")

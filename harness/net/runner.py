@@ -308,7 +308,7 @@ class NetRun:
         reverts: list[tuple[int, str, Any]] = []
         steps = sorted(sc.steps, key=lambda s: (s.at.to_ms(sc.bar_ms), s.index))
         queue = [(t0 + self.scaled(s.at.to_ms(sc.bar_ms)), s) for s in steps]
-        watch = ScenarioWatch(sc.id, len(steps), (end - t0) / 1000)  # live on a terminal (harness/progress.py)
+        watch = ScenarioWatch.of(sc, self.scale, (end - t0) / 1000)  # live on a terminal (harness/progress.py)
         while True:
             now = now_ms()
             for due, step_id, revert in [r for r in reverts if r[0] <= now]:

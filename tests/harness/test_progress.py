@@ -113,3 +113,22 @@ def test_under_pytest_the_terminal_is_judged_when_the_session_starts(monkeypatch
     for cleanup in cleanups:
         cleanup()
     assert (progress._stream, progress._stream_tty) == before  # the outer session's terminal again
+
+
+def test_a_scenario_watch_shows_elapsed_against_the_sla_of_the_step_reached(write_scenario) -> None:
+    from harness.scenario import load_scenario
+    from tests.harness.test_scenario import CHECKLIST, GOOD, PROFILES
+
+    sc = load_scenario(write_scenario("s.yaml", GOOD), profiles=PROFILES, checklist_ids=CHECKLIST)
+    timed = [e for e in sc.expect if e.kind == "event" and e.after and e.within is not None]
+    assert timed, "the sample scenario has an expectation timed from a step"
+    out, clock = io.StringIO(), Clock()
+    watch = ScenarioWatch.of(sc, 0.001, 120.0, stream=out, clock=clock, how="lines")
+    sla_s = timed[0].within.to_ms(sc.bar_ms) * 0.001 / 1000
+    clock.now = 1.0
+    watch.step(timed[0].after)
+    clock.now = 1.0 + sla_s / 2
+    assert f"{timed[0].event}: {sla_s / 2:.1f} s of {sla_s:.1f} s SLA" in watch._note(None)
+    clock.now = 1.0 + sla_s + 0.1
+    assert "SLA" not in watch._note(None)  # the window is over: no longer shown
+    watch.close()
