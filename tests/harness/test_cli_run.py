@@ -78,3 +78,11 @@ def test_v_x_and_lf_work_in_a_real_run(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stdout + again.stderr
     assert "test_two.py::test_fails PASSED" in again.stdout
     assert "test_passes" not in again.stdout  # --lf: only what failed last time
+
+
+def test_n_runs_in_worker_processes(tmp_path: Path) -> None:
+    pytest.importorskip("xdist")
+    project = _project(tmp_path)
+    done = _gameday(project, "-n", "2", fixed=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 workers" in done.stdout and "2 passed" in done.stdout
