@@ -155,6 +155,7 @@ class NetLeakWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="gameday-leak-watch", daemon=True)
         self._incident: Incident | None = None
+        self.responded = threading.Event()  # the automated steps of the first incident have run
 
     def start(self) -> None:
         self._thread.start()
@@ -189,3 +190,8 @@ class NetLeakWatch:
         except Exception as exc:  # a broken step must not kill the watch: the record says what happened
             self._incident.notes.append(f"the runbook stopped: {type(exc).__name__}: {exc}")
         self.notes.extend(self._incident.notes)
+        self.responded.set()
+
+    @property
+    def incident(self) -> Incident | None:
+        return self._incident
