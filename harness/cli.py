@@ -138,9 +138,10 @@ def cmd_drill(args: argparse.Namespace) -> int:
     from harness.drill_args import mode_problem
 
     problem = mode_problem(args)
-    if problem is not None:
-        print(f"gameday drill: error: {problem}", file=sys.stderr)
-        return 2
+    if problem is not None:  # usage and the problem, exit 2, as argparse does for its own checks
+        parser = argparse.ArgumentParser(prog="gameday drill")
+        _drill_args(parser)
+        parser.error(problem)
     if args.runbook is not None:
         from harness.runbooks.drill import cmd_runbook_drill
 

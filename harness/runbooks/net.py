@@ -65,12 +65,12 @@ class NetSurface:
     async def killswitch_engaged(self) -> bool:
         return str(self.run.control.status().get("killswitch")) == "engaged"
 
-    async def account(self, key_id: str) -> dict[str, Any]:
-        """Positions, open orders and balances; waits (bounded) for a flatten in flight to land."""
-        deadline = time.monotonic() + FLAT_TIMEOUT_S * max(self.run.scale, 0.1)
+    async def account(self, key_id: str, *, wait_flat: bool = False) -> dict[str, Any]:
+        deadline = time.monotonic() + FLAT_TIMEOUT_S
         while True:
             snapshot = self._account(key_id)
-            if (not snapshot["positions"] and not snapshot["open_orders"]) or time.monotonic() > deadline:
+            flat = not snapshot["positions"] and not snapshot["open_orders"]
+            if not wait_flat or flat or time.monotonic() > deadline:
                 return snapshot
             await asyncio.sleep(0.1)
 

@@ -55,7 +55,8 @@ class SimSurface:
         trader = self.world.trader
         return trader is not None and trader.status()["killswitch"] == "engaged"
 
-    async def account(self, key_id: str) -> dict[str, Any]:
+    async def account(self, key_id: str, *, wait_flat: bool = False) -> dict[str, Any]:
+        """In virtual time a flatten has landed when the kill switch returns: nothing to wait for."""
         xe = self.world.xe
         acct = xe.accounts[key_id]
         return {"positions": [{"symbol": s, "qty": p.qty, "entry_price": p.entry_price}

@@ -41,7 +41,7 @@ class RefusingBot:
     async def killswitch_engaged(self) -> bool:
         return False
 
-    async def account(self, key_id: str) -> dict[str, Any]:
+    async def account(self, key_id: str, *, wait_flat: bool = False) -> dict[str, Any]:
         return {"positions": [{"symbol": "BTCUSDT", "qty": 0.1, "entry_price": 1.0}], "open_orders": [],
                 "balances": {}}
 

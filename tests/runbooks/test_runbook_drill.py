@@ -47,9 +47,10 @@ def test_script_naming_a_step_the_runbook_has_not_is_refused(tmp_path: Path) -> 
         op.check_steps(human, path)
 
 
-def test_the_shipped_ci_script_fits_the_credential_leak_runbook() -> None:
-    path = ROOT / "runbooks" / "operators" / "ci.yaml"
-    human = {s.id for s in load_runbooks()["credential_leak"].steps if not s.automated}
+@pytest.mark.parametrize("runbook", ["credential_leak", "exchange_outage", "kill_switch"])
+def test_the_shipped_game_day_scripts_fit_their_runbooks(runbook: str) -> None:
+    path = ROOT / "runbooks" / "operators" / f"{runbook}.yaml"
+    human = {s.id for s in load_runbooks()[runbook].steps if not s.automated}
     ScriptedOperator("ci", path).check_steps(human, path)
 
 
@@ -59,8 +60,11 @@ def test_the_shipped_ci_script_fits_the_credential_leak_runbook() -> None:
     (["drill"], "give --random N --seed S"),
 ])
 def test_drill_arguments_are_checked(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(argv) == 2
-    assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "usage: gameday drill" in err
 
 
 def _set_dir(report: Path) -> Path:
