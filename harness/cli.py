@@ -9,6 +9,10 @@
     gameday drill --random N --seed S [--profile futures|pets|both] [--bars B] [--out DIR]
         Randomized fault schedules (hypothesis) run in sim mode against the real bot, checked
         against invariants; failures are shrunk and written as scenario files (harness.drill).
+    gameday drill --runbook NAME --operator WHO [--operator-script FILE] [--time-scale X] [--report DIR]
+        A runbook drill on the local testnet: the incident injected, the automated steps run, each
+        human step prompted (or scripted) and timed against its window; an evidence set with
+        timeline.md (harness.runbooks.drill).
     gameday testnet ...      the local Binance-compatible exchange simulator (python -m harness.testnet)
     gameday toxiproxy ...    the embedded Toxiproxy-compatible server (python -m harness.toxiproxy)
     gameday services         where Redis and Toxiproxy would come from, and why not
@@ -156,6 +160,17 @@ def _drill_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
+    from harness.drill_args import mode_problem
+
+    problem = mode_problem(args)
+    if problem is not None:  # usage and the problem, exit 2, as argparse does for its own checks
+        parser = argparse.ArgumentParser(prog="gameday drill")
+        _drill_args(parser)
+        parser.error(problem)
+    if args.runbook is not None:
+        from harness.runbooks.drill import cmd_runbook_drill
+
+        return cmd_runbook_drill(args)
     from harness.drill import cmd_drill as run
 
     return run(args)

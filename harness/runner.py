@@ -172,9 +172,10 @@ class Network:
 class SimTransport(SimExchange):
     """`SimExchange` plus what sits between a bot and a venue: outages, slow replies, resync."""
 
-    def __init__(self, engine: Engine, clock: VirtualClock, net: Network) -> None:
+    def __init__(self, engine: Engine, clock: VirtualClock, net: Network, api_key: str = API_KEY,
+                 api_secret: str = API_SECRET) -> None:
         self._client_clock = _ClientClock(clock)
-        super().__init__(engine, API_KEY, API_SECRET, clock=self._client_clock)
+        super().__init__(engine, api_key, api_secret, clock=self._client_clock)
         self.virtual = clock
         self.net = net
 
@@ -363,6 +364,8 @@ class SimWorld:
         self.xe = Engine(self.clock, seed=scenario.seed, vol_bps=market.vol_bps, bar_ms=self.bar_ms,
                          start_prices={SYMBOL: start_price}, maker_fee=max(costs.maker_fee, 0.0),
                          taker_fee=costs.taker_fee, starting_balance=scenario.account.equity)
+        self.api_key, self.api_secret = API_KEY, API_SECRET  # the key the bot trades on (rotated by a runbook)
+        self.bot_keys = {API_KEY}  # every key the bot has traded on in this run
         self.xe.create_key(API_KEY, API_SECRET)
         self.net = Network()
         self.feed = Feed()
@@ -385,6 +388,7 @@ class SimWorld:
         self._day_peak = scenario.account.equity
         self.notes: list[str] = []
         self.trader: Trader | None = None
+        self.bus: EventBus | None = None  # the running bot's event bus
         self.store: SimStore | None = None
         self.audit: AuditTrail | None = None
         self.disks = SimDisks()
@@ -415,6 +419,14 @@ class SimWorld:
     def now(self) -> int:
         return self.clock.now_ms()
 
+    def emit(self, name: str, **fields: Any) -> None:
+        """An event on the bot's bus (so its alerting hears it), or straight into the record when
+        no bot process is running."""
+        if self.bus is not None:
+            self.bus.emit(name, self.now, **fields)
+        else:
+            self._record(Event(name, self.now, fields))
+
     def _record(self, event: Event) -> None:
         self.events.append(event)
         for fn in list(self._watchers):
@@ -424,7 +436,7 @@ class SimWorld:
 
     @property
     def account(self) -> ExchangeAccount:
-        return self.xe.accounts[API_KEY]
+        return self.xe.accounts[self.api_key]
 
     def price(self) -> float:
         return self.xe.mark_price(SYMBOL)
@@ -455,7 +467,7 @@ class SimWorld:
         if qty <= 0:
             raise FaultError(f"the exposure needed rounds to zero (step {step})")
         try:
-            return self.xe.place_order(API_KEY, SYMBOL, side, "MARKET", round(qty, 3),
+            return self.xe.place_order(self.api_key, SYMBOL, side, "MARKET", round(qty, 3),
                                        client_id=f"{HARNESS_ORDER_PREFIX}{next(self._seq)}")
         except BinanceError as exc:
             raise FaultError(f"the exchange refused the harness's {side} {qty:.3f} {SYMBOL} on the bot's "
@@ -552,14 +564,15 @@ class SimWorld:
                                 verify_chain=True)
         bus = EventBus()
         bus.subscribe(self._record)
-        self.transport = SimTransport(self.xe, self.clock, self.net)
+        self.bus = bus
+        self.transport = SimTransport(self.xe, self.clock, self.net, self.api_key, self.api_secret)
         config = TraderConfig(symbol=SYMBOL, bar_ms=self.bar_ms, trade_entries=self.scenario.account.strategy)
         trader = Trader(self.policy, self.transport, self.store, self.audit, self.clock, bus,
                         verify=self._verify, config=config, marker_path=self.workdir / "EMERGENCY_STOP",
                         disk=self.disks.marker)
         # The bot's alerting, every channel delivered to an in-memory receiver on virtual time.
         router = AlertRouter(self.alerts.config, self.clock, bus, available=self.alerts.receivers,
-                             redactor=Redactor([API_SECRET, OPERATOR_TOKEN], env={}),
+                             redactor=Redactor([self.api_secret, OPERATOR_TOKEN], env={}),
                              equity=lambda: trader.engine.equity if hasattr(trader, "engine") else None)
         bus.subscribe(router)
         self.alerts.attach(router)
@@ -637,6 +650,7 @@ class SimWorld:
 
     async def run(self) -> RunRecord:
         from harness.faults import SIM_FAULTS
+        from harness.runbooks.sim import watch_for_leaks
 
         scenario = self.scenario
         steps = [ActiveStep(s, self.params.get(s.id, {})) for s in scenario.steps]
@@ -649,6 +663,7 @@ class SimWorld:
             await self.start_bot()
             if self.trader is not None:
                 self.publish_book()
+            watch_for_leaks(self)
             for active in steps:
                 ts = START_MS + active.step.at.to_ms(self.bar_ms)
                 if ts > START_MS:
@@ -766,7 +781,7 @@ class SimWorld:
         """Orders sent again while an earlier order's outcome was unknown (or re-sent under the
         same client id), from the bot's events and the exchange's own order log."""
         problems: list[str] = []
-        log = [r for r in self.xe.order_log if r.get("api_key") == API_KEY
+        log = [r for r in self.xe.order_log if r.get("api_key") in self.bot_keys
                and not str(r.get("client_id") or "").startswith(HARNESS_ORDER_PREFIX)]
         for r in log:
             if r["event"] == "rejected" and r.get("code") == -4116:

@@ -181,10 +181,12 @@ EVENTS: Mapping[str, Mapping[str, FieldSpec]] = {
     "alert.sent": {**_ALERT, "delivery_ms": NUMBER, "fallback_for": nullable(STR)},
     "alert.failed": {**_ALERT, "error": STR, "fallback": nullable(STR)},
     "redflag.raised": {"flag": enum(*RED_FLAGS), "detail": STR},
-    "credential.leak_detected": {"key_id": STR},
+    # where: the kind of place and the place (log:/path:LINE, repo:/repo@commit:file, paste:/path:LINE)
+    "credential.leak_detected": {"key_id": STR, "where": STR},
     "credential.revoked": {"key_id": STR},
     "credential.rotated": {"key_id": STR},
-    "runbook.step_done": {"runbook": STR, "step": STR, "elapsed_ms": NUMBER},
+    # elapsed_ms: from the incident (its detection); actor: automated or the RBAC role who did it
+    "runbook.step_done": {"runbook": STR, "step": STR, "elapsed_ms": NUMBER, "actor": STR},
 }
 
 EVENT_NAMES: frozenset[str] = frozenset(EVENTS)

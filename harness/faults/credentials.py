@@ -1,17 +1,20 @@
 """Credential faults: a leaked secret, a revoked key, a key with the wrong permissions.
 
 - credential_leak: the bot's (fake) API secret is written where it must not be - a log line
-  (`where: log`), a committed config file (`repo`) or a paste (`paste`) - under the scenario's
-  work directory. Nothing else: detection and response are the bot's and the runbook's job.
+  (`where: log`), a config file committed to a git repository (`repo`, real git) or a paste
+  (`paste`) - under the scenario's work directory, in the places config/leak_detection.yaml
+  watches. Nothing else: detection and response are the leak watch's and the runbook's job.
 - key_revoked: the exchange revokes the bot's API key (-2015 from then on).
 - key_permissions: the key has exactly the permissions named in `flags`.
 """
 
 from __future__ import annotations
 
+import subprocess  # nosec B404 - git with fixed arguments, never a shell
+from pathlib import Path
 from typing import Any
 
-from harness.runner import API_KEY, API_SECRET, START_MS, ActiveStep, FaultError, SimWorld
+from harness.runner import API_KEY, START_MS, ActiveStep, FaultError, SimWorld
 
 LEAK_FILES = {
     "log": ("logs/bot.log", "{ts} INFO exchange client configured key={key} secret={secret}\n"),
@@ -26,12 +29,25 @@ PERMISSION_FLAGS = {
 }
 
 
-async def credential_leak(world: SimWorld, step: ActiveStep) -> None:
-    name, template = LEAK_FILES[step.params["where"]]
-    path = world.workdir / name
+def write_leak(workdir: Path, where: str, ts: int, key: str, secret: str) -> str:
+    """Write the secret into the `where` place under workdir (committing it for `repo`); the file."""
+    name, template = LEAK_FILES[where]
+    path = workdir / name
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(template.format(ts=world.now - START_MS, key=API_KEY, secret=API_SECRET))
+        fh.write(template.format(ts=ts, key=key, secret=secret))
+    if where == "repo":
+        repo = workdir / "repo"
+        for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=gameday", "-c", "user.email=gameday@invalid",
+                                                   "commit", "-q", "-m", "settings"]):
+            done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False)  # nosec B603 B607
+            if done.returncode != 0:
+                raise FaultError(f"credential_leak: git {' '.join(args)} failed: {done.stderr.decode()[:200]}")
+    return name
+
+
+async def credential_leak(world: SimWorld, step: ActiveStep) -> None:
+    name = write_leak(world.workdir, step.params["where"], world.now - START_MS, world.api_key, world.api_secret)
     world.notes.append(f"{step.id}: leaked the bot's fake secret into {name}")
 
 

@@ -20,6 +20,7 @@ How each kind is made real (DESIGN.md fault table, mode `n`):
 | loss_streak, winning_trade | in-thread testnet engine (a BUY on the bot's account) + admin `price` (see below) |
 | alert_sink_outage | the channel's receiver proxy (slack, webhook, email, sms; all) disabled for duration |
 | alert_sink_latency | Toxiproxy `latency` toxic (ms, downstream) on the channel's receiver proxy for duration |
+| credential_leak | the secret written into the watched log / git repo (committed) / drop folder of the run directory |
 
 A loss streak (winning trades) is made the way sim mode makes it (harness/faults/market.py): the
 harness opens a small long (STREAK_FRACTION of equity) on the bot's account; the bot adopts it at
@@ -36,7 +37,7 @@ until ENOSPC - root only, else the step is an ERROR; target state or all sets Re
 maxmemory 1` (writes fail with OOM, reads work). Both are undone after `duration`.
 
 A fault that cannot be made real here (an inference delay lives inside the bot; a fill delay
-separate from the placement delay; a leak detector the live bot does not run) raises
+separate from the placement delay) raises
 `FaultNotInjectable`: the step is reported with the reason and the scenario is an ERROR, never a
 pass. So does a streak trade the bot does not adopt or close in time.
 """
@@ -525,6 +526,22 @@ def manual_resume(run: NetRun, p: dict[str, Any]) -> Injected:
     return Injected(now_ms(), notes=[f"resume: {ControlClient.outcome(response)}"])
 
 
+# ------------------------------------------------------------------------------------------ credentials
+
+
+def credential_leak(run: NetRun, p: dict[str, Any]) -> Injected:
+    """The bot's secret written into a watched place under the run directory (harness.faults.credentials)."""
+    from harness.faults.credentials import write_leak
+    from harness.runner import FaultError
+
+    at = now_ms()
+    try:
+        name = write_leak(run.run_dir, p["where"], at, run.api_key, run.secret)
+    except FaultError as exc:
+        raise FaultNotInjectable(str(exc)) from None
+    return Injected(at, notes=[f"leaked the bot's secret into {name}"])
+
+
 # ------------------------------------------------------------------------------------------ not injectable
 
 
@@ -547,7 +564,7 @@ NET_FAULTS: dict[str, Callable[[NetRun, dict[str, Any]], Injected]] = {
     "alert_sink_outage": alert_sink_outage, "alert_sink_latency": alert_sink_latency,
     "inference_latency": _not_injectable("inference runs inside the bot process; there is no wire to slow "
                                          "(run it in sim mode)"),
-    "credential_leak": _not_injectable("the live bot runs no leak detector the harness could trigger"),
+    "credential_leak": credential_leak,
 }
 
 

@@ -155,6 +155,7 @@ class NetRun:
         self.disk_dir: Path | None = run_dir / "disk" if targets & {"audit", "all"} else None
         self.disk_problem: str | None = None  # why the tmpfs could not be mounted (the fault then ERRORs)
         self.disk_mounted = False
+        self.leak_watch: Any = None  # harness.runbooks.net.NetLeakWatch when a credential_leak step runs
         self.audit_path = (self.disk_dir or run_dir) / "audit.jsonl"
         self.marker_path = (self.disk_dir if "all" in targets and self.disk_dir else run_dir) / "EMERGENCY_STOP"
 
@@ -226,6 +227,11 @@ class NetRun:
         if config_dir is not None:
             env["GAMEDAY_CONFIG_DIR"] = str(config_dir)
         self.bot = BotProcess(argv, env, PROJECT, self.run_dir / "bot.log")
+        if any(s.fault == "credential_leak" for s in self.scenario.steps):
+            from harness.runbooks.net import NetLeakWatch
+
+            self.leak_watch = NetLeakWatch(self)
+            self.leak_watch.start()
         self.follower.start()
         since = self.follower.count()
         self.restart_bot()
@@ -342,6 +348,8 @@ class NetRun:
         if self.follower.garbage:
             self.notes.append(f"{len(self.follower.garbage)} event line(s) were not events, e.g. "
                               f"{self.follower.garbage[0][:120]!r}")
+        if self.leak_watch is not None:
+            self.notes.extend(self.leak_watch.notes)
         self.notes.append(f"net run: time_scale {self.scale}, wall {(end_ms - t0) / 1000:.2f} s, "
                           f"bot pids {self.bot.pids}, artifacts {self.run_dir}")
         return RunRecord(events=events, steps=[timings.get(s.id) or StepTiming(s.id, s.fault, {}, None,
@@ -412,12 +420,16 @@ class NetRun:
                                      "text": r.text}) + "\n")
 
     def _events(self) -> list[Event]:
-        return sorted(self.follower.snapshot(), key=lambda e: e.ts_ms)
+        """The bot's events and those of the watch beside it (the leak watch and its runbook)."""
+        beside = self.leak_watch.snapshot() if self.leak_watch is not None else []
+        return sorted([*self.follower.snapshot(), *beside], key=lambda e: e.ts_ms)
 
     # -- teardown --------------------------------------------------------------------------
     def stop(self) -> None:
         for step_id, revert in getattr(self, "_at_end", []):
             self._undo(step_id, revert)
+        if self.leak_watch is not None:
+            self.leak_watch.stop()
         try:
             self.bot.stop()
             self.save_receipts()

@@ -549,6 +549,22 @@ class Engine:
         self._account(api_key).revoked = True
         self._log_order("key_revoked", None, api_key=api_key)
 
+    def rotate_key(self, old_key: str, new_key: str, secret: str, *, permissions: Mapping[str, Any] | None = None,
+                   ip_allowlist: Iterable[str] | None = LOOPBACK_IPS) -> Account:
+        """Replace a (leaked) key by a new one on the same funds: the old key is revoked and its flat
+        wallet moves to the new key. Refused while the old key holds a position or a resting order."""
+        old = self._account(old_key)
+        exposed = [s for s, p in old.positions.items() if p.qty] + [str(o.client_id) for o in old.orders.values()
+                                                                      if o.status in ("NEW", "PARTIALLY_FILLED")]
+        if exposed:
+            raise ValueError(f"key {old_key!r} still has positions or open orders ({exposed}); flatten first")
+        acct = self.create_key(new_key, secret, permissions=permissions, ip_allowlist=ip_allowlist, balance=old.wallet)
+        acct.deposits, acct.realized_pnl, acct.fees_paid = old.deposits, old.realized_pnl, old.fees_paid
+        old.wallet = 0.0
+        old.revoked = True
+        self._log_order("key_rotated", None, api_key=old_key, new_api_key=new_key)
+        return acct
+
     def set_permissions(self, api_key: str, flags: Mapping[str, Any] | None = None, *,
                         ip_allowlist: Iterable[str] | None = None) -> Permissions:
         acct = self._account(api_key)

@@ -487,6 +487,13 @@ class TestnetServer:
             e.revoke_key(str(req(b, "api_key")))
             return {"api_key": b["api_key"], "revoked": True}
 
+        def rotate_key(b: dict[str, Any], r: web.Request) -> Any:
+            acct = e.rotate_key(str(req(b, "api_key")), str(req(b, "new_api_key")), str(req(b, "secret")),
+                                permissions=b.get("permissions"),
+                                ip_allowlist=b.get("ip_allowlist", list(LOOPBACK_IPS)))
+            return {"api_key": acct.api_key, "permissions": acct.permissions.to_binance(),
+                    "ip_allowlist": acct.ip_allowlist, "wallet": acct.wallet}
+
         def permissions(b: dict[str, Any], r: web.Request) -> Any:
             perms = e.set_permissions(str(req(b, "api_key")), b.get("permissions"), ip_allowlist=b.get("ip_allowlist"))
             return perms.to_binance()
@@ -591,6 +598,7 @@ class TestnetServer:
         return {
             ("GET", "state"): state, ("GET", "keys"): keys,
             ("POST", "keys"): create_key, ("POST", "keys/revoke"): revoke_key,
+            ("POST", "keys/rotate"): rotate_key,
             ("POST", "keys/permissions"): permissions,
             ("POST", "price"): price, ("POST", "price/jump"): jump, ("POST", "price/path"): path,
             ("POST", "price/freeze"): freeze, ("POST", "bar"): bar,

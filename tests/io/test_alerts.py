@@ -176,7 +176,7 @@ SAMPLES: dict[str, list[tuple[dict[str, Any], str]]] = {
     "exchange.down": [({"scope": "rest", "error": "503"}, "critical")],
     "exchange.up": [({"scope": "rest", "error": None}, "info")],
     "startup.refused": [({"reason": "key can withdraw"}, "critical")],
-    "credential.leak_detected": [({"key_id": "k1"}, "emergency")],
+    "credential.leak_detected": [({"key_id": "k1", "where": "log:logs/bot.log:3"}, "emergency")],
     "credential.revoked": [({"key_id": "k1"}, "critical")],
     "credential.rotated": [({"key_id": "k1"}, "info")],
     "redflag.raised": [({"flag": flag, "detail": "drill"}, "emergency") for flag in RED_FLAGS],
