@@ -167,6 +167,14 @@ class KillSwitch:
         if mode not in MODE_RANK:
             return self._reject("kill switch", f"unknown mode {mode!r} (immediate, graceful, pause)", actor)
         m: KillMode = "immediate" if mode == "immediate" else "graceful" if mode == "graceful" else "pause"
+        return self._engage(m, reason, actor)
+
+    def engage_for_safety(self, reason: str, actor: str) -> KillResult:
+        """The bot's own immediate stop (a red flag): no credential - authentication keeps others from
+        stopping or starting the bot, and reducing risk needs no permission. Clearing still does."""
+        return self._engage("immediate", reason, actor)
+
+    def _engage(self, m: KillMode, reason: str, actor: str) -> KillResult:
         s = self._status
         if s.engaged and s.mode is not None and MODE_RANK[m] < MODE_RANK[s.mode]:
             return KillResult(False, f"refused: already engaged in {s.mode}, stricter than {m}; "
