@@ -143,9 +143,12 @@ def load_policy(
     problems = check_invariants(policy, provenance)
     if problems:
         raise ConfigError(problems)
-    digest = "sha256:" + hashlib.sha256(
-        json.dumps(policy.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-    return LoadedPolicy(policy, profile or "", tuple(files), digest)
+    return LoadedPolicy(policy, profile or "", tuple(files), policy_digest(policy))
+
+
+def policy_digest(policy: Policy) -> str:
+    """sha256 of the merged policy: what evidence (a validation, a run) names as its config."""
+    return "sha256:" + hashlib.sha256(json.dumps(policy.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
 def _without_typo_echoes(problems: list[Problem]) -> list[Problem]:

@@ -381,10 +381,10 @@ class Engine:
         if flag is None:
             return
         now = self.clock.now_ms()
+        self.killswitch.engage_for_safety(f"red flag {flag.flag}: {flag.detail}", "redflag")  # stop first
+        self._trade_reason = "killswitch"
         self.ramp_state = flag_raised(self.ramp_state, flag.flag)
         self.bus.emit("redflag.raised", now, flag=flag.flag, detail=flag.detail)
-        self.killswitch.engage_for_safety(f"red flag {flag.flag}: {flag.detail}", "redflag")
-        self._trade_reason = "killswitch"
 
     def advance_ramp(self, evidence: AdvanceEvidence) -> list[str]:
         """Move to the next capital ramp stage, or say why not (ramp.advanced / ramp.refused)."""

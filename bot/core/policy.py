@@ -333,7 +333,8 @@ class RedFlags(Strict):
     min_win_rate: Annotated[float, Field(ge=0, le=1)] = 0.5  # rolling, over the last `win_rate_window` trades
     win_rate_window: Count = 20
     max_drawdown_pct: Annotated[float, Field(gt=0, le=100)] = 40.0  # from peak equity
-    max_unauthorized_attempts: Annotated[int, Field(ge=0)] = 0  # more than this many denied requests
+    # more than this many denied requests (None: a denied request is not a red flag)
+    max_unauthorized_attempts: Annotated[int, Field(ge=0)] | None = 0
 
 
 # --- the whole policy ----------------------------------------------------------------------

@@ -80,8 +80,10 @@ class RedFlagMonitor:
                                                            f"(max {self.config.max_drawdown_pct:g}%)", now_ms)
 
     def access_denied(self, what: str, now_ms: int) -> RedFlag | None:
+        allowed = self.config.max_unauthorized_attempts
+        if allowed is None:
+            return None
         self._denied += 1
-        over = self._denied > self.config.max_unauthorized_attempts
+        over = self._denied > allowed
         return self.check("unauthorized_access", not over, f"{self._denied} denied request(s), last: {what} "
-                                                           f"(allowed {self.config.max_unauthorized_attempts})",
-                          now_ms)
+                                                           f"(allowed {allowed})", now_ms)
