@@ -104,6 +104,7 @@ class TraderConfig:
     qty_step: float = 0.001
     trade_entries: bool = True
     audit_retry_ms: int = 1_000  # while audit records are kept, try to write them this often
+    real_money: bool = False  # the real venue (not a testnet or simulator): the capital ramp decides
 
 
 @dataclass
@@ -202,6 +203,7 @@ class Trader:
                              bar_ms=self.config.bar_ms)
         self.bus.subscribe(self._on_event)
         restored = self._restore_state(now)
+        self._check_ramp_allows_the_venue()
         marker = read_marker(self.marker_path, now) if self.marker_path is not None else None
         if marker is not None:  # the marker wins for the kill switch, whatever the store held
             current = self.engine.killswitch.status()
@@ -216,6 +218,20 @@ class Trader:
         await self._warm_up()
         await self.reconcile()
         self._persist(force=True)
+
+    def _check_ramp_allows_the_venue(self) -> None:
+        """Real money only past the paper stages, and only with the declared capital the hot-wallet
+        share is measured against."""
+        if not self.config.real_money:
+            return
+        ramp = self.policy.capital_ramp
+        stage = ramp.stages[self.engine.ramp_state.stage]
+        if stage.paper:
+            self._refuse(f"capital ramp stage {stage.name} is a paper stage: the real venue needs the next stage, "
+                         "approved by a Risk Manager with its evidence (POST /ramp/advance on the paper bot)")
+        if ramp.declared_capital_usd is None:
+            self._refuse("capital_ramp.declared_capital_usd is not set: the bot cannot hold the hot wallet to "
+                         f"{ramp.hot_wallet_max_share:.0%} of capital it does not know - declare it in config")
 
     async def close(self) -> None:
         if self._started:

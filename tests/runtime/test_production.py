@@ -121,3 +121,20 @@ def test_observed_events_map_to_their_flags() -> None:
     assert observed_check(Event("alert.sent", 1, {"key": "k", "channel": "slack"}))[:2] == (  # type: ignore[index]
         "alerts_not_received", True)
     assert observed_check(Event("order.placed", 1, {})) is None
+
+
+async def test_the_real_venue_is_refused_at_a_paper_stage_and_without_declared_capital(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from bot.core.ramp import RampState
+    from bot.runtime import StartupRefused
+
+    world = World(tmp_path)
+    world.trader.config = replace(world.trader.config, real_money=True)
+    with pytest.raises(StartupRefused, match="paper stage"):
+        await world.trader.start()
+    world.store.put("bot", {**world.trader.engine.snapshot(), "ramp": RampState(1, 0).to_dict(), "generation": 1})
+    world.trader = world.new_trader()
+    world.trader.config = replace(world.trader.config, real_money=True)
+    with pytest.raises(StartupRefused, match="declared_capital_usd"):
+        await world.trader.start()
