@@ -116,4 +116,5 @@ async def check_fails(world: SimWorld, step: ActiveStep) -> None:
     world.require_trader("check_fails").observe_check(step.params["flag"], False, step.params["detail"])
 
 
-SIM: dict[str, Any] = {"check_fails": check_fails, "restart": restart, "audit_torn": audit_torn, "state_lost": state_lost, "disk_full": disk_full}
+SIM: dict[str, Any] = {"check_fails": check_fails, "restart": restart,
+                       "audit_torn": audit_torn, "state_lost": state_lost, "disk_full": disk_full}
