@@ -162,7 +162,7 @@ class RiskGate:
             if balance is None or not math.isfinite(balance) or balance >= ctx.hot_wallet_limit:
                 return Decision(False, f"entry denied: venue balance {balance} has reached the hot-wallet limit "
                                        f"{ctx.hot_wallet_limit:.2f} (capital_ramp.hot_wallet_max_share of the "
-                                       "declared capital): move the excess to cold storage (docs/runbooks)",
+                                       "declared capital): move the excess to cold storage (docs/production.md)",
                                 rule="hot_wallet")
         price = o.price if o.price is not None else ctx.mark_price
         notional = o.qty * price
