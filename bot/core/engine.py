@@ -588,7 +588,7 @@ class Engine:
             self.bus.emit("order.refused", self.clock.now_ms(), rule=rule, side=side, qty=qty, reason=reason)
             if rule == "hot_wallet":
                 self.bus.emit("bot.alert", self.clock.now_ms(), severity="critical", key="hot_wallet.over_share",
-                              title=reason + " - rebalancing hot/cold is the operator's step (docs/production.md, "Rebalancing hot and cold")")
+                              title=reason + " - rebalancing hot/cold is the operator's step (docs/production.md)")
         return []
 
     def _gated(self, order: PlaceOrder) -> list[Intent]:
