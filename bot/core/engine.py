@@ -373,7 +373,10 @@ class Engine:
         return result
 
     def raise_red_flag(self, flag: RedFlag | None) -> list[Intent]:
-        """A red flag the runtime observed (a failed check, a denied request): stop now."""
+        """A red flag the runtime observed (a failed check, a denied request): stop now. None (a
+        check that passed, or a flag already raised) changes nothing and asks for nothing."""
+        if flag is None:
+            return []
         self._flag(flag)
         return self._safety_intents()
 
