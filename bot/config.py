@@ -35,6 +35,8 @@ SECTIONS: dict[str, str] = {
     "execution_costs": "risk_policy",
     "orders": "risk_policy",
     "validation": "risk_policy",
+    "capital_ramp": "risk_policy",
+    "red_flags": "risk_policy",
     "circuit_breakers": "breakers",
     "exchange_outage": "breakers",
     "kill_switch": "breakers",
@@ -142,9 +144,12 @@ def load_policy(
     problems = check_invariants(policy, provenance)
     if problems:
         raise ConfigError(problems)
-    digest = "sha256:" + hashlib.sha256(
-        json.dumps(policy.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-    return LoadedPolicy(policy, profile or "", tuple(files), digest)
+    return LoadedPolicy(policy, profile or "", tuple(files), policy_digest(policy))
+
+
+def policy_digest(policy: Policy) -> str:
+    """sha256 of the merged policy: what evidence (a validation, a run) names as its config."""
+    return "sha256:" + hashlib.sha256(json.dumps(policy.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
 def _without_typo_echoes(problems: list[Problem]) -> list[Problem]:
@@ -209,6 +214,22 @@ def check_invariants(policy: Policy, provenance: Mapping[str, str] | None = None
     if backoff.initial_ms > backoff.max_ms:
         add("circuit_breakers.latency.backoff.initial_ms", "above its maximum", backoff.initial_ms,
             f"<= max_ms ({backoff.max_ms})")
+    ramp = policy.capital_ramp
+    names = [s.name for s in ramp.stages]
+    if not ramp.stages:
+        add("capital_ramp.stages", "no stage", [], "at least one stage (the first is where a new bot starts)")
+    for i, stage in enumerate(ramp.stages):
+        key = f"capital_ramp.stages[{i}]"
+        if names.count(stage.name) > 1:
+            add(f"{key}.name", "duplicate stage name", stage.name, "unique stage names")
+        if stage.paper and i > 0 and not ramp.stages[i - 1].paper:
+            add(f"{key}.paper", "paper stage after a real-money stage", stage.paper,
+                "paper stages first, then the real-money ones")
+        real = [s.max_capital_usd for s in ramp.stages[:i] if not s.paper]
+        if not stage.paper and real and (stage.max_capital_usd is not None and
+                                         any(c is None or c > stage.max_capital_usd for c in real)):
+            add(f"{key}.max_capital_usd", "ramp goes down", stage.max_capital_usd,
+                "each real-money stage's cap >= the previous one (null: full capital, last)")
     return out
 
 

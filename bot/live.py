@@ -293,6 +293,7 @@ async def _serve(args: argparse.Namespace, policy: Any, creds: Any, clock: WallC
         config = TraderConfig(symbol=args.symbol, bar_ms=TIMEFRAME_MS[args.timeframe],
                               trade_entries=not args.no_entries, store_check_ms=max(0, args.store_check_ms),
                               reconcile_every_ms=args.reconcile_ms,
+                              real_money=args.exchange == "binance",
                               # the outage re-probe is a time threshold too: scaled with the policy
                               outage_probe_ms=max(250, round(TraderConfig.outage_probe_ms * args.time_scale)))
         trader = Trader(policy, exchange, store, audit, clock, bus, verify, config=config, marker_path=marker)

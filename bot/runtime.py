@@ -31,12 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bot.config import policy_digest
 from bot.core.clock import Clock
 from bot.core.engine import CancelAll, CancelOrder, Engine, Fill, Intent, PlaceOrder
 from bot.core.events import Event, EventBus
 from bot.core.killswitch import MODE_RANK
 from bot.core.market import Bar, BookTick
 from bot.core.policy import Policy
+from bot.core.ramp import AdvanceEvidence
 from bot.core.risk import OrderIntent
 from bot.io.audit import iso_utc
 from bot.io.audit_anchor import SNAPSHOT_FIELD, head_fields
@@ -56,11 +58,13 @@ from bot.io.exchange import (
     UnknownOutcomeError,
 )
 from bot.io.marker import read_marker, remove_marker, write_marker
+from bot.io.production import observed_check, validation_problem
 from bot.io.state import CorruptStateError, StateStore, StateStoreError
 
 PERSISTED_EVENTS = frozenset({"breaker.tripped", "breaker.reset", "trading.halted", "trading.paused",
                               "trading.resumed", "killswitch.engaged", "killswitch.cleared",
-                              "sizing.reduced", "position.opened", "position.closed"})
+                              "sizing.reduced", "position.opened", "position.closed", "redflag.raised",
+                              "ramp.advanced"})
 
 
 class StartupRefused(Exception):
@@ -101,6 +105,7 @@ class TraderConfig:
     qty_step: float = 0.001
     trade_entries: bool = True
     audit_retry_ms: int = 1_000  # while audit records are kept, try to write them this often
+    real_money: bool = False  # the real venue (not a testnet or simulator): the capital ramp decides
 
 
 @dataclass
@@ -199,6 +204,7 @@ class Trader:
                              bar_ms=self.config.bar_ms)
         self.bus.subscribe(self._on_event)
         restored = self._restore_state(now)
+        self._check_ramp_allows_the_venue()
         marker = read_marker(self.marker_path, now) if self.marker_path is not None else None
         if marker is not None:  # the marker wins for the kill switch, whatever the store held
             current = self.engine.killswitch.status()
@@ -214,13 +220,34 @@ class Trader:
         await self.reconcile()
         self._persist(force=True)
 
+    def _check_ramp_allows_the_venue(self) -> None:
+        """Real money only past the paper stages, and only with the declared capital the hot-wallet
+        share is measured against."""
+        if not self.config.real_money:
+            return
+        ramp = self.policy.capital_ramp
+        stage = ramp.stages[self.engine.ramp_state.stage]
+        if stage.paper:
+            self._refuse(f"capital ramp stage {stage.name} is a paper stage: the real venue needs the next stage, "
+                         "approved by a Risk Manager with its evidence (POST /ramp/advance on the paper bot)")
+        if ramp.declared_capital_usd is None:
+            self._refuse("capital_ramp.declared_capital_usd is not set: the bot cannot hold the hot wallet to "
+                         f"{ramp.hot_wallet_max_share:.0%} of capital it does not know - declare it in config")
+
     async def close(self) -> None:
         if self._started:
             self._persist(force=True)
 
     def status(self) -> dict[str, Any]:
         s = self.engine.status()
+        ramp = self.engine.ramp_state
+        stage = self.policy.capital_ramp.stages[ramp.stage]
         return {"trading": s.trading_summary, "killswitch": "engaged" if s.killswitch.engaged else "clear",
+                "ramp": {"stage": stage.name, "stage_index": ramp.stage, "max_capital_usd": stage.max_capital_usd,
+                         "paper": stage.paper, "since_ms": ramp.since_ms, "trades": ramp.trades,
+                         "red_flag": ramp.red_flag},
+                "red_flags": {flag: None if last is None else last.to_dict()
+                              for flag, last in self.engine.red_flags.last_checks().items()},
                 "position": "open" if abs(s.position_qty) > 1e-12 else "flat",
                 "equity": s.equity, "peak_equity": s.peak_equity, "board": s.board.to_dict(),
                 "kill": s.killswitch.to_dict(),
@@ -348,7 +375,10 @@ class Trader:
         if via is not None:
             details["via"] = dict(via)
         if not result.accepted:
-            return OperatorOutcome(False, result.reason, self.record(actor, "killswitch.rejected", details))
+            outcome = OperatorOutcome(False, result.reason, self.record(actor, "killswitch.rejected", details))
+            if result.unauthorized:
+                self.access_denied(f"kill switch {mode} by {actor}: {result.reason}")
+            return outcome
         marker_problem = self._save_marker()
         await self._execute(intents)
         return self._acted(f"kill switch {mode}", result.reason,
@@ -373,7 +403,10 @@ class Trader:
         result = self.engine.clear_killswitch(actor, credential)
         details = {"accepted": result.accepted, "why": result.reason}
         if not result.accepted:
-            return OperatorOutcome(False, result.reason, self.record(actor, "killswitch.rejected", details))
+            outcome = OperatorOutcome(False, result.reason, self.record(actor, "killswitch.rejected", details))
+            if result.unauthorized:
+                self.access_denied(f"kill switch clear by {actor}: {result.reason}")
+            return outcome
         problems: list[str | None] = []
         self._marker_unsaved = False
         if self.marker_path is not None:
@@ -392,6 +425,22 @@ class Trader:
         if not result.accepted:
             return OperatorOutcome(False, result.reason, "; ".join(p for p in problems if p) or None)
         return self._acted("trading resumed", result.reason, problems)
+
+    async def advance_ramp(self, actor: str, validation: str | None) -> OperatorOutcome:
+        """A Risk Manager's approval to move to the next capital ramp stage (the control API checks
+        the role): granted only with the stage's evidence, `validation` being the path of a passed
+        `gameday validate` result for this very policy."""
+        missing = validation_problem(validation, policy_digest(self.policy))
+        before = self.engine.ramp_state
+        problems = self.engine.advance_ramp(AdvanceEvidence(actor, missing))
+        stages = self.policy.capital_ramp.stages
+        details = {"from": stages[before.stage].name, "to": stages[self.engine.ramp_state.stage].name,
+                   "validation": validation, "accepted": not problems,
+                   "why": "; ".join(problems) or "evidence complete"}
+        recorded = [self._persist(force=True), self.record(actor, "ramp.advance", details)]
+        if problems:
+            return OperatorOutcome(False, details["why"], "; ".join(p for p in recorded if p) or None)
+        return self._acted("capital ramp advanced", f"stage {details['to']} (from {details['from']})", recorded)
 
     def _acted(self, what: str, reason: str, problems: list[str | None]) -> OperatorOutcome:
         """The outcome of an accepted operator request; a recording that failed is alerted."""
@@ -777,6 +826,24 @@ class Trader:
     def _on_event(self, event: Event) -> None:
         if event.name in PERSISTED_EVENTS:
             self._dirty = True
+        if event.name == "redflag.raised":  # the kill switch is engaged: make it survive a crash, then record
+            self._save_marker()
+            self.record("redflag", "redflag.raised", dict(event.fields))
+        observed = observed_check(event)
+        if observed is not None:
+            self.observe_check(*observed)
+
+    def observe_check(self, flag: str, ok: bool, detail: str) -> None:
+        """A red-flag check's outcome (a self-test, the backup, monitoring, a log scan, alert delivery):
+        a failure engages the kill switch at once; its flatten runs on the next timer tick."""
+        verdict = self.engine.red_flags.check(flag, ok, detail, self.clock.now_ms())
+        self._deferred_intents.extend(self.engine.raise_red_flag(verdict))
+
+    def access_denied(self, what: str) -> None:
+        """A request refused for its credentials (the control API, the kill switch): past
+        red_flags.max_unauthorized_attempts it is the red flag unauthorized_access."""
+        verdict = self.engine.red_flags.access_denied(what, self.clock.now_ms())
+        self._deferred_intents.extend(self.engine.raise_red_flag(verdict))
 
     def _persist(self, force: bool = False) -> str | None:
         """Save the snapshot when it changed (or `force`); None when saved or unchanged, else why not."""

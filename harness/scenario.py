@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 
 from bot.core.events import EVENT_NAMES, EVENTS, FieldSpec
+from bot.core.redflags import CHECKED_FLAGS
 
 # --------------------------------------------------------------------------------------------
 # Errors
@@ -355,6 +356,9 @@ FAULTS: Mapping[str, FaultSpec] = {f.kind: f for f in (
            how=_P("enum", choices=("delete", "empty", "not_a_database", "stale", "flush"),
                   doc="the store deleted / emptied / overwritten with bytes that are not a database / "
                       "back at an older snapshot (a lost WAL) / flushed (a Redis restarted empty)")),
+    _fault("check_fails", "process", "s", "a red-flag check reports a failure to the bot (a breaker self-test, "
+           "the emergency-stop drill, the monitoring probe, the backup job, the log scan for the key)",
+           flag=_P("enum", choices=CHECKED_FLAGS), detail=_P("str", required=False, default="gameday drill")),
     _fault("disk_full", "process", "sn", "the bot's disk is full: its writes fail with ENOSPC", duration=_DUR,
            target=_P("enum", required=False, default="all", choices=("audit", "state", "all"),
                      doc="the audit log, the state store, or everything the bot writes (with the marker)")),

@@ -53,6 +53,17 @@ from bot.core.exits import ExitState, check_exit, plan_exits
 from bot.core.killswitch import KillResult, KillStatus, KillSwitch
 from bot.core.market import Bar, BookTick, IncrementalATR
 from bot.core.policy import Policy, Zone
+from bot.core.ramp import (
+    AdvanceEvidence,
+    RampState,
+    advance_problems,
+    advanced,
+    capital_cap,
+    flag_raised,
+    hot_wallet_limit,
+    trade_closed,
+)
+from bot.core.redflags import RedFlag, RedFlagMonitor
 from bot.core.risk import Decision, GateContext, OrderIntent, Purpose, RefusalRule, RiskGate, Side
 from bot.core.sizing import SizeDecision, size_position, zone_for
 from bot.core.strategy import Signal, Strategy
@@ -138,6 +149,8 @@ class Engine:
         self.killswitch = KillSwitch(policy, bus, clock, verify)
         self.board.held = lambda: self.killswitch.status().engaged
         self.gate = RiskGate(policy)
+        self.ramp_state = RampState(0, clock.now_ms())  # a new bot starts at the first stage
+        self.red_flags = RedFlagMonitor(policy.red_flags)
         self.atr = IncrementalATR(policy.circuit_breakers.volatility.atr.atr_periods)
         self.strategy = Strategy.for_policy(policy, atr=self.atr)
         self.wallet = equity
@@ -359,6 +372,36 @@ class Engine:
             self.bus.emit("resume.refused", self.clock.now_ms(), by="operator", actor=actor, reason=result.reason)
         return result
 
+    def raise_red_flag(self, flag: RedFlag | None) -> list[Intent]:
+        """A red flag the runtime observed (a failed check, a denied request): stop now. None (a
+        check that passed, or a flag already raised) changes nothing and asks for nothing."""
+        if flag is None:
+            return []
+        self._flag(flag)
+        return self._safety_intents()
+
+    def _flag(self, flag: RedFlag | None) -> None:
+        if flag is None:
+            return
+        now = self.clock.now_ms()
+        self.killswitch.engage_for_safety(f"red flag {flag.flag}: {flag.detail}", "redflag")  # stop first
+        self._trade_reason = "killswitch"
+        self.ramp_state = flag_raised(self.ramp_state, flag.flag)
+        self.bus.emit("redflag.raised", now, flag=flag.flag, detail=flag.detail)
+
+    def advance_ramp(self, evidence: AdvanceEvidence) -> list[str]:
+        """Move to the next capital ramp stage, or say why not (ramp.advanced / ramp.refused)."""
+        ramp, now = self.policy.capital_ramp, self.clock.now_ms()
+        stage = ramp.stages[self.ramp_state.stage].name
+        problems = advance_problems(ramp, self.ramp_state, evidence, now)
+        if problems:
+            self.bus.emit("ramp.refused", now, stage=stage, actor=evidence.approver, reason="; ".join(problems))
+            return problems
+        self.ramp_state = advanced(self.ramp_state, now)
+        self.bus.emit("ramp.advanced", now, stage=ramp.stages[self.ramp_state.stage].name, previous=stage,
+                      actor=evidence.approver or "")
+        return []
+
     def status(self) -> EngineStatus:
         board = self.board.status()
         return EngineStatus(board.state, self.killswitch.status(), board, self.position_qty,
@@ -376,7 +419,8 @@ class Engine:
             position = {"qty": abs(self.position_qty), **self.exit_state.to_dict()}
         return {"v": SNAPSHOT_VERSION, "board": self.board.snapshot(),
                 "killswitch": self.killswitch.snapshot(), "peak_equity": self.peak_equity,
-                "seq": self._seq, "strategy": self.strategy.snapshot(), "position": position}
+                "seq": self._seq, "strategy": self.strategy.snapshot(), "position": position,
+                "ramp": self.ramp_state.to_dict()}
 
     def restore(self, data: dict[str, Any]) -> None:
         """Load a snapshot (version 1 or 2). The position plan waits for reconciliation to find
@@ -385,6 +429,7 @@ class Engine:
         if version not in READABLE_SNAPSHOTS:
             raise ValueError(f"engine snapshot version {version!r}, expected one of {READABLE_SNAPSHOTS}")
         position = data.get("position") if version >= 2 else None
+        ramp = RampState.from_dict(data["ramp"], self.policy.capital_ramp) if "ramp" in data else None
         if position is not None:
             ExitState.from_dict(position, self.policy.exits)  # validate now: corrupt state refuses to trade
             float(position["qty"])
@@ -395,6 +440,8 @@ class Engine:
         if version >= 2:
             self.strategy.restore(data["strategy"])
         self._saved_plan = position
+        if ramp is not None:  # older snapshots hold none: the ramp starts at its first stage
+            self.ramp_state = ramp
 
     # --- internals --------------------------------------------------------------------------
 
@@ -403,6 +450,7 @@ class Engine:
         if equity > self.peak_equity:
             self.peak_equity = equity
         self.board.observe(EquityUpdate(self.clock.now_ms(), equity))
+        self._flag(self.red_flags.equity(equity, self.peak_equity, self.clock.now_ms()))
 
     def _safety_intents(self) -> list[Intent]:
         """Flatten while an emergency or the kill switch asks for it. With nothing open the
@@ -499,7 +547,7 @@ class Engine:
         side: Side = "buy" if signal.side == "buy" else "sell"
         status = self.board.status()
         price = self.mark
-        size = size_position(self.policy, equity=self.equity, price=price, atr=atr, win_prob=signal.win_prob,
+        size = size_position(self.policy, equity=self._equity_at_risk(), price=price, atr=atr, win_prob=signal.win_prob,
                              payoff=signal.payoff, open_exposure=self._open_exposure(),
                              size_factor=status.size_factor)
         qty = math.floor(size.qty / self.qty_step + 1e-9) * self.qty_step
@@ -508,8 +556,10 @@ class Engine:
             blocked = self.gate.entries_blocked(status, self.killswitch.status(), self.clock.now_ms())
             if blocked is not None:
                 return self._refuse(blocked.rule or "state", side, 0.0, blocked.reason, bar_ts)
-            return self._refuse(self._size_rule(size), side, 0.0, size.reason if size.blocked else
-                                f"size {size.qty:.6f} rounds to 0 at qty step {self.qty_step}", bar_ts)
+            rule = self._size_rule(size)
+            reason = size.reason if size.blocked else f"size {size.qty:.6f} rounds to 0 at qty step {self.qty_step}"
+            staged = f" ({size.binding_constraint} of the capital ramp stage cap {self._equity_at_risk():.2f})"
+            return self._refuse(rule, side, 0.0, reason + (staged if rule == "stage" else ""), bar_ts)
         post_only = self.policy.orders.post_only
         limit = self.policy.orders.entry_type == "limit" or post_only
         limit_price = (self.bid if side == "buy" else self.ask) if limit else None
@@ -529,14 +579,19 @@ class Engine:
         return self._admit(PlaceOrder(intent, "limit" if limit else "market", "GTX" if post_only else "GTC",
                                       size.binding_constraint))
 
-    @staticmethod
-    def _size_rule(size: SizeDecision) -> RefusalRule:
+    def _size_rule(self, size: SizeDecision) -> RefusalRule:
+        if (size.binding_constraint in ("max_position_pct", "max_total_exposure_pct")
+                and self._equity_at_risk() < self.equity):
+            return "stage"  # the caps were taken of the stage's equity at risk, not of equity
         return _SIZE_RULES.get(size.binding_constraint, "size") if size.blocked else "size"
 
     def _refuse(self, rule: RefusalRule, side: Side, qty: float, reason: str, bar_ts: int) -> list[Intent]:
         if self._refused.get(rule) != bar_ts:
             self._refused[rule] = bar_ts
             self.bus.emit("order.refused", self.clock.now_ms(), rule=rule, side=side, qty=qty, reason=reason)
+            if rule == "hot_wallet":
+                self.bus.emit("bot.alert", self.clock.now_ms(), severity="critical", key="hot_wallet.over_share",
+                              title=reason + " - rebalancing hot/cold is the operator's step (docs/production.md)")
         return []
 
     def _gated(self, order: PlaceOrder) -> list[Intent]:
@@ -562,8 +617,14 @@ class Engine:
                           position_notional=abs(self.position_qty) * self.mark,
                           open_exposure=self._open_exposure(), mark_price=self.mark,
                           board=self.board.status(), killswitch=self.killswitch.status(),
-                          now_ms=self.clock.now_ms(), zone=zone)
+                          now_ms=self.clock.now_ms(), zone=zone,
+                          capital_cap=capital_cap(self.policy.capital_ramp, self.ramp_state),
+                          venue_balance=self.wallet, hot_wallet_limit=hot_wallet_limit(self.policy.capital_ramp))
         return self.gate.check(intent, ctx)
+
+    def _equity_at_risk(self) -> float:
+        cap = capital_cap(self.policy.capital_ramp, self.ramp_state)
+        return self.equity if cap is None else min(self.equity, cap)
 
     def _open_exposure(self) -> float:
         exposure = abs(self.position_qty) * self.mark
@@ -622,6 +683,8 @@ class Engine:
             self._trade_pnl = 0.0
             self._trade_reason = "exit"
             self.board.observe(TradeClosed(now, pnl))
+            self.ramp_state = trade_closed(self.ramp_state)
+            self._flag(self.red_flags.trade_closed(pnl, now))
         if not math.isfinite(self.wallet):
             raise ArithmeticError(f"wallet became {self.wallet!r}")
         self._observe_equity()

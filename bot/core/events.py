@@ -99,7 +99,8 @@ RESUMED_BY = ("cooldown", "operator")
 OPEN_REASONS = ("entry", "reconciled")
 EXIT_REASONS = ("stop", "take_profit", "time", "volatility")
 CLOSE_REASONS = ("exit", *EXIT_REASONS, "killswitch", "emergency")
-REFUSAL_RULES = ("invalid", "killswitch", "state", "backoff", "zone", "post_only", "cap", "exposure", "edge", "size")
+REFUSAL_RULES = ("invalid", "killswitch", "state", "backoff", "zone", "post_only", "hot_wallet", "stage", "cap",
+                 "exposure", "edge", "size")
 SIZED_BY = ("kelly", "risk_per_trade", "max_risk_per_trade", "max_position_pct", "max_total_exposure_pct",
             "zone_blocked", "zone_multiplier", "size_factor", "no_edge", "invalid_input")
 PLANS = ("new", "restored")  # an exit plan made now, or the one saved with the position
@@ -181,6 +182,9 @@ EVENTS: Mapping[str, Mapping[str, FieldSpec]] = {
     "alert.sent": {**_ALERT, "delivery_ms": NUMBER, "fallback_for": nullable(STR)},
     "alert.failed": {**_ALERT, "error": STR, "fallback": nullable(STR)},
     "redflag.raised": {"flag": enum(*RED_FLAGS), "detail": STR},
+    # the capital ramp (capital_ramp.stages): an approved advance, or why one was refused
+    "ramp.advanced": {"stage": STR, "previous": STR, "actor": STR},
+    "ramp.refused": {"stage": STR, "actor": nullable(STR), "reason": STR},
     # where: the kind of place and the place (log:/path:LINE, repo:/repo@commit:file, paste:/path:LINE)
     "credential.leak_detected": {"key_id": STR, "where": STR},
     "credential.revoked": {"key_id": STR},

@@ -38,6 +38,7 @@ class KillResult:
     flatten: bool = False  # close every position now
     halt: bool = False  # no new entries (true for every engaged mode)
     deadline_ms: int | None = None  # graceful: when the remainder is flattened
+    unauthorized: bool = False  # rejected for its credentials (an unauthorized access attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,19 +155,27 @@ class KillSwitch:
             return None
         return ok if isinstance(ok, str) and ok else "bad credentials"
 
-    def _reject(self, what: str, reason: str, actor: str) -> KillResult:
+    def _reject(self, what: str, reason: str, actor: str, unauthorized: bool = False) -> KillResult:
         s = self._status  # unchanged: a rejected request changes nothing
         text = f"{what} rejected: {reason}"
         self._bus.emit("killswitch.rejected", self._clock.now_ms(), reason=text, actor=actor)
-        return KillResult(False, text, s.mode)
+        return KillResult(False, text, s.mode, unauthorized=unauthorized)
 
     def engage(self, mode: str, reason: str, actor: str, credential: str | None) -> KillResult:
         problem = self._auth_problem(credential)
         if problem is not None:
-            return self._reject("kill switch", problem, actor)
+            return self._reject("kill switch", problem, actor, unauthorized=True)
         if mode not in MODE_RANK:
             return self._reject("kill switch", f"unknown mode {mode!r} (immediate, graceful, pause)", actor)
         m: KillMode = "immediate" if mode == "immediate" else "graceful" if mode == "graceful" else "pause"
+        return self._engage(m, reason, actor)
+
+    def engage_for_safety(self, reason: str, actor: str) -> KillResult:
+        """The bot's own immediate stop (a red flag): no credential - authentication keeps others from
+        stopping or starting the bot, and reducing risk needs no permission. Clearing still does."""
+        return self._engage("immediate", reason, actor)
+
+    def _engage(self, m: KillMode, reason: str, actor: str) -> KillResult:
         s = self._status
         if s.engaged and s.mode is not None and MODE_RANK[m] < MODE_RANK[s.mode]:
             return KillResult(False, f"refused: already engaged in {s.mode}, stricter than {m}; "
@@ -195,7 +204,7 @@ class KillSwitch:
     def clear(self, actor: str, credential: str | None) -> KillResult:
         problem = self._auth_problem(credential)
         if problem is not None:
-            return self._reject("kill switch clear", problem, actor)
+            return self._reject("kill switch clear", problem, actor, unauthorized=True)
         was = self._status
         self._status = KillStatus(engaged=False)
         self._bus.emit("killswitch.cleared", self._clock.now_ms(), actor=actor)

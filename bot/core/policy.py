@@ -305,6 +305,38 @@ class Validation(Strict):
     min_paper_days: float | None = Field(default=None, gt=0)
 
 
+# --- production start protocol (risk_policy.yaml `capital_ramp:` / `red_flags:`) ----------
+
+
+class RampStage(Strict):
+    """One step of the capital ramp. `max_capital_usd` caps the equity the bot sizes from and the
+    notional it may hold (None: no cap - a paper stage, where no real money trades, or full
+    capital). To leave a stage, `min_days` in it and `min_trades` closed in it are needed."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]*$")]
+    max_capital_usd: Positive | None
+    paper: bool = False  # only a paper venue (testnet / simulator): real money is refused
+    min_days: NonNegative = 0
+    min_trades: Annotated[int, Field(ge=0)] = 0
+
+
+class CapitalRamp(Strict):
+    stages: tuple[RampStage, ...]
+    require_validation: bool = True  # an advance needs a passed `gameday validate` result
+    declared_capital_usd: Positive | None = None  # all capital, hot and cold; needed for real money
+    hot_wallet_max_share: Fraction = 0.20  # entries stop when the venue balance reaches this share
+
+
+class RedFlags(Strict):
+    """The pets checklist's "RED FLAGS - STOP IMMEDIATELY" thresholds a machine judges."""
+
+    min_win_rate: Annotated[float, Field(ge=0, le=1)] = 0.5  # rolling, over the last `win_rate_window` trades
+    win_rate_window: Count = 20
+    max_drawdown_pct: Annotated[float, Field(gt=0, le=100)] = 40.0  # from peak equity
+    # more than this many denied requests (None: a denied request is not a red flag)
+    max_unauthorized_attempts: Annotated[int, Field(ge=0)] | None = 0
+
+
 # --- the whole policy ----------------------------------------------------------------------
 
 
@@ -323,6 +355,8 @@ class Policy(Strict):
     key_management: KeyManagement
     retention: Retention
     validation: Validation = Validation()
+    capital_ramp: CapitalRamp = CapitalRamp(stages=(RampStage(name="paper", max_capital_usd=None, paper=True),))
+    red_flags: RedFlags = RedFlags()
 
 
 def policy_value(policy: Policy, dotted: str) -> object:

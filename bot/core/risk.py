@@ -8,14 +8,17 @@ reversal is an entry, not an exit). Their qty (and price, if given) must be fini
 Entries are denied, in this order, when: numbers are not finite/positive; the kill switch is
 engaged (any mode); the board is halted or paused; a latency backoff has not elapsed; the
 zone is unknown while zones are enabled, or blocked; the policy wants post-only orders and
-the intent is not; the position after the order would exceed max_position_pct of equity;
-total exposure would exceed max_total_exposure_pct of equity. Caps allow values up to and
-including the cap. Any exception inside the check denies with `fail_closed=True`, and the
-engine halts.
+the intent is not; the venue balance has reached the hot-wallet limit (capital_ramp
+hot_wallet_max_share of the declared capital: the rest belongs in cold storage); the position
+after the order would exceed max_position_pct of equity; total exposure would exceed
+max_total_exposure_pct of equity. Under a capital ramp stage whose cap is below equity, the
+percentages apply to the cap (the equity at risk), so notional stays within the cap too, and a
+denial names rule `stage` instead of cap / exposure. Caps allow values up to and including the
+cap. Any exception inside the check denies with `fail_closed=True`, and the engine halts.
 
 Every denial of an entry names its `rule`, one of REFUSAL_RULES (the `order.refused` event's
-vocabulary): invalid, killswitch, state, backoff, zone, post_only, cap, exposure; the engine
-adds edge and size for entries its own checks refuse before the gate sees them.
+vocabulary): invalid, killswitch, state, backoff, zone, post_only, hot_wallet, stage, cap, exposure;
+the engine adds edge and size for entries its own checks refuse before the gate sees them.
 """
 
 from __future__ import annotations
@@ -31,10 +34,10 @@ from bot.core.policy import Policy, Zone
 Side = Literal["buy", "sell"]
 Purpose = Literal["entry", "exit", "stop", "take_profit", "flatten"]
 RISK_REDUCING: frozenset[str] = frozenset({"exit", "stop", "take_profit", "flatten"})
-RefusalRule = Literal["invalid", "killswitch", "state", "backoff", "zone", "post_only", "cap", "exposure",
-                      "edge", "size"]
+RefusalRule = Literal["invalid", "killswitch", "state", "backoff", "zone", "post_only", "hot_wallet", "stage",
+                      "cap", "exposure", "edge", "size"]
 REFUSAL_RULES: tuple[RefusalRule, ...] = ("invalid", "killswitch", "state", "backoff", "zone", "post_only",
-                                          "cap", "exposure", "edge", "size")
+                                          "hot_wallet", "stage", "cap", "exposure", "edge", "size")
 _TOL = 1e-9
 
 
@@ -65,6 +68,9 @@ class GateContext:
     killswitch: KillStatus
     now_ms: int
     zone: Zone | None = None
+    capital_cap: float | None = None  # the capital ramp stage's cap on equity at risk and notional
+    venue_balance: float | None = None  # the wallet on the venue (the hot wallet)
+    hot_wallet_limit: float | None = None  # venue balance at which entries stop (None: not declared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +157,18 @@ class RiskGate:
         if self.policy.orders.post_only and not o.post_only:
             return Decision(False, "entry denied: policy requires post-only orders (orders.post_only) "
                                    "and the intent is not post-only", rule="post_only")
+        if ctx.hot_wallet_limit is not None:
+            balance = ctx.venue_balance
+            if balance is None or not math.isfinite(balance) or balance >= ctx.hot_wallet_limit:
+                return Decision(False, f"entry denied: venue balance {balance} has reached the hot-wallet limit "
+                                       f"{ctx.hot_wallet_limit:.2f} (capital_ramp.hot_wallet_max_share of the "
+                                       "declared capital): move the excess to cold storage (docs/production.md)",
+                                rule="hot_wallet")
         price = o.price if o.price is not None else ctx.mark_price
         notional = o.qty * price
+        staged = ctx.capital_cap is not None and ctx.capital_cap < ctx.equity  # the stage binds, not equity
+        equity = ctx.capital_cap if staged and ctx.capital_cap is not None else ctx.equity
+        of_equity = f"equity at risk {equity:.2f} (capital ramp stage cap)" if staged else f"equity {equity:.2f}"
         signed = o.qty if o.side == "buy" else -o.qty
         pos = ctx.position_qty
         if pos == 0 or (pos > 0) == (signed > 0):
@@ -160,16 +176,16 @@ class RiskGate:
         else:
             new_position = abs(pos + signed) * price  # nets against it
         sizing = self.policy.position_sizing
-        cap = sizing.max_position_pct * ctx.equity
+        cap = sizing.max_position_pct * equity
         if new_position > cap * (1 + _TOL):
             return Decision(False, f"entry denied: position notional {new_position:.2f} would exceed "
-                                   f"max_position_pct {sizing.max_position_pct:.2%} of equity "
-                                   f"{ctx.equity:.2f} ({cap:.2f})", rule="cap")
-        exposure_cap = sizing.max_total_exposure_pct * ctx.equity
+                                   f"max_position_pct {sizing.max_position_pct:.2%} of {of_equity} ({cap:.2f})",
+                            rule="stage" if staged else "cap")
+        exposure_cap = sizing.max_total_exposure_pct * equity
         exposure = ctx.open_exposure + notional
         if exposure > exposure_cap * (1 + _TOL):
             return Decision(False, f"entry denied: total exposure {exposure:.2f} would exceed "
-                                   f"max_total_exposure_pct {sizing.max_total_exposure_pct:.2%} of equity "
-                                   f"{ctx.equity:.2f} ({exposure_cap:.2f})", rule="exposure")
+                                   f"max_total_exposure_pct {sizing.max_total_exposure_pct:.2%} of {of_equity} "
+                                   f"({exposure_cap:.2f})", rule="stage" if staged else "exposure")
         return Decision(True, f"entry allowed: notional {notional:.2f}, position {new_position:.2f} "
                               f"<= {cap:.2f}, exposure {exposure:.2f} <= {exposure_cap:.2f}")

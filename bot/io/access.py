@@ -51,6 +51,7 @@ PERMISSIONS: dict[str, str] = {
     "status.read": "read the bot's status",
     "metrics.read": "read the bot's metrics",
     "audit.read": "read the audit log",
+    "ramp.advance": "approve the capital ramp's next stage (its evidence is checked by the bot)",
 }
 PRINCIPALS_ENV = "GAMEDAY_PRINCIPALS_FILE"
 CONTROL_TOKEN_ENV = "GAMEDAY_CONTROL_TOKEN"

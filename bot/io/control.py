@@ -183,6 +183,7 @@ class ControlServer:
             Route("POST", "/killswitch", "killswitch", self._engage),
             Route("POST", "/killswitch/clear", "killswitch", self._clear),
             Route("POST", "/resume", "resume", self._resume),
+            Route("POST", "/ramp/advance", "ramp.advance", self._ramp_advance),
             Route("POST", "/restart", "restart", self._restart),
             Route("GET", "/audit", "audit.read", self._audit_page),
         ]
@@ -326,6 +327,7 @@ class ControlServer:
         reply = _error(decision.status, decision.code, reason)
         if decision.status == 401:
             reply.headers["WWW-Authenticate"] = 'Bearer realm="gameday"'
+        self.trader.access_denied(f"{route.text} by {call.actor}: {decision.reason}")
         if route.permission == "killswitch":
             # A refused kill-switch request is a security event: announced and audited with what
             # was asked (bounded), never acted on, whatever the policy's require_auth says.
@@ -507,6 +509,20 @@ class ControlServer:
     async def _resume(self, call: Call) -> Reply:
         self._only(await self._read_json(call), {"actor"})
         outcome = await self.trader.manual_resume(call.actor)
+        if outcome.accepted:
+            reply = Reply(200, {"accepted": True, "reason": outcome.reason, "actor": call.actor,
+                                **self._status_for(call)})
+        else:
+            reply = _error(409, "refused", outcome.reason, accepted=False)
+        return self._with_record(reply, outcome.record_error)
+
+    async def _ramp_advance(self, call: Call) -> Reply:
+        body = await self._read_json(call)
+        self._only(body, {"validation", "actor"})
+        validation = body.get("validation")
+        if validation is not None and not isinstance(validation, str):
+            raise _Refused(_error(400, "bad_request", "validation must be the path of a validation.json"))
+        outcome = await self.trader.advance_ramp(call.actor, validation)
         if outcome.accepted:
             reply = Reply(200, {"accepted": True, "reason": outcome.reason, "actor": call.actor,
                                 **self._status_for(call)})

@@ -9,6 +9,8 @@
   empty (a 0-byte file), not_a_database (overwritten with text), stale (back at a copy taken just
   before the stop: an older snapshot, as a lost WAL or a restored backup leaves), flush (every
   row deleted: what a Redis restarted empty looks like) - and starts again.
+- check_fails: a red-flag check run outside the bot's trading loop (breaker self-test, emergency-stop
+  drill, monitoring probe, backup job, log scan for the key) reports a failure to the bot.
 - disk_full: for `duration`, every write to the bot's disk fails with ENOSPC - `target` audit (the
   audit log and its spill files), state (the state store's writes; reads still work) or all (both,
   and the kill-switch marker file). The bot is not restarted.
@@ -109,4 +111,10 @@ def _flush_sqlite(db: Any) -> None:
         con.close()
 
 
-SIM: dict[str, Any] = {"restart": restart, "audit_torn": audit_torn, "state_lost": state_lost, "disk_full": disk_full}
+async def check_fails(world: SimWorld, step: ActiveStep) -> None:
+    """What the operator's tooling tells the bot when a red-flag check fails (Trader.observe_check)."""
+    world.require_trader("check_fails").observe_check(step.params["flag"], False, step.params["detail"])
+
+
+SIM: dict[str, Any] = {"check_fails": check_fails, "restart": restart,
+                       "audit_torn": audit_torn, "state_lost": state_lost, "disk_full": disk_full}

@@ -26,6 +26,14 @@ from harness.report import intoto, plots
 from harness.report.attest import load_attestations
 from harness.report.checklist import SOURCES, load_checklist
 from harness.report.config import load_report_config
+from harness.report.production import (
+    ProductionView,
+    flag_word,
+    load_status,
+    production_document,
+    production_view,
+    rows_by_state,
+)
 from harness.report.readiness import LABELS, Readiness, Target, evaluate, is_real_time
 from harness.report.sets import EvidenceSet, Finding, ScanCheck, find_sets, load_set, read_stream
 from harness.report.units import age, duration, short_commit, short_digest
@@ -188,7 +196,7 @@ def _t(moment: datetime | None) -> str | None:
     return iso_z(moment) if moment is not None else None
 
 
-def readiness_document(readiness: Readiness) -> dict[str, Any]:
+def readiness_document(readiness: Readiness, production: ProductionView | None = None) -> dict[str, Any]:
     items = []
     for r in readiness.items:
         items.append({
@@ -218,6 +226,7 @@ def readiness_document(readiness: Readiness) -> dict[str, Any]:
         "attestation_problems": readiness.book.problems,
         "drills": [{"when": _t(d.when), "set": d.set_name, "commit": d.commit, "kind": d.kind, "runs": d.runs,
                     "failures": d.failures, "detail": d.detail} for d in drill_rows(readiness)],
+        "production": production_document(production or production_view(readiness, None, None)),
         "security": {
             "checks_set": security.checks_set.name if security.checks_set else None,
             "checks": [{"name": c.name, "verdict": c.verdict, "summary": c.summary, "findings": c.findings}
@@ -254,7 +263,7 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render(readiness: Readiness) -> tuple[str, str]:
+def render(readiness: Readiness, production: ProductionView | None = None) -> tuple[str, str]:
     env = environment()
     lines, without = timelines(readiness)
     drills = drill_rows(readiness)
@@ -267,6 +276,8 @@ def render(readiness: Readiness) -> tuple[str, str]:
         "timelines": lines, "without_stream": without,
         "drills": drills, "drill_svg": plots.drill_plot(points),
         "security": security_view(readiness),
+        "production": production or production_view(readiness, None, None), "flag_word": flag_word,
+        "flag_counts": rows_by_state,
     }
     return env.get_template("report.html.j2").render(context), env.get_template("report.md.j2").render(context)
 
@@ -278,13 +289,16 @@ def _write(path: Path, text: str) -> None:
 
 
 def write_report(roots: Sequence[Path], out: Path, *, config_dir: Path | None = None, commit: str | None = None,
-                 now: datetime | None = None) -> Outputs:
+                 now: datetime | None = None, bot_status: Path | None = None) -> Outputs:
+    """`bot_status`: the saved body of the bot's GET /status (its ramp stage and red-flag checks)."""
+    status = load_status(bot_status) if bot_status is not None else None
     readiness = collect(roots, config_dir=config_dir, commit=commit, now=now)
+    production = production_view(readiness, status, bot_status)
     out.mkdir(parents=True, exist_ok=True)
-    html, md = render(readiness)
+    html, md = render(readiness, production)
     _write(out / HTML, html)
     _write(out / MD, md)
-    _write(out / JSON_OUT, json.dumps(readiness_document(readiness), indent=2) + "\n")
+    _write(out / JSON_OUT, json.dumps(readiness_document(readiness, production), indent=2) + "\n")
     statement = intoto.statement(readiness)
     attestation: Path | None = None
     if statement["subject"]:

@@ -22,6 +22,8 @@ def report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, metavar="DIR",
                    help="config directory: checklist.yaml, report.yaml, attestations.yaml, profiles "
                         "(default: the project's config/)")
+    p.add_argument("--bot-status", type=Path, default=None, metavar="FILE",
+                   help="the bot's GET /status body, saved: its capital ramp stage and red-flag checks")
     p.add_argument("--commit", default=None, metavar="SHA",
                    help="judge evidence against this commit (default: the checkout's HEAD)")
 
@@ -29,12 +31,13 @@ def report_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from bot.config import ConfigError
     from harness.report.build import write_report
+    from harness.report.production import BotStatusError
     from harness.report.sets import SetError
 
     try:
         outputs = write_report([Path(d) for d in args.dirs], Path(args.out), config_dir=args.config,
-                               commit=args.commit)
-    except (SetError, ConfigError) as exc:
+                               commit=args.commit, bot_status=args.bot_status)
+    except (SetError, ConfigError, BotStatusError) as exc:
         print(f"gameday report: {exc}", file=sys.stderr)
         return 2
     _print_outputs(outputs)

@@ -421,6 +421,8 @@ def test_fault_catalog_is_one_table_matching_design():
         "audit_torn": "sn", "state_lost": "sn", "disk_full": "sn",
         # the receivers of the bot's alert channels (issue 11)
         "alert_sink_outage": "sn", "alert_sink_latency": "sn",
+        # issue 15: a red-flag check (self-test, drill, probe, backup, log scan) fails
+        "check_fails": "s",
     }
     assert set(FAULTS) == set(expected_modes)
     for kind, modes in expected_modes.items():
