@@ -39,7 +39,7 @@ def observed_check(event: Event) -> tuple[str, bool, str] | None:
     """The red-flag check an event is, as (flag, ok, detail), or None."""
     f = event.fields
     if event.name == "credential.leak_detected":
-        return ("private_key_logged", False, f"credential leak detected: key {f.get('key_id')}")
+        return ("private_key_logged", False, f"credential leak detected: key {f.get('key_id')} at {f.get('where')}")
     if event.name == "alert.failed" and f.get("fallback") is None:
         return ("alerts_not_received", False, f"alert {f.get('key')} not delivered: {f.get('channel')} failed "
                                                f"({f.get('error')}) and had no fallback left")
