@@ -209,6 +209,9 @@ def _observed_sla(exp: dict[str, Any]) -> str:
         return "held" if exp["verdict"] == "pass" else f"breach@{ms_text(exp['observed_ms'])}"
     if exp["kind"] == "final":
         return str(exp["verdict"])
+    sla = ms_text(exp["sla_ms"])
+    if exp.get("allowance_ms"):  # net: the scaled threshold + the unscaled allowance
+        sla = f"{exp['threshold_ms']}+{exp['allowance_ms']}ms"
     if exp["observed_ms"] is None and exp["verdict"] == "fail":
-        return f"never / {ms_text(exp['sla_ms'])}"
-    return f"{ms_text(exp['observed_ms'])} / {ms_text(exp['sla_ms'])}"
+        return f"never / {sla}"
+    return f"{ms_text(exp['observed_ms'])} / {sla}"
