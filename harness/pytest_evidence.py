@@ -52,6 +52,10 @@ class SessionEvidence:
     user_junit: Path | None = None  # --junitxml given by the user (copied into the set)
     made: list[Path] = field(default_factory=list)  # directories this session created, outermost first
     ran: set[str] = field(default_factory=set)  # node ids with a report
+    # Items run to the end (their teardown report). Counted, not a set of node ids: items may share
+    # one (schemathesis' parametrize gives every API operation the test's node id), and a set then
+    # came out smaller than session.testscollected, so a run that passed looked incomplete.
+    finished: int = 0
     sealed: bool = False
     complete: bool = False
     table: list[str] = field(default_factory=list)
@@ -114,6 +118,8 @@ class _Sealer:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.ev.ran.add(report.nodeid)
+        if report.when == "teardown":
+            self.ev.finished += 1
 
     @pytest.hookimpl(trylast=True)  # after junitxml has written its file
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -129,7 +135,7 @@ class _Sealer:
             shutil.copyfile(ev.user_junit, ev.path / JUNIT_FILE)
         write_metrics_file(ev.path)  # the verdicts and reactions vs SLA as OpenMetrics text
         ev.complete = (int(exitstatus) in (0, 1) and not session.shouldfail and not session.shouldstop
-                       and len(ev.ran) >= session.testscollected)
+                       and ev.finished >= session.testscollected)
         write_manifest(ev.path, ev.tree, complete=ev.complete, exit_status=int(exitstatus))
         ev.sealed = True
         if ev.complete:
