@@ -67,6 +67,11 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", metavar="DIR", default=DEFAULT_REPORT_DIR,
                    help=f"reports root: the run's evidence set goes to DIR/runs/<utc>-<commit>/ and DIR/latest "
                         f"points at it when the run completed (default {DEFAULT_REPORT_DIR})")
+    p.add_argument("-n", dest="workers", metavar="N", default=None,
+                   help="run in N processes (pytest-xdist; 'auto': one per core); one evidence set either way")
+    p.add_argument("--shard", metavar="I/N", default=None,
+                   help="only the I-th of N deterministic parts of the scenarios (a CI matrix); "
+                        "combine the sets with `gameday merge`")
     p.set_defaults(pytest_args=[])
 
 
@@ -76,6 +81,10 @@ def pytest_argv(args: argparse.Namespace) -> list[str]:
         argv += ["-m", args.markexpr]
     if args.keyword:
         argv += ["-k", args.keyword]
+    if args.workers:
+        argv += ["-n", str(args.workers)]
+    if args.shard:
+        argv += ["--shard", args.shard]
     return argv + list(args.pytest_args or [])
 
 

@@ -128,7 +128,8 @@ class _Sealer:
             _discard(ev)
             return
         (ev.path / EVIDENCE_FILE).touch()  # a session without scenarios still has the (empty) file
-        ev.table = summary_lines(read_evidence(ev.path))
+        # by scenario id: the records' order is the order workers finished in, under xdist
+        ev.table = summary_lines(sorted(read_evidence(ev.path), key=lambda r: str(r.get("scenario"))))
         (ev.path / RESULTS_FILE).write_text("\n".join(ev.table or ["no scenario ran in this session"]) + "\n",
                                             encoding="utf-8")
         if ev.user_junit is not None and ev.user_junit.is_file():
