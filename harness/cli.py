@@ -133,6 +133,18 @@ def cmd_toxiproxy(args: argparse.Namespace) -> int:
     return int(main(args.args) or 0)
 
 
+def _merge_args(p: argparse.ArgumentParser) -> None:
+    from harness.merge import add_arguments
+
+    add_arguments(p)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from harness.merge import cmd_merge as merge
+
+    return merge(args)
+
+
 def _drill_args(p: argparse.ArgumentParser) -> None:
     from harness.drill_args import add_arguments
 
@@ -207,6 +219,8 @@ COMMANDS: list[Command] = [
     Command("run", "run scenarios and tests; write evidence and JUnit XML", _run_args, cmd_run),
     Command("drill", "randomized fault schedules against the real bot; check invariants, shrink failures",
             _drill_args, cmd_drill),
+    Command("merge", "combine shard or drill evidence sets (one commit, disjoint scenarios) into one sealed set",
+            _merge_args, cmd_merge),
     Command("testnet", "run the local Binance-compatible testnet server", _passthrough, cmd_testnet, True),
     Command("toxiproxy", "run the embedded Toxiproxy-compatible server", _passthrough, cmd_toxiproxy, True),
     Command("services", "show where Redis and Toxiproxy come from (or why not)", lambda p: None, cmd_services),
