@@ -341,6 +341,24 @@ def _judge_final(scenario: Scenario, record: RunRecord, key: str, wanted: str) -
                              line=scenario.final.line)
 
 
+AROUND = 3  # events quoted on each side of a breach or a late event
+
+
+def events_around(record: RunRecord, ts_ms: int | None) -> list[str]:
+    """The events just before and after the breaching (or late) event at `ts_ms`, so a failure
+    shows what the bot was doing; events at the breach's ms are marked with `>` (under virtual
+    time several share one ms)."""
+    if ts_ms is None:
+        return []
+    events = record.events
+    at = next((i for i, e in enumerate(events) if e.ts_ms >= ts_ms), len(events))
+    start, end = max(0, at - AROUND), min(len(events), at + AROUND + 1)
+    if start == end:
+        return []
+    return ["events around it:"] + [("> " if events[i].ts_ms == ts_ms else "  ") + describe_event(events[i])
+                                    for i in range(start, end)]
+
+
 def _message(scenario: Scenario, record: RunRecord, verdict: Verdict,
              results: Sequence[ExpectationResult], step_errors: Sequence[str]) -> str:
     head = f"scenario {scenario.id}: {verdict.upper()}"
@@ -358,6 +376,8 @@ def _message(scenario: Scenario, record: RunRecord, verdict: Verdict,
         lines.extend(f"  {e}" for e in step_errors)
     if bad:
         lines.append(f"{len(bad)} of {len(results)} expectations not met:")
-        lines.extend(f"  [{r.verdict}] {r.message}" for r in bad)
+        for r in bad:
+            lines.append(f"  [{r.verdict}] {r.message}")
+            lines.extend(f"      {e}" for e in events_around(record, r.event_ms))
     lines.extend(f"note: {n}" for n in record.notes)
     return "\n".join(lines)
