@@ -99,7 +99,19 @@ def bench_breaker_board(policy: Policy, n: int) -> list[int]:
         gc.enable()
     if board.status().state != "active":
         raise SystemExit(f"benchmark stream tripped the board: {events} {board.status().reasons}")
+    prove_the_board_judges(board, policy, events, stream[-1].ts_ms)
     return out
+
+
+def prove_the_board_judges(board: BreakerBoard, policy: Policy, events: list[str], ts: int) -> None:
+    """A calm stream changes nothing, so a board that does nothing would time the same: the timed
+    board must then trip on a losing streak at the policy's limit, or the figure is void."""
+    for i in range(policy.circuit_breakers.consecutive_losses.max_consecutive_losses):
+        board.observe(TradeClosed(ts + 100 * (i + 1), -10.0))
+    if "breaker.tripped" not in events or board.status().state == "active":
+        raise SystemExit("the timed BreakerBoard did not trip on a losing streak at max_consecutive_losses "
+                         f"(events {events}, state {board.status().state}): it judged nothing, the figure "
+                         "measures nothing")
 
 
 def bench_engine_on_bar(policy: Policy, n: int) -> list[int]:

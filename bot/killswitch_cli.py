@@ -188,11 +188,13 @@ class Flattener:
             while True:
                 self.result.rounds += 1
                 symbols = list(self.symbols)
-                for order in self._call("fetch open orders", self.ex.fetch_open_orders):
+                open_orders = self._call("fetch open orders", self.ex.fetch_open_orders)
+                for order in open_orders:
                     if order.symbol not in symbols:
                         symbols.append(order.symbol)
                 for symbol in symbols:  # cancels first: nothing may open while we close
-                    self.result.cancelled += self._call(f"cancel all {symbol}", self.ex.cancel_all_orders, symbol)
+                    self._call(f"cancel all {symbol}", self.ex.cancel_all_orders, symbol)
+                    self.result.cancelled += sum(1 for o in open_orders if o.symbol == symbol)
                 positions = self._call("fetch positions", self.ex.fetch_all_positions)
                 for pos in positions:
                     self._close(pos)

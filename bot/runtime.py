@@ -25,6 +25,7 @@ audit log shows what was saved last) and resumes. The marker file still engages 
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -536,8 +537,11 @@ class Trader:
         if self.clock.now_ms() < self._blocked_until_ms:
             self._cancel_pending = intent
             return
+        # The count is the bot's own: orders it had working (the venue's reply carries none, and
+        # reading the book first would delay the cancel by a round trip).
+        count = len(self._pending)
         try:
-            count = await self.exchange.cancel_all_orders(intent.symbol)
+            await self.exchange.cancel_all_orders(intent.symbol)
         except ExchangeError as exc:
             self._cancel_failures += 1
             self._cancel_pending = intent
@@ -762,9 +766,9 @@ class Trader:
             pending.due_ms = self.clock.now_ms() + (250 if pending.order.type == "market" else self.config.bar_ms)
 
     async def _confirm_flat(self) -> None:
-        try:
-            positions = await self.exchange.fetch_positions(self.config.symbol)
-            orders = await self.exchange.fetch_open_orders(self.config.symbol)
+        try:  # both reads at once: the kill switch's time to flat pays one round trip here, not two
+            positions, orders = await asyncio.gather(self.exchange.fetch_positions(self.config.symbol),
+                                                     self.exchange.fetch_open_orders(self.config.symbol))
         except ExchangeError as exc:
             self._mark_down("rest", exc)
             return

@@ -78,11 +78,14 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     common.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
     common.add_argument("--maxfail", metavar="N", type=int, default=None, help="stop after N failures")
     common.add_argument("-n", dest="numprocesses", metavar="N", default=None,
-                        help="run in N worker processes ('auto': one per core; needs pytest-xdist)")
+                        help="run in N processes (pytest-xdist; 'auto': one per core); one evidence set either way")
     common.add_argument("--lf", "--last-failed", dest="last_failed", action="store_true",
                         help="rerun only what failed last time")
     common.add_argument("--ff", "--failed-first", dest="failed_first", action="store_true",
                         help="run what failed last time first, then the rest")
+    p.add_argument("--shard", metavar="I/N", default=None,
+                   help="only the I-th of N deterministic parts of the scenarios (a CI matrix); "
+                        "combine the sets with `gameday merge`")
     p.epilog = ("Any other pytest option passes through after '--', e.g. gameday run scenarios -- --tb=short "
                 "-p no:randomly --durations=10 (see python -m pytest --help).")
     p.set_defaults(pytest_args=[])
@@ -105,6 +108,8 @@ def pytest_argv(args: argparse.Namespace) -> list[str]:
         argv.append("--lf")
     if args.failed_first:
         argv.append("--ff")
+    if args.shard:
+        argv += ["--shard", args.shard]
     return argv + list(args.pytest_args or [])
 
 
@@ -151,6 +156,18 @@ def cmd_toxiproxy(args: argparse.Namespace) -> int:
     from harness.toxiproxy.__main__ import main
 
     return int(main(args.args) or 0)
+
+
+def _merge_args(p: argparse.ArgumentParser) -> None:
+    from harness.merge import add_arguments
+
+    add_arguments(p)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from harness.merge import cmd_merge as merge
+
+    return merge(args)
 
 
 def _drill_args(p: argparse.ArgumentParser) -> None:
@@ -238,6 +255,8 @@ COMMANDS: list[Command] = [
     Command("run", "run scenarios and tests; write evidence and JUnit XML", _run_args, cmd_run),
     Command("drill", "randomized fault schedules against the real bot; check invariants, shrink failures",
             _drill_args, cmd_drill),
+    Command("merge", "combine shard or drill evidence sets (one commit, disjoint scenarios) into one sealed set",
+            _merge_args, cmd_merge),
     Command("testnet", "run the local Binance-compatible testnet server", _passthrough, cmd_testnet, True),
     Command("toxiproxy", "run the embedded Toxiproxy-compatible server", _passthrough, cmd_toxiproxy, True),
     Command("services", "show where Redis and Toxiproxy come from (or why not)", lambda p: None, cmd_services),

@@ -9,6 +9,9 @@ Semantics (DESIGN.md "Scenario files"):
   injection; without `until` up to the end of the run, without `after` from its start.
 - `match`: field equality; a list value means any-of; an event without the field does not match.
 - durations: `N bars` = N x bar_ms; in net mode every duration is multiplied by time_scale.
+- net SLA = threshold (`within` x time_scale) + the unscaled allowance for the fixed real cost the
+  clock includes (`allowance:` or implied by the `after` step's fault; config/net.yaml); the
+  result records threshold, allowance, measured and margin.
 - a step that could not be injected (StepTiming.error, or never injected) makes the scenario an
   ERROR, never a pass. Overall verdict: error > fail > pass.
 """
@@ -20,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from bot.core.events import Event
+from harness.allowances import AllowanceConfigError, Allowances
 from harness.scenario import Duration, Expectation, Match, Scenario, event_pattern
 
 Verdict = Literal["pass", "fail", "error", "skipped"]  # skipped: not judged (harness.collect)
@@ -57,6 +61,7 @@ class RunRecord:
     start_ms: int = 0
     end_ms: int | None = None  # clock time the run ended (default: the last event's)
     notes: list[str] = field(default_factory=list)  # runner remarks shown with the verdict
+    allowances: Allowances | None = None  # net mode: fixed real costs added to SLAs (None: none)
 
     def step(self, step_id: str) -> StepTiming | None:
         for timing in self.steps:
@@ -81,9 +86,21 @@ class ExpectationResult:
     message: str = ""  # why it failed or errored; a short account when it passed
     line: int = 0
     event_ms: int | None = None  # clock time of the matching (or breaching) event
+    threshold_ms: int | None = None  # the scaled policy threshold; sla_ms = threshold + allowance
+    allowance: str | None = None  # the fixed real cost added unscaled (net mode)
+    allowance_ms: int = 0
+
+    @property
+    def margin_ms(self) -> int | None:
+        """How far inside its SLA the reaction came (negative: late)."""
+        if self.sla_ms is None or self.observed_ms is None or self.kind != "event":
+            return None
+        return self.sla_ms - self.observed_ms
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "kind": self.kind, "sla_ms": self.sla_ms, "observed_ms": self.observed_ms,
+                "threshold_ms": self.threshold_ms, "allowance": self.allowance,
+                "allowance_ms": self.allowance_ms, "margin_ms": self.margin_ms,
                 "verdict": self.verdict, "message": self.message}
 
 
@@ -191,11 +208,16 @@ def _judge_one(scenario: Scenario, record: RunRecord, exp: Expectation, broken: 
                scale: float) -> ExpectationResult:
     text = exp.text
     where = scenario.where(exp.line)
+    try:
+        limit = _Sla.of(scenario, record, exp, scale)
+    except AllowanceConfigError as exc:
+        return ExpectationResult(text, exp.kind, "error", message=f"{where}: cannot judge: {exc}",
+                                 line=exp.line)
     for ref in (exp.after, exp.until):
         if ref is not None and ref in broken:
-            return ExpectationResult(text, exp.kind, "error", _sla(exp.within, record, scale),
+            return ExpectationResult(text, exp.kind, "error", limit.total,
                                      message=f"{where}: cannot judge: step {ref} {broken[ref]}",
-                                     line=exp.line)
+                                     line=exp.line, **limit.fields())
     after = record.step(exp.after) if exp.after else None
     window = _Window(record, after)
     events = record.events
@@ -223,29 +245,29 @@ def _judge_one(scenario: Scenario, record: RunRecord, exp: Expectation, broken: 
                     exp.line, event.ts_ms)
         return ExpectationResult(text, "never", "pass", None, None, "held", exp.line)
 
-    sla = _sla(exp.within, record, scale)
+    sla = limit.total
     for event in events[window.index:]:
         if event.ts_ms >= window.injected and event_matches(event, exp.event, exp.match):
             observed = max(0, event.ts_ms - window.established)
             if sla is None or observed <= sla:
                 return ExpectationResult(text, "event", "pass", sla, observed,
                                          f"seen {observed} ms after establishment", exp.line,
-                                         event.ts_ms)
+                                         event.ts_ms, **limit.fields())
             return ExpectationResult(
                 text, "event", "fail", sla, observed,
                 f"{where}: {text}: {exp.event} came {observed} ms after "
-                f"{_origin(exp, window)}; expected within {_sla_text(exp.within, sla)}",
-                exp.line, event.ts_ms)
+                f"{_origin(exp, window)}; expected within {limit.text(exp.within)}",
+                exp.line, event.ts_ms, **limit.fields())
     name = event_pattern(exp.event, exp.match)
     near = [describe_event(e) for e in events[window.index:] if e.name == exp.event][:3]
     seen = f"; seen instead: {'; '.join(near)}" if near else f"; no {exp.event} event at all"
-    expected = f"expected within {_sla_text(exp.within, sla)}" if sla is not None else \
+    expected = f"expected within {limit.text(exp.within)}" if sla is not None else \
         "expected it before the end"
     return ExpectationResult(
         text, "event", "fail", sla, None,
         f"{where}: {text}: {name} never came (looked from {_origin(exp, window)} to the end of the "
         f"run at {record.last_ms} ms; {expected}){seen}",
-        exp.line)
+        exp.line, **limit.fields())
 
 
 def _undecided(event: Event, match: Match) -> str:
@@ -265,14 +287,39 @@ def _origin(exp: Expectation, window: _Window) -> str:
     return f"{exp.after} was injected (at {window.injected} ms)"
 
 
-def _sla(within: Duration | None, record: RunRecord, scale: float) -> int | None:
-    if within is None:
-        return None
-    return round(within.to_ms(record.bar_ms) * scale)
+@dataclass(frozen=True)
+class _Sla:
+    """An expectation's deadline: the scaled threshold plus the unscaled allowance (net mode)."""
 
+    threshold: int | None
+    allowance: str | None = None
+    allowance_ms: int = 0
 
-def _sla_text(within: Duration | None, sla: int | None) -> str:
-    return f"{within} = {sla} ms" if within is not None else f"{sla} ms"
+    @classmethod
+    def of(cls, scenario: Scenario, record: RunRecord, exp: Expectation, scale: float) -> _Sla:
+        if exp.within is None or exp.kind != "event":
+            return cls(None)
+        threshold = round(exp.within.to_ms(record.bar_ms) * scale)
+        if scenario.mode != "net" or record.allowances is None:
+            return cls(threshold)
+        after = scenario.step(exp.after).fault if exp.after else None
+        name, ms = record.allowances.resolve(exp.allowance, after)
+        return cls(threshold, name, ms)
+
+    @property
+    def total(self) -> int | None:
+        return None if self.threshold is None else self.threshold + self.allowance_ms
+
+    def fields(self) -> dict[str, Any]:
+        return {"threshold_ms": self.threshold, "allowance": self.allowance, "allowance_ms": self.allowance_ms}
+
+    def text(self, within: Duration | None) -> str:
+        if within is None:
+            return f"{self.total} ms"
+        if self.allowance is None:
+            return f"{within} = {self.total} ms"
+        return (f"{within} = {self.threshold} ms + {self.allowance} allowance {self.allowance_ms} ms "
+                f"= {self.total} ms")
 
 
 def _judge_final(scenario: Scenario, record: RunRecord, key: str, wanted: str) -> ExpectationResult:
@@ -294,6 +341,24 @@ def _judge_final(scenario: Scenario, record: RunRecord, key: str, wanted: str) -
                              line=scenario.final.line)
 
 
+AROUND = 3  # events quoted on each side of a breach or a late event
+
+
+def events_around(record: RunRecord, ts_ms: int | None) -> list[str]:
+    """The events just before and after the breaching (or late) event at `ts_ms`, so a failure
+    shows what the bot was doing; events at the breach's ms are marked with `>` (under virtual
+    time several share one ms)."""
+    if ts_ms is None:
+        return []
+    events = record.events
+    at = next((i for i, e in enumerate(events) if e.ts_ms >= ts_ms), len(events))
+    start, end = max(0, at - AROUND), min(len(events), at + AROUND + 1)
+    if start == end:
+        return []
+    return ["events around it:"] + [("> " if events[i].ts_ms == ts_ms else "  ") + describe_event(events[i])
+                                    for i in range(start, end)]
+
+
 def _message(scenario: Scenario, record: RunRecord, verdict: Verdict,
              results: Sequence[ExpectationResult], step_errors: Sequence[str]) -> str:
     head = f"scenario {scenario.id}: {verdict.upper()}"
@@ -311,6 +376,8 @@ def _message(scenario: Scenario, record: RunRecord, verdict: Verdict,
         lines.extend(f"  {e}" for e in step_errors)
     if bad:
         lines.append(f"{len(bad)} of {len(results)} expectations not met:")
-        lines.extend(f"  [{r.verdict}] {r.message}" for r in bad)
+        for r in bad:
+            lines.append(f"  [{r.verdict}] {r.message}")
+            lines.extend(f"      {e}" for e in events_around(record, r.event_ms))
     lines.extend(f"note: {n}" for n in record.notes)
     return "\n".join(lines)

@@ -9,17 +9,20 @@ from harness import collect as _collect
 from harness import progress
 from harness import pytest_evidence as _evidence
 from harness import runner as _runner  # noqa: F401  (registers RUNNERS["sim"])
+from harness import shard as _shard
 from harness.net import runner as _net_runner  # noqa: F401 - registers RUNNERS["net"]
 
 # Scenario collection and running (harness/collect.py); the session's evidence set, its table
 # and its seal (harness/pytest_evidence.py, a per-session plugin object registered at configure).
 pytest_collect_file = _collect.pytest_collect_file
 pytest_runtest_makereport = _collect.pytest_runtest_makereport
+pytest_collection_modifyitems = _shard.pytest_collection_modifyitems
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     _collect.pytest_addoption(parser)
     _evidence.add_options(parser)
+    _shard.add_options(parser)
 
 MARKERS = {
     "gate": "runs on every merge: fast, deterministic controls checks",

@@ -498,6 +498,9 @@ class Expectation:
     within: Duration | None = None
     until: str | None = None
     line: int = 0
+    # net mode: the fixed real cost added unscaled to the SLA (config/net.yaml); None: the one
+    # the `after` step's fault kind implies; "none": no allowance (harness/allowances.py)
+    allowance: str | None = None
 
     @property
     def text(self) -> str:
@@ -759,7 +762,7 @@ MARKET_KEYS = {"generator": False, "start_price": False, "bars": False, "vol_bps
 ACCOUNT_KEYS = {"equity": False, "position": False, "strategy": False}
 POSITION_KEYS = {"side": True, "qty_pct": False, "notional": False, "entry_offset_pct": False}
 STEP_KEYS = {"id": True, "at": True, "fault": True, "params": False}
-EVENT_KEYS = {"event": True, "match": False, "after": False, "within": False}
+EVENT_KEYS = {"event": True, "match": False, "after": False, "within": False, "allowance": False}
 NEVER_KEYS = {"never": True, "match": False, "after": False, "until": False}
 FINAL_KEYS = {k: False for k in FINAL_VALUES}
 POLICY_KEYS = {"policy": True, "plus": False, "times": False, "unit": False}
@@ -899,7 +902,7 @@ class _Loader:
         market = self.market(top)
         account = self.account(top)
         steps = self.steps(top, mode, market)
-        expect = self.expectations(top, steps, market)
+        expect = self.expectations(top, steps, market, mode)
         final = self.final(top)
         self.check_timeline(mode, duration, market, steps, top)
         if self.problems:
@@ -1173,7 +1176,7 @@ class _Loader:
             return _MISSING
         return PolicyRef(path, plus, times, unit, m.line)
 
-    def expectations(self, top: LMap, steps: list[Step], market: Market) -> list[Expectation]:
+    def expectations(self, top: LMap, steps: list[Step], market: Market, mode: str) -> list[Expectation]:
         if "expect" not in top:
             return []
         raw = top["expect"]
@@ -1233,10 +1236,38 @@ class _Loader:
             if "within" in e:
                 within = self.duration(e["within"], e.value_lines["within"], f"{key}.within")
                 ok = ok and within is not None
+            allowance = self.allowance(e, key, mode, within)
+            ok = ok and allowance is not _MISSING
             if ok and match is not None:
                 out.append(Expectation(kind, name, match, refs["after"], within, refs["until"],
-                                       line))
+                                       line, allowance))
         return out
+
+    def allowance(self, e: LMap, key: str, mode: str, within: Duration | None) -> Any:
+        """`allowance: NAME` of config/net.yaml, or `none`; _MISSING when wrong (reported)."""
+        if "allowance" not in e:
+            return None
+        from harness.allowances import NONE, AllowanceConfigError, configured
+
+        value, line = e["allowance"], e.value_lines["allowance"]
+        try:
+            names = sorted(configured().ms) + [NONE]
+        except AllowanceConfigError as exc:
+            self.err(line, f"{key}.allowance", f"cannot check it: {exc}", value)
+            return _MISSING
+        if mode != "net":
+            self.err(line, f"{key}.allowance", "an allowance is for fixed real costs, which only net mode "
+                     "has; remove it", value, "mode: net")
+        elif within is None:
+            self.err(line, f"{key}.allowance", "an allowance is added to an SLA; this expectation has no "
+                     "within", value, "within: DURATION")
+        elif value not in names:
+            near = _near(value, names) if isinstance(value, str) else []
+            self.err(line, f"{key}.allowance", "unknown allowance" + (f", did you mean {near[0]!r}?" if near else ""),
+                     value, _allowed(names) + " (config/net.yaml allowances_ms)")
+        else:
+            return str(value)
+        return _MISSING
 
     def match(self, e: LMap, key: str, event: str | None) -> dict[str, tuple[Condition, ...]] | None:
         """`match:` against the event's declared fields (bot/core/events.py); `event` is None when

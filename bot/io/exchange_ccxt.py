@@ -19,6 +19,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -90,25 +91,35 @@ def _client_config(api_key: str, secret: str, timeout_ms: int, enable_rate_limit
                         "recvWindow": 10_000}}
 
 
+_Reply = tuple[int | None, Mapping[str, str], str | None]
+# The HTTP reply of the call in flight, per asyncio task: calls made concurrently (asyncio.gather)
+# each classify their own error from their own reply, never from a sibling's.
+_CALL_REPLY: ContextVar[_Reply | None] = ContextVar("gameday_ccxt_reply", default=None)
+
+
 class _HttpTrace:
-    """Records the last HTTP reply ccxt saw (status, headers, body), via its `on_rest_response` hook."""
+    """Records the HTTP replies ccxt sees (status, headers, body), via its `on_rest_response` hook:
+    the latest of the client (`headers`) and the one of the current call (`call_reply`)."""
 
     def __init__(self, ex: Any) -> None:
-        self.status: int | None = None
         self.headers: Mapping[str, str] = {}
-        self.body: str | None = None
         original: Callable[..., Any] = ex.on_rest_response
 
         def hook(code: Any, reason: Any, url: Any, method: Any, headers: Any, body: Any, *rest: Any) -> Any:
-            self.status = int(code) if code is not None else None
             self.headers = dict(headers or {})
-            self.body = body if isinstance(body, str) else None
+            _CALL_REPLY.set((int(code) if code is not None else None, self.headers,
+                             body if isinstance(body, str) else None))
             return original(code, reason, url, method, headers, body, *rest)
 
         ex.on_rest_response = hook
 
-    def reset(self) -> None:
-        self.status, self.headers, self.body = None, {}, None
+    @staticmethod
+    def reset() -> None:
+        _CALL_REPLY.set(None)
+
+    @staticmethod
+    def call_reply() -> _Reply:
+        return _CALL_REPLY.get() or (None, {}, None)
 
 
 # --------------------------------------------------------------------------- error classification
@@ -435,8 +446,8 @@ class CcxtExchange:
         try:
             return await fn(*args)
         except Exception as exc:
-            t = self._trace
-            raise classify(exc, placing=placing, status=t.status, headers=t.headers, body=t.body) from exc
+            status, headers, body = self._trace.call_reply()
+            raise classify(exc, placing=placing, status=status, headers=headers, body=body) from exc
 
     async def _market(self, symbol: str) -> str:
         if not self._markets_loaded:
@@ -498,11 +509,9 @@ class CcxtExchange:
         order = await self._call(self.client.cancel_order, None, unified, {"origClientOrderId": client_id})
         return parse_order(order.get("info") if isinstance(order, Mapping) else order)
 
-    async def cancel_all_orders(self, symbol: str) -> int:
-        open_orders = await self.fetch_open_orders(symbol)
+    async def cancel_all_orders(self, symbol: str) -> None:
         unified = await self._market(symbol)
         await self._call(self.client.cancel_all_orders, unified)
-        return len(open_orders)
 
     async def fetch_klines(self, symbol: str, interval_ms: int, limit: int) -> list[Bar]:
         timeframe = kline_interval(interval_ms)
@@ -569,8 +578,8 @@ class SyncCcxtExchange:
         try:
             return fn(*args)
         except Exception as exc:
-            t = self._trace
-            raise classify(exc, placing=placing, status=t.status, headers=t.headers, body=t.body) from exc
+            status, headers, body = self._trace.call_reply()
+            raise classify(exc, placing=placing, status=status, headers=headers, body=body) from exc
 
     def load_markets(self) -> None:
         self._call(self.client.load_markets)
@@ -623,10 +632,8 @@ class SyncCcxtExchange:
                            request.qty, request.price, _order_params(request), placing=True)
         return _placed(order, request)
 
-    def cancel_all_orders(self, symbol: str) -> int:
-        open_orders = self.fetch_open_orders(symbol)
+    def cancel_all_orders(self, symbol: str) -> None:
         self._call(self.client.cancel_all_orders, self._market(symbol))
-        return len(open_orders)
 
     def countdown_cancel_all(self, symbol: str, countdown_ms: int) -> None:
         if countdown_ms < 0:

@@ -67,16 +67,22 @@ def observed_vs_sla(exp: Mapping[str, Any], record: Mapping[str, Any]) -> str:
         return f"breached {duration(observed)} after the step" if observed is not None else "breached"
     if kind == "final":
         return "as required at the end" if verdict == "pass" else "not as required at the end"
-    limit = sla_text(text, sla, float(record.get("time_scale") or 1.0), str(record.get("mode") or ""))
+    limit = sla_text(text, sla, float(record.get("time_scale") or 1.0), str(record.get("mode") or ""),
+                     exp.get("allowance"), int(exp.get("allowance_ms") or 0))
     if observed is None:
         return f"never came (SLA {limit})" if limit else "never came"
     return f"{duration(observed)} of {limit}" if limit else duration(observed)
 
 
-def sla_text(text: str, sla_ms: Any, time_scale: float, mode: str) -> str:
-    """The SLA as written and as applied: "1 bar (5 min)", "600 ms (6 s at time scale 0.1)", "5 s"."""
+def sla_text(text: str, sla_ms: Any, time_scale: float, mode: str, allowance: str | None = None,
+             allowance_ms: int = 0) -> str:
+    """The SLA as written and as applied: "1 bar (5 min)", "600 ms (6 s at time scale 0.1)", "5 s",
+    "8 s (30 s at time scale 0.1 + 5 s restart allowance)"."""
     if not isinstance(sla_ms, int | float):
         return ""
+    if allowance and allowance_ms:
+        threshold = sla_text(text, sla_ms - allowance_ms, time_scale, mode)
+        return f"{duration(sla_ms)} ({threshold} + {duration(allowance_ms)} {allowance} allowance)"
     match = _WITHIN.search(text)
     if match is None:
         return duration(sla_ms)

@@ -129,10 +129,8 @@ class SimExchange:
         return [Bar(int(r[0]) + interval_ms, float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]))
                 for r in rows]
 
-    async def cancel_all_orders(self, symbol: str) -> int:
-        open_orders = await self._call("GET", "/fapi/v1/openOrders", {"symbol": symbol})
+    async def cancel_all_orders(self, symbol: str) -> None:
         await self._call("DELETE", "/fapi/v1/allOpenOrders", {"symbol": symbol})
-        return len(open_orders)
 
     async def countdown_cancel_all(self, symbol: str, countdown_ms: int) -> None:
         await self._call("POST", "/fapi/v1/countdownCancelAll", {"symbol": symbol, "countdownTime": countdown_ms})

@@ -270,3 +270,29 @@ def test_net_runs_keep_the_kill_token_out_of_the_evidence(pytester, monkeypatch)
     leaks = [p for p in files if any(t.encode() in p.read_bytes() for t in [*tokens, secret])]
     assert leaks == []
     assert made and not any(Path(d).exists() for d in made)  # the private directory is gone too
+
+
+def test_items_sharing_a_node_id_still_complete_the_run(pytester, fake_sim):
+    """schemathesis parametrizes one test into items with one node id: all ran, so latest moves."""
+    pytester.makeconftest("""
+import pytest
+
+class Same(pytest.Item):
+    def runtest(self):
+        pass
+
+class Twins(pytest.File):
+    def collect(self):
+        return [Same.from_parent(self, name="twin") for _ in range(3)]
+
+def pytest_collect_file(file_path, parent):
+    if file_path.suffix == ".twins":
+        return Twins.from_parent(parent, path=file_path)
+""")
+    pytester.makefile(".twins", a="")
+    result = run(pytester)
+    result.assert_outcomes(passed=3)
+    root = pytester.path / "reports"
+    (only,) = sets(root)
+    assert json.loads((only / "manifest.json").read_text())["complete"] is True
+    assert latest_set(root) == only

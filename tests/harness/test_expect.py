@@ -250,3 +250,16 @@ def test_worst_verdict():
     assert worst(["pass", "fail", "pass"]) == "fail"
     assert worst(["fail", "error", "pass"]) == "error"
     assert worst([]) == "pass"
+
+
+def test_a_breach_message_quotes_the_events_around_it(scenario):
+    events = [("bar.closed", T_DD + 2 * i, {}) for i in range(1, 6)]
+    events.insert(2, ("order.placed", T_DD + 5, {"reduce_only": False}))
+    j = judge(scenario, record(events + [(TRIP, T_DD + BAR, {"breaker": "drawdown"})]))
+    assert j.verdict == "fail"
+    lines = j.message.splitlines()
+    at = lines.index("      events around it:")
+    quoted = lines[at + 1:at + 8]
+    assert any(line.strip().startswith("> order.placed{reduce_only=False}") for line in quoted)
+    assert sum("bar.closed" in line for line in quoted) >= 4
+    assert sum(line.strip().startswith(">") for line in quoted) == 1

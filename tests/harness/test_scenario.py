@@ -221,7 +221,8 @@ def test_unknown_keys_everywhere_name_the_key_and_the_allowed_ones(write_scenari
     assert "s.yaml:3: mood: unknown key, did you mean 'mode'? (got 'mood'; allowed: scenario, title, covers" in out
     assert "s.yaml:4: market.colour: unknown key (got 'colour'; allowed: generator, start_price" in out
     assert "s.yaml:9: steps[0].when: unknown key (got 'when'; allowed: id, at, fault, params)" in out
-    assert "s.yaml:13: expect[0].before: unknown key (got 'before'; allowed: event, match, after, within)" in out
+    assert ("s.yaml:13: expect[0].before: unknown key (got 'before'; allowed: event, match, after, within, "
+            "allowance)") in out
 
 
 def test_expectation_errors(write_scenario):
