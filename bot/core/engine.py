@@ -385,6 +385,7 @@ class Engine:
             return
         now = self.clock.now_ms()
         self.killswitch.engage_for_safety(f"red flag {flag.flag}: {flag.detail}", "redflag")  # stop first
+        self._flat_announced = False  # a new engagement is confirmed flat anew, even with nothing open
         self._trade_reason = "killswitch"
         self.ramp_state = flag_raised(self.ramp_state, flag.flag)
         self.bus.emit("redflag.raised", now, flag=flag.flag, detail=flag.detail)

@@ -238,7 +238,7 @@ def _files(roots: Iterable[Path]) -> list[Path]:
 
 def _git(repo: Path, *args: str) -> str:
     try:
-        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False,  # nosec B603 B607
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False,  # nosec B603, B607 - git by name with a fixed argv, no shell
                               timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return ""

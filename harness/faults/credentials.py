@@ -40,7 +40,7 @@ def write_leak(workdir: Path, where: str, ts: int, key: str, secret: str) -> str
         repo = workdir / "repo"
         for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=gameday", "-c", "user.email=gameday@invalid",
                                                    "commit", "-q", "-m", "settings"]):
-            done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False)  # nosec B603 B607
+            done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False)  # nosec B603, B607 - git by name with a fixed argv, no shell
             if done.returncode != 0:
                 raise FaultError(f"credential_leak: git {' '.join(args)} failed: {done.stderr.decode()[:200]}")
     return name

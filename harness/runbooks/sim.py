@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.io.exchange import ExchangeError
 from bot.io.leak_watch import KINDS, Fingerprint, LeakWatch, load_leak_config
-from harness.runbooks.actions import Incident, run_automated
+from harness.runbooks.actions import Incident, StepFailed, run_automated
 from harness.runbooks.model import load_runbook, runbooks_dir
 from harness.runner import P_PHASE, SimWorld, operator_access, operator_token
 from harness.testnet.engine import Order
@@ -86,7 +86,10 @@ class SimSurface:
     async def rotate_key(self, old_key_id: str, permissions: Mapping[str, bool]) -> str:
         new_key = f"{old_key_id.split('.r')[0]}.r{self.world.restarts + len(self.world.bot_keys)}"
         secret = f"gameday-FAKE-rotated-{_random.token_hex(8)}"
-        self.world.xe.rotate_key(old_key_id, new_key, secret, permissions=permissions)
+        try:
+            self.world.xe.rotate_key(old_key_id, new_key, secret, permissions=permissions)
+        except ValueError as exc:  # the engine refuses while the old key holds a position or orders
+            raise StepFailed(str(exc)) from exc
         self.world.api_key, self.world.api_secret = new_key, secret
         self.world.bot_keys.add(new_key)
         return new_key

@@ -87,3 +87,12 @@ def test_a_drawdown_past_40pct_stops_the_engine_by_itself() -> None:
     r.book()
     assert r.named("redflag.raised", flag="drawdown_over_40pct")
     assert r.engine.killswitch.status().engaged
+
+
+def test_a_second_red_flag_with_nothing_open_is_confirmed_flat_again() -> None:
+    """A drill finding: after a first flag was flattened and confirmed, a later flag re-engaged the
+    switch with nothing open and the bot asked for nothing, so no account.flat followed it."""
+    r = rig("pets")
+    assert any(isinstance(i, CancelAll) for i in r.engine.raise_red_flag(RedFlag("alerts_not_received", "first")))
+    second = r.engine.raise_red_flag(RedFlag("monitoring_down", "second"))
+    assert any(isinstance(i, CancelAll) for i in second)

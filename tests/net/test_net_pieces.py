@@ -92,9 +92,13 @@ def test_time_scale_override_and_tick(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("path", sorted(NET_DIR.glob("*.yaml")), ids=lambda p: p.stem)
 def test_gate_net_scenarios_fit_in_ten_seconds(path: Path) -> None:
+    """The merge gate stays fast; a longer net scenario is marked slow and runs with the full suite."""
     scenario = load_scenario(path)
-    assert scenario.mode == "net" and {"gate", "net"} <= set(scenario.tags)
-    assert end_offset_for(scenario, scenario.time_scale) <= 10_000
+    assert scenario.mode == "net" and "net" in scenario.tags
+    if "gate" in scenario.tags:
+        assert end_offset_for(scenario, scenario.time_scale) <= 10_000
+    else:
+        assert "slow" in scenario.tags
 
 
 def test_stack_wires_the_bot_through_proxies_on_loopback(gameday_redis: object, gameday_toxiproxy: object) -> None:
