@@ -152,8 +152,7 @@ def _run_all(root: Path, mutants: list[Mutant], sources: dict[str, str], coverag
         while waiting and len(running) < args.jobs:
             mutant = waiting.pop()
             lines, at_import = mutant_lines(sources[mutant.path], mutant)
-            chosen = sorted(coverage.tests, key=lambda t: not is_scenario(t)) if at_import \
-                else coverage.covering(lines)
+            chosen = coverage.covering_file(mutant.path) if at_import else coverage.covering(lines)
             if not chosen:
                 outcomes[mutant] = Outcome("not_covered")
                 continue

@@ -9,7 +9,8 @@ Operators: comparison flips (`<` <-> `<=`, `>` <-> `>=`, `==` <-> `!=`, `is` / `
 `and` <-> `or`, `not x` -> `x`, numeric constants n -> n + 1 and n -> 0, `True` <->
 `False`, arithmetic `+` <-> `-`, `*` <-> `/`, `return x` -> `return None`, and a statement that
 acts (a call, an augmented assignment, a `raise`) -> `pass`. Not mutated: docstrings, type
-annotations, strings (event names and reasons are checked by the event schema, not here).
+annotations, strings (event names and reasons are checked by the event schema, not here), and
+decorators (`@dataclass(frozen=True, slots=True)`: how an object is stored, not what the bot does).
 """
 
 from __future__ import annotations
@@ -62,9 +63,12 @@ def _skipped_nodes(tree: ast.AST) -> set[int]:
     for node in ast.walk(tree):
         if isinstance(node, ast.AnnAssign):
             skip(node.annotation)
+        elif isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            for decorator in node.decorator_list:
+                skip(decorator)
         elif isinstance(node, ast.arg):
             skip(node.annotation)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             skip(node.returns)
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]

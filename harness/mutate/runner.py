@@ -52,6 +52,12 @@ class CoverageMap:
         hit = [t for t, seen in self.tests.items() if seen & lines]
         return sorted(hit, key=lambda t: not is_scenario(t))
 
+    def covering_file(self, path: str) -> list[str]:
+        """Tests that execute any line of `path` (for a mutant that acts at import: a constant, a
+        default, a class attribute - it matters only where the module's code runs)."""
+        hit = [t for t, seen in self.tests.items() if any(p == path for p, _ in seen)]
+        return sorted(hit, key=lambda t: not is_scenario(t))
+
 
 @dataclass
 class Outcome:
@@ -193,7 +199,8 @@ def tree_digest(root: Path, folders: Sequence[str]) -> str:
     digest = hashlib.sha256()
     for folder in folders:
         for path in sorted((root / folder).rglob("*")):
-            if path.suffix in (".py", ".yaml", ".yml", ".toml") and "__pycache__" not in path.parts:
+            if path.suffix in (".py", ".yaml", ".yml", ".toml") and "__pycache__" not in path.parts \
+                    and "mutate" not in path.relative_to(root).parts[:2]:  # not this tool's own code
                 digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 

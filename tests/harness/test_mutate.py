@@ -100,7 +100,8 @@ def test_each_operator_makes_its_mutant(source: str, change: str, expected: str)
     assert ast.unparse(mutated_tree(source, mutant)) == expected
 
 
-def test_docstrings_and_annotations_are_not_mutated() -> None:
-    source = 'def f(x: "int" = 1) -> bool:\n    """Doc."""\n    return True\n'
+def test_docstrings_annotations_and_decorators_are_not_mutated() -> None:
+    source = ('@dataclass(frozen=True)\nclass C:\n    """Doc."""\n\n\n'
+              'def f(x: "int" = 1) -> bool:\n    """Doc."""\n    return True\n')
     changes = sorted(m.change for m in find_mutants("m", "m.py", source))
     assert changes == ["1 -> 0", "1 -> 2", "True -> False", "return x -> return None"]
