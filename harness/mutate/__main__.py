@@ -63,6 +63,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--root", default=".", help="project root (default: the current directory)")
     p.add_argument("--module", action="append", default=[],
                    help="only modules whose path contains this (repeatable), e.g. --module risk.py")
+    p.add_argument("--mutant", action="append", default=[],
+                   help="only the mutant with this report name (repeatable), e.g. to check a new test kills it")
     p.add_argument("--max-mutants", type=int, default=0, help="a random sample of this many mutants (0: all)")
     p.add_argument("--seed", type=int, default=0, help="the sample's seed (default: %(default)s)")
     p.add_argument("--out", default="reports/mutation", help="report directory (default: %(default)s)")
@@ -73,8 +75,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def select_mutants(root: Path, config: dict[str, Any], modules: list[str], limit: int, seed: int
-                   ) -> tuple[list[Mutant], dict[str, str], int]:
+def select_mutants(root: Path, config: dict[str, Any], modules: list[str], limit: int, seed: int,
+                   names: list[str] | None = None) -> tuple[list[Mutant], dict[str, str], int]:
     """The mutants to run, the sources by path, and how many mutants there are in all."""
     sources: dict[str, str] = {}
     every: list[Mutant] = []
@@ -88,6 +90,11 @@ def select_mutants(root: Path, config: dict[str, Any], modules: list[str], limit
     if not every:
         raise UsageError(f"no mutants: no module of {config['modules']} matches --module {modules}")
     chosen = every
+    if names:
+        chosen = [m for m in every if m.name in names]
+        missing = sorted(set(names) - {m.name for m in chosen})
+        if missing:
+            raise UsageError(f"no such mutant: {', '.join(missing)} (names are listed in mutants.json)")
     if 0 < limit < len(every):
         chosen = sorted(random.Random(seed).sample(every, limit), key=lambda m: (m.path, m.index, m.choice))
     return chosen, sources, len(every)
@@ -178,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.root).resolve()
     try:
         config = load_config(root / args.config if not Path(args.config).is_absolute() else Path(args.config))
-        mutants, sources, total = select_mutants(root, config, args.module, args.max_mutants, args.seed)
+        mutants, sources, total = select_mutants(root, config, args.module, args.max_mutants, args.seed,
+                                                  args.mutant)
     except UsageError as exc:
         print(f"mutate: {exc}", file=sys.stderr)
         return 2
@@ -206,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - started
     summary = summarise(results, equivalent)
     lines = report_lines(summary, results, equivalent, total, seconds, thresholds)
-    stale = sorted(set(equivalent) - {m.name for m in mutants}) if not args.module and not args.max_mutants else []
+    whole = not (args.module or args.max_mutants or args.mutant)
+    stale = sorted(set(equivalent) - {m.name for m in mutants}) if whole else []
     if stale:
         lines.append("equivalent entries that match no mutant (the code moved; update config): " + ", ".join(stale))
     out.mkdir(parents=True, exist_ok=True)
