@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 TRIVY_VENV := .tools/trivy-venv
 
-.PHONY: run test bench lint venv clean tools security
+.PHONY: run test bench lint venv clean tools security mutate
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ tools: $(TRIVY_VENV)/.installed
 ## security: the security gate; evidence in a new set under reports/runs/ (exit 1 on a finding)
 security: $(STAMP) tools
 	$(BIN)/gameday security
+
+## mutate: mutation testing of the safety code (config/mutation.yaml, docs/mutation.md); report in
+## reports/mutation/, exit 1 below a threshold. MUTATE_ARGS="--module risk.py --max-mutants 50" narrows it.
+mutate: $(STAMP)
+	$(BIN)/python -m harness.mutate $(MUTATE_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -56,8 +56,9 @@ AUDIT_LOG_NAME = "audit.jsonl"
 LATEST = "latest"
 DEFAULT_ROOT = "reports"
 # What a reports root may hold. A producer that writes beside runs/ adds its names here.
-# What a reports root may hold: the sets, the latest pointer, and `gameday report`'s default output.
-ROOT_ENTRIES = frozenset({RUNS_DIR, LATEST, ".gitkeep", "report"})
+# What a reports root may hold: the sets, the latest pointer, `gameday report`'s default output and
+# `make mutate`'s report.
+ROOT_ENTRIES = frozenset({RUNS_DIR, LATEST, ".gitkeep", "report", "mutation"})
 # What a reader writes into a set after it was sealed (the readiness report of that set): never
 # evidence, never in the manifest, ignored when a set is verified.
 REPORT_OUTPUTS = ("report.html", "report.md", "readiness.json", "attestation.json")

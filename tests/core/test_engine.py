@@ -339,3 +339,13 @@ def test_warm_up_seeds_only_a_fresh_atr() -> None:
     value = r.engine.atr.value
     assert value is not None
     assert r.engine.warm_up([Bar(T0, 1.0, 2.0, 0.5, 1.0)]) == 0 and r.engine.atr.value == value
+
+
+@pytest.mark.parametrize("qty", [0.0, -0.001, math.nan])
+def test_a_fill_of_no_quantity_halts_and_leaves_the_position(qty: float) -> None:
+    r = rig("futures")
+    order = entry_order(r)
+    r.engine.on_fill(Fill(order.intent.client_id, order.intent.side, qty, r.price, 0.0, r.clock.now_ms()))
+    assert r.engine.position_qty == 0.0
+    halted = r.named("trading.halted")
+    assert halted and "unusable fill numbers" in halted[-1].fields["reason"]

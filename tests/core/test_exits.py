@@ -209,3 +209,34 @@ def test_volatility_exit_disabled() -> None:
     off = VolatilityExit(enabled=False, expansion_multiple=2.0, contraction_multiple=0.5)
     exits = base.model_copy(update={"volatility_exit": off})
     assert check_exit(_state(exits), _bar(100.0), 5.0) is None
+
+
+# --- a saved plan (restart) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("entry", [100.0, 0.5])  # a coin priced below 1 is a valid plan
+def test_saved_plan_round_trips(side: Side, entry: float) -> None:
+    exits = POLICIES["futures"].exits
+    state = _state(exits, side, entry=entry, atr=entry / 100)
+    back = ExitState.from_dict(state.to_dict(), exits)
+    assert (back.side, back.entry, back.stop, back.take_profit) == (state.side, state.entry, state.stop,
+                                                                     state.take_profit)
+
+
+@pytest.mark.parametrize("field", ["entry", "stop", "take_profit"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 0.0, -1.0])
+def test_saved_plan_with_an_unusable_price_is_refused(field: str, bad: float) -> None:
+    exits = POLICIES["futures"].exits
+    data = _state(exits).to_dict() | {field: bad}
+    with pytest.raises(ValueError, match=f"{field} .* is not a finite positive price"):
+        ExitState.from_dict(data, exits)
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_saved_plan_with_the_stop_at_entry_is_refused(side: Side) -> None:
+    exits = POLICIES["futures"].exits
+    data = _state(exits, side).to_dict()
+    data["stop"] = data["entry"]
+    with pytest.raises(ValueError, match="wrong side of entry"):
+        ExitState.from_dict(data, exits)

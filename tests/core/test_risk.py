@@ -161,3 +161,19 @@ def test_exception_inside_the_gate_fails_closed(policy: Policy) -> None:
     d = RiskGate(policy).check(entry(policy), ctx(policy, killswitch=Exploding()))
     assert d == Decision(False, "risk gate failed: RuntimeError: status store corrupted", fail_closed=True,
                         rule="invalid")
+
+
+def test_reducing_order_denied_when_the_position_qty_is_not_finite(policy: Policy) -> None:
+    for bad in (math.nan, math.inf):
+        d = RiskGate(policy).check(exit_(), ctx(policy, position_qty=bad, position_notional=200.0))
+        assert not d.allowed and "not finite" in d.reason
+
+
+def test_entry_reversing_the_position_is_capped_on_the_resulting_position(policy: Policy) -> None:
+    cap = policy.position_sizing.max_position_pct * EQUITY
+    long_qty = 5.0  # a long of 500; a sell of long_qty + x leaves a short of x
+    c = ctx(policy, position_qty=long_qty, position_notional=long_qty * MARK, open_exposure=0.0)
+    gate = RiskGate(policy)
+    assert gate.check(entry(policy, qty=long_qty + cap / MARK, side="sell"), c).allowed
+    d = gate.check(entry(policy, qty=long_qty + (cap + 1) / MARK, side="sell"), c)
+    assert not d.allowed and d.rule == "cap" and "max_position_pct" in d.reason

@@ -245,3 +245,36 @@ def test_futures_zones_are_reported_but_do_not_scale() -> None:
     assert not policy.position_sizing.zones.enabled
     d = size_position(policy, equity=10_000, price=100, atr=3.0, win_prob=0.55, payoff=1.5)
     assert d.zone == "Z5" and d.zone_multiplier == 1.0 and d.qty > 0.0
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_blocked_size_reports_no_loss_at_stop(profile: str) -> None:
+    d = _size(POLICIES[profile], 0.0, 100.0, 0.01, 0.6, 2.0)
+    assert d.blocked and d.binding_constraint == "invalid_input"
+    assert d.loss_at_stop == 0.0 and d.notional == 0.0
+
+
+def test_open_exposure_defaults_to_nothing_open() -> None:
+    # total exposure binding (its cap below the position cap): nothing open means the whole cap is room
+    policy = _with_sizing(POLICIES["futures"], max_total_exposure_pct=0.01)
+    d = size_position(policy, equity=10_000.0, price=100.0, atr=1.0, win_prob=0.9, payoff=3.0)
+    assert d.binding_constraint == "max_total_exposure_pct"
+    assert d.notional == pytest.approx(0.01 * 10_000.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_zone_missing_from_the_multipliers_is_not_scaled(profile: str) -> None:
+    policy = POLICIES[profile]
+    zones = policy.position_sizing.zones.model_copy(
+        update={"enabled": True, "size_multipliers": {"Z1": 0.5}, "blocked": ()})
+    policy = _with_sizing(policy, zones=zones)
+    d = size_position(policy, equity=10_000.0, price=100.0, atr=0.75, win_prob=0.9, payoff=3.0)
+    assert d.zone == "Z3" and d.zone_multiplier == 1.0 and d.qty > 0.0
+
+
+def test_equal_caps_name_the_position_cap() -> None:
+    # the first cap that binds is the one reported: a tie does not move the blame to total exposure
+    futures = POLICIES["futures"]
+    policy = _with_sizing(futures, max_total_exposure_pct=futures.position_sizing.max_position_pct)
+    d = size_position(policy, equity=10_000.0, price=100.0, atr=0.1, win_prob=0.9, payoff=3.0)
+    assert d.binding_constraint == "max_position_pct"
