@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
 
+from bot.checks import RedFlagChecks, red_flag_checks
 from bot.config import RequestBudget
 from bot.core.clock import WallClock
 from bot.core.events import Event, EventBus
@@ -311,7 +312,8 @@ async def _serve(args: argparse.Namespace, policy: Any, creds: Any, clock: WallC
             await trader.close()
             return EXIT_OK
         driver = LiveDriver(trader, exchange, bus, clock, marker, store, timeframe=args.timeframe,
-                            stopping=stopping, on_signal=life.on_signal)
+                            stopping=stopping, on_signal=life.on_signal,
+                            checks=red_flag_checks(trader, metrics_server, creds))
         if args.control_port is not None:
             from bot.io.control import ControlServer
 
@@ -395,8 +397,9 @@ class LiveDriver:
 
     def __init__(self, trader: Trader, exchange: Any, bus: EventBus, clock: WallClock, marker: Path,
                  store: Any, *, timeframe: str = "5m", stopping: asyncio.Event | None = None,
-                 on_signal: Callable[[int], None] | None = None) -> None:
+                 on_signal: Callable[[int], None] | None = None, checks: RedFlagChecks | None = None) -> None:
         self.trader = trader
+        self.checks = checks  # the periodic red-flag checks, run between timer ticks
         self.exchange = exchange
         self.bus = bus
         self.clock = clock
@@ -461,6 +464,8 @@ class LiveDriver:
             if self.stopping.is_set():
                 break
             await self._guarded(self._watch_marker())
+            if self.checks is not None:
+                await self._guarded(self.checks.run_due())
             await self._guarded(self.trader.on_timer())
 
     async def _on_bar(self, bar: Bar, event_ts_ms: int) -> None:

@@ -327,6 +327,16 @@ class CapitalRamp(Strict):
     hot_wallet_max_share: Fraction = 0.20  # entries stop when the venue balance reaches this share
 
 
+class RedFlagChecks(Strict):
+    """How often the live bot runs each periodic red-flag check (bot/checks.py), in seconds."""
+
+    breaker_self_test_s: Positive = 300.0
+    emergency_stop_s: Positive = 60.0  # an authenticated read on the kill switch's own path
+    backup_s: Positive = 300.0  # the state store written and read back
+    monitoring_s: Positive = 60.0
+    monitoring_silent_s: Positive = 300.0  # no metrics scrape for this long: monitoring is down
+
+
 class RedFlags(Strict):
     """The pets checklist's "RED FLAGS - STOP IMMEDIATELY" thresholds a machine judges."""
 
@@ -335,6 +345,7 @@ class RedFlags(Strict):
     max_drawdown_pct: Annotated[float, Field(gt=0, le=100)] = 40.0  # from peak equity
     # more than this many denied requests (None: a denied request is not a red flag)
     max_unauthorized_attempts: Annotated[int, Field(ge=0)] | None = 0
+    checks: RedFlagChecks = RedFlagChecks()
 
 
 # --- the whole policy ----------------------------------------------------------------------

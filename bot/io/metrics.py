@@ -19,8 +19,8 @@ separate from the control API (`python -m bot run --metrics-port`).
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -29,6 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from bot.core.clock import WallClock
 from bot.core.events import Event
 
 if TYPE_CHECKING:
@@ -235,6 +236,8 @@ class MetricsServer:
     token: str
     host: str = "127.0.0.1"
     port: int = 0
+    now_ms: Callable[[], int] = field(default=WallClock().now_ms)
+    scraped_ms: int | None = None  # the last authorised scrape (the monitoring_down red flag)
     _runner: web.AppRunner | None = None
 
     async def start(self) -> int:
@@ -261,6 +264,7 @@ class MetricsServer:
         if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
             return web.json_response({"error": "missing or bad metrics token"}, status=401,
                                      headers={"WWW-Authenticate": "Bearer"})
+        self.scraped_ms = self.now_ms()
         body, content_type = exposition(self.metrics, request.headers.get("Accept"))
         response = web.Response(body=body)
         response.headers["Content-Type"] = content_type
