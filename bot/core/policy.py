@@ -345,6 +345,8 @@ class RedFlags(Strict):
     max_drawdown_pct: Annotated[float, Field(gt=0, le=100)] = 40.0  # from peak equity
     # more than this many denied requests (None: a denied request is not a red flag)
     max_unauthorized_attempts: Annotated[int, Field(ge=0)] | None = 0
+    # ... counted over this sliding window (None: since the bot started)
+    unauthorized_window_minutes: Positive | None = None
     checks: RedFlagChecks = RedFlagChecks()
 
 

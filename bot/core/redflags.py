@@ -44,7 +44,7 @@ class RedFlagMonitor:
     def __init__(self, config: RedFlags) -> None:
         self.config = config
         self._wins: deque[bool] = deque(maxlen=config.win_rate_window)
-        self._denied = 0
+        self._denied: deque[int] = deque()  # when each denied request counted came (ms)
         self._last: dict[str, LastCheck] = {}
 
     def last_checks(self) -> dict[str, LastCheck | None]:
@@ -83,7 +83,12 @@ class RedFlagMonitor:
         allowed = self.config.max_unauthorized_attempts
         if allowed is None:
             return None
-        self._denied += 1
-        over = self._denied > allowed
-        return self.check("unauthorized_access", not over, f"{self._denied} denied request(s), last: {what} "
-                                                           f"(allowed {allowed})", now_ms)
+        self._denied.append(now_ms)
+        minutes = self.config.unauthorized_window_minutes
+        if minutes is not None:  # a sliding window: requests older than it no longer count
+            while self._denied[0] <= now_ms - minutes * 60_000:
+                self._denied.popleft()
+        within = "" if minutes is None else f" within {minutes:g} min"
+        over = len(self._denied) > allowed
+        return self.check("unauthorized_access", not over, f"{len(self._denied)} denied request(s){within}, "
+                                                           f"last: {what} (allowed {allowed})", now_ms)

@@ -69,6 +69,31 @@ def test_unauthorized_access_raises_on_the_attempt_past_the_allowance(allowed: i
     assert raised == ([allowed + 1] if attempts > allowed else [])
 
 
+# A team that allows a few bad tokens (a fumbled paste) sets a window; the figures here are the test's.
+WINDOWED = RedFlags(max_unauthorized_attempts=4, unauthorized_window_minutes=10)
+
+
+def test_the_fifth_denied_request_within_the_window_raises_and_one_spread_past_it_does_not() -> None:
+    burst = RedFlagMonitor(WINDOWED)
+    raised = [i + 1 for i in range(5) if burst.access_denied("GET /status: bad token", i * 60_000)]
+    assert raised == [5]
+    spread = RedFlagMonitor(WINDOWED)  # 5 requests, the first 10 min before the fifth: only 4 in the window
+    assert not [i for i in range(5) if spread.access_denied("GET /status: bad token", i * 150_000)]
+    last = spread.last_checks()["unauthorized_access"]
+    assert last is not None and last.ok and last.detail.startswith("4 denied request(s) within 10 min")
+
+
+@given(st.lists(st.integers(0, 3_600_000), min_size=1, max_size=30), st.integers(0, 4), st.integers(1, 30))
+def test_unauthorized_access_counts_a_sliding_window(offsets: list[int], allowed: int, minutes: int) -> None:
+    m = RedFlagMonitor(RedFlags(max_unauthorized_attempts=allowed, unauthorized_window_minutes=minutes))
+    times = sorted(offsets)
+    window = minutes * 60_000
+    over = [sum(1 for u in times[: i + 1] if u > t - window) > allowed for i, t in enumerate(times)]
+    # raised when the condition begins: over now and not over at the request before
+    expected = [i for i, o in enumerate(over) if o and (i == 0 or not over[i - 1])]
+    assert [i for i, t in enumerate(times) if m.access_denied("x", t)] == expected
+
+
 @pytest.mark.parametrize("flag", OBSERVED_FLAGS)
 def test_each_flag_engages_the_kill_switch_with_the_flag_as_reason_and_flattens(flag: str) -> None:
     r = rig("pets")
