@@ -318,7 +318,7 @@ async def _serve(args: argparse.Namespace, policy: Any, creds: Any, clock: WallC
             from bot.io.control import ControlServer
 
             control = ControlServer(trader, args.access, "127.0.0.1", args.control_port,
-                                    on_restart=driver.request_restart)
+                                    on_restart=driver.request_restart, checks=driver.checks)
             port = await control.start()
             print(f"bot: control API on http://127.0.0.1:{port}", file=sys.stderr, flush=True)
         life.started(trader.status(), symbol=args.symbol, exchange=args.exchange, pid=os.getpid())

@@ -52,6 +52,7 @@ PERMISSIONS: dict[str, str] = {
     "metrics.read": "read the bot's metrics",
     "audit.read": "read the audit log",
     "ramp.advance": "approve the capital ramp's next stage (its evidence is checked by the bot)",
+    "checks.run": "run a red-flag check now (a failed check engages the kill switch, as a periodic one does)",
 }
 PRINCIPALS_ENV = "GAMEDAY_PRINCIPALS_FILE"
 CONTROL_TOKEN_ENV = "GAMEDAY_CONTROL_TOKEN"

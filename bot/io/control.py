@@ -42,6 +42,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from bot.checks import RedFlagChecks
 from bot.core.killswitch import MODE_RANK
 from bot.io.access import Access, AccessSource, ControlApiConfig, Decision
 from bot.runtime import Trader
@@ -155,6 +156,7 @@ class ControlServer:
     port: int = 0
     settings: ControlApiConfig | None = None
     on_restart: Callable[[str], None] | None = None
+    checks: RedFlagChecks | None = None  # the live bot's red-flag checks (POST /checks/{name})
     clock: Callable[[], float] = time.monotonic
     _runner: web.AppRunner | None = None
     _limiter: RateLimiter | None = None
@@ -185,6 +187,7 @@ class ControlServer:
             Route("POST", "/resume", "resume", self._resume),
             Route("POST", "/ramp/advance", "ramp.advance", self._ramp_advance),
             Route("POST", "/restart", "restart", self._restart),
+            Route("POST", "/checks/{name}", "checks.run", self._run_check),
             Route("GET", "/audit", "audit.read", self._audit_page),
         ]
 
@@ -537,6 +540,21 @@ class ControlServer:
         self.on_restart(call.actor)
         return Reply(202, {"accepted": True, "actor": call.actor,
                            "reason": "restarting: the bot stops cleanly (state saved) and starts again"})
+
+    async def _run_check(self, call: Call) -> Reply:
+        self._only(await self._read_json(call), set())
+        name = call.request.match_info["name"]
+        known = sorted(self.checks.checks) if self.checks is not None else []
+        if name not in known:
+            return _error(404, "unknown_check", f"no red-flag check {cut(repr(name), 60)[0]} runs in this bot; "
+                                                f"known: {', '.join(known) or 'none'}", checks=known)
+        assert self.checks is not None
+        outcome = await self.checks.run(name)
+        last = self.trader.status()["red_flags"].get(name)
+        return Reply(200, {"check": name, "judged": outcome is not None, "ok": None if outcome is None else outcome[0],
+                           "detail": "not judged: the exchange is unreachable (the outage breaker's to handle)"
+                           if outcome is None else outcome[1], "actor": call.actor, "last_check": last,
+                           "killswitch": self.trader.status()["killswitch"]})
 
     async def _audit_page(self, call: Call) -> Reply:
         query = call.request.query

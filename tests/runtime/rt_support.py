@@ -110,3 +110,13 @@ async def wait_for_events(path: Path, predicate: Callable[[list[dict[str, Any]]]
         if loop.time() > end:
             raise AssertionError(f"timed out waiting; events so far: {events}")
         await asyncio.sleep(0.05)
+
+
+async def wait_healthy(http: aiohttp.ClientSession, base: str, tries: int = 200) -> None:
+    """Until the control API at `base` answers /health (the bot process is still starting)."""
+    for _ in range(tries):
+        with contextlib.suppress(aiohttp.ClientError):
+            async with http.get(f"{base}/health") as r:
+                if r.status == 200:
+                    return
+        await asyncio.sleep(0.05)

@@ -6,12 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from bot.checks import RedFlagChecks
 from bot.core.breakers.base import BreakerVerdict
 from bot.core.breakers.consecutive_losses import ConsecutiveLossesBreaker
 from bot.io.leak_watch import Fingerprint, LeakPlaces, LeakWatch
 from bot.io.state import StateStoreError
 from tests.runtime.sim_world import World
+from tests.runtime.test_control import auth, serving
 
 
 class _Scraped:
@@ -116,3 +119,24 @@ async def test_checks_run_at_start_then_at_their_interval(tmp_path: Path) -> Non
     await checks.run_due()
     assert world.trader.status()["red_flags"]["backup_failed"]["ts_ms"] == first + round(
         world.policy.red_flags.checks.backup_s * 1000)
+
+
+async def test_post_checks_runs_one_check_now_and_an_unknown_name_lists_the_known(tmp_path: Path) -> None:
+    world = World(tmp_path)  # futures: the 403 below is no red flag there (pets: unauthorized_access)
+    async with serving(world, position=0) as (base, server), aiohttp.ClientSession() as http:
+        server.checks = RedFlagChecks(world.trader)
+        async with http.post(f"{base}/checks/backup_failed", headers=auth("ops")) as r:
+            answer = await r.json()
+            assert r.status == 200, answer
+        assert answer["ok"] is True and answer["last_check"]["ok"] is True and answer["killswitch"] == "clear"
+        world.trader.store = _DeadStore()  # type: ignore[assignment]
+        async with http.post(f"{base}/checks/backup_failed", headers=auth("risk-officer")) as r:
+            failed = await r.json()
+        assert failed["ok"] is False and failed["killswitch"] == "engaged" and failed["actor"] == "risk-officer"
+        async with http.post(f"{base}/checks/no_such_check", headers=auth("ops")) as r:
+            unknown = await r.json()
+            assert r.status == 404 and unknown["error"] == "unknown_check"
+        assert unknown["checks"] == ["backup_failed", "breaker_not_working", "emergency_stop_failed"]
+        async with http.post(f"{base}/checks/backup_failed", headers=auth("quant")) as r:
+            assert r.status == 403  # a Quant Analyst reads status, runs nothing
+    assert _flag_raised(world) == ["backup_failed"]

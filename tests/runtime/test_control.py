@@ -79,6 +79,7 @@ EXPECTED = {  # route -> the roles allowed (config/access.yaml); every other rol
     ("POST", "/restart"): {"admin", "ops"},
     ("POST", "/killswitch/clear"): {"admin", "risk-officer"},
     ("POST", "/killswitch"): {"admin", "risk-officer"},
+    ("POST", "/checks/backup_failed"): {"admin", "risk-officer", "ops"},
 }
 
 

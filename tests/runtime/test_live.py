@@ -20,6 +20,7 @@ from rt_support import (
     open_testnet,
     read_events,
     wait_for_events,
+    wait_healthy,
     write_private,
 )
 
@@ -133,12 +134,7 @@ async def test_running_bot_serves_the_control_api(tmp_path: Path) -> None:
         args = _run_args(handle, tmp_path, "--no-entries", "--control-port", str(port), "--store-check-ms", "250")
         async with BotProcess(args, tmp_path, env) as bot, aiohttp.ClientSession() as http:
             base = f"http://127.0.0.1:{port}"
-            for _ in range(200):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"{base}/health") as r:
-                        if r.status == 200:
-                            break
-                await asyncio.sleep(0.05)
+            await wait_healthy(http, base)
             async with http.post(f"{base}/killswitch", json={"mode": "pause", "reason": "x"},
                                  headers={"Authorization": "Bearer nope"}) as r:
                 assert r.status == 401
