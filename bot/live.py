@@ -45,6 +45,7 @@ from bot.io.audit_trail import AuditTrail
 from bot.io.credentials import CredentialError, load_api_credentials
 from bot.io.exchange import ExchangeError, RetryableError, UnknownOutcomeError
 from bot.io.feed import TIMEFRAME_MS, MarketFeed
+from bot.io.key_age import KeyMetadataError, load_key_metadata
 from bot.io.marker import read_marker
 from bot.io.redaction import redact_obj
 from bot.io.state import StateStoreError, open_bot_store
@@ -159,7 +160,7 @@ def ws_url_for(rest_url: str) -> str:
 
 def main_run(args: argparse.Namespace) -> int:
     """`python -m bot run`: returns the process exit code."""
-    from bot.config import ConfigError, load_policy, scale_time
+    from bot.config import ConfigError, config_dir, load_policy, scale_time
 
     if args.exchange == "testnet" and not args.testnet_url:
         print("run: --exchange testnet needs --testnet-url URL", file=sys.stderr)
@@ -203,6 +204,11 @@ def main_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    try:  # when each credential was issued: its age is checked at start and shown in GET /status
+        args.key_issued = load_key_metadata(config_dir() / "key_metadata.yaml")
+    except KeyMetadataError as exc:
+        print(f"run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         creds = load_api_credentials(args.key_file)
@@ -297,7 +303,8 @@ async def _serve(args: argparse.Namespace, policy: Any, creds: Any, clock: WallC
                               real_money=args.exchange == "binance",
                               # the outage re-probe is a time threshold too: scaled with the policy
                               outage_probe_ms=max(250, round(TraderConfig.outage_probe_ms * args.time_scale)))
-        trader = Trader(policy, exchange, store, audit, clock, bus, verify, config=config, marker_path=marker)
+        trader = Trader(policy, exchange, store, audit, clock, bus, verify, config=config, marker_path=marker,
+                        key_issued=args.key_issued)
         metrics.bind(trader)
         alerts.router.equity = lambda: trader.engine.equity if hasattr(trader, "engine") else None
         alerts.router.audit_head = lambda: audit.head if audit is not None else None

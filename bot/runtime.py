@@ -29,6 +29,7 @@ import asyncio
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,6 +59,7 @@ from bot.io.exchange import (
     RetryableError,
     UnknownOutcomeError,
 )
+from bot.io.key_age import ages_at
 from bot.io.marker import read_marker, remove_marker, write_marker
 from bot.io.production import observed_check, validation_problem
 from bot.io.state import CorruptStateError, StateStore, StateStoreError
@@ -149,6 +151,8 @@ class Trader:
     disk: Disk = REAL_DISK  # the marker file's writes
     # Called with ("inference" | "placement" | "fill", milliseconds) as each is measured (metrics).
     observe_latency: Callable[[str, float], None] | None = None
+    # name -> (kind, issued) of the credentials whose age GET /status shows (config/key_metadata.yaml)
+    key_issued: Mapping[str, tuple[str, datetime]] = field(default_factory=dict)
     engine: Engine = field(init=False)
     feed: FeedState = field(default_factory=FeedState)
     _retries: list[_Retry] = field(default_factory=list)
@@ -216,6 +220,10 @@ class Trader:
             self.bus.emit("state.restored", now, breakers=status.board.to_dict(),
                           killswitch=status.killswitch.to_dict())
         self._audit_changed(now)
+        for age in ages_at(self.key_issued, self.policy.key_management, now):  # rotation due: say so at start
+            if age.overdue:
+                self.bus.emit("bot.alert", now, severity="warning", key=f"key.rotation_overdue.{age.name}",
+                              title=age.line())
         self._started = True
         await self._warm_up()
         await self.reconcile()
@@ -249,6 +257,8 @@ class Trader:
                          "red_flag": ramp.red_flag},
                 "red_flags": {flag: None if last is None else last.to_dict()
                               for flag, last in self.engine.red_flags.last_checks().items()},
+                "key_age": [a.to_dict() for a in ages_at(self.key_issued, self.policy.key_management,
+                                                         self.clock.now_ms())],
                 "position": "open" if abs(s.position_qty) > 1e-12 else "flat",
                 "equity": s.equity, "peak_equity": s.peak_equity, "board": s.board.to_dict(),
                 "kill": s.killswitch.to_dict(),
