@@ -23,6 +23,22 @@ CHECKED_FLAGS: tuple[str, ...] = ("private_key_logged", "breaker_not_working", "
 # gas_costs_high: a chain's gas; this bot trades a futures venue and pays no gas (never observed).
 OBSERVED_FLAGS: tuple[str, ...] = (*CHECKED_FLAGS, "win_rate_low", "drawdown_over_40pct", "unauthorized_access")
 
+# Who or what checks each flag: what the readiness report says of a flag never checked yet.
+CHECKED_BY: dict[str, str] = {
+    "private_key_logged": "the live bot's scan of its own logs (leak_detection.yaml scan_interval_s.log) and "
+                          "credential.leak_detected",
+    "breaker_not_working": "the live bot's breaker self-test (red_flags.checks.breaker_self_test_s)",
+    "emergency_stop_failed": "the live bot's kill-switch exchange path check (red_flags.checks.emergency_stop_s)",
+    "win_rate_low": "each closed trade, once red_flags.win_rate_window trades have closed",
+    "drawdown_over_40pct": "every equity update",
+    "monitoring_down": "the live bot's metrics-scrape check (red_flags.checks.monitoring_s; only with "
+                       "--metrics-port)",
+    "alerts_not_received": "every alert delivery (alert.sent / alert.failed), the heartbeat included",
+    "backup_failed": "the live bot's state store write/read-back (red_flags.checks.backup_s)",
+    "unauthorized_access": "every denied control-API or kill-switch request (red_flags.max_unauthorized_attempts; "
+                           "null: no flag)",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class RedFlag:

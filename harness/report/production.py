@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.events import RED_FLAGS
+from bot.core.redflags import CHECKED_BY
 from harness.report.readiness import Proof, Readiness
 
 NOT_OBSERVED = {"gas_costs_high": "not observed: this bot trades a futures venue and pays no gas"}
@@ -75,7 +76,8 @@ def production_view(readiness: Readiness, status: Mapping[str, Any] | None, sour
                     proofs.setdefault((proof.ref, proof.set_name), proof)
     validations = list(proofs.values())
     if status is None:
-        rows = [FlagRow(flag, title, None, None, NOT_OBSERVED.get(flag, "no bot status given"))
+        rows = [FlagRow(flag, title, None, None, NOT_OBSERVED.get(flag, f"no bot status given; checked by "
+                                                                       f"{CHECKED_BY.get(flag, 'nobody')}"))
                 for flag, title in RED_FLAGS.items()]
         return ProductionView(None, flags=rows, validations=validations)
     ramp, checks = status["ramp"], status["red_flags"]
@@ -86,7 +88,8 @@ def production_view(readiness: Readiness, status: Mapping[str, Any] | None, sour
             rows.append(FlagRow(flag, title, _moment(last.get("ts_ms")), bool(last.get("ok")),
                                 str(last.get("detail", ""))))
         else:
-            rows.append(FlagRow(flag, title, None, None, NOT_OBSERVED.get(flag, "never checked since the bot started")))
+            rows.append(FlagRow(flag, title, None, None, NOT_OBSERVED.get(
+                flag, f"never checked since the bot started; checked by {CHECKED_BY.get(flag, 'nobody')}")))
     return ProductionView(str(source) if source else None, stage=str(ramp.get("stage")),
                           stage_index=ramp.get("stage_index"), max_capital_usd=ramp.get("max_capital_usd"),
                           paper=ramp.get("paper"), since=_moment(ramp.get("since_ms")), trades=ramp.get("trades"),

@@ -11,7 +11,7 @@ from test_engine import POLICIES, rig
 from bot.core.engine import CancelAll
 from bot.core.events import RED_FLAGS
 from bot.core.policy import RedFlags
-from bot.core.redflags import CHECKED_FLAGS, OBSERVED_FLAGS, RedFlag, RedFlagMonitor
+from bot.core.redflags import CHECKED_BY, CHECKED_FLAGS, OBSERVED_FLAGS, RedFlag, RedFlagMonitor
 
 CONFIG = POLICIES["pets"].red_flags
 
@@ -121,3 +121,7 @@ def test_a_second_red_flag_with_nothing_open_is_confirmed_flat_again() -> None:
     assert any(isinstance(i, CancelAll) for i in r.engine.raise_red_flag(RedFlag("alerts_not_received", "first")))
     second = r.engine.raise_red_flag(RedFlag("monitoring_down", "second"))
     assert any(isinstance(i, CancelAll) for i in second)
+
+
+def test_every_observed_flag_says_who_checks_it() -> None:
+    assert set(CHECKED_BY) == set(OBSERVED_FLAGS)

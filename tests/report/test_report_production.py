@@ -39,6 +39,10 @@ def test_the_section_shows_stage_validation_and_every_flag(gallery, tmp_path: Pa
         assert f"| {title} |" in md, title
     assert "| Database backup failed |" in md and "| RAISED | pg_dump exited 1 |" in md
     assert "| ok | prometheus scraped 5 s ago |" in md
+    # a flag never checked says who or what checks it
+    assert ("| - | never checked since the bot started; checked by the live bot's breaker self-test "
+            "(red_flags.checks.breaker_self_test_s) |") in md
+    assert "| - | not observed: this bot trades a futures venue and pays no gas |" in md
     assert "| pets | " in md  # the gallery's validation (a failing one) with its figures
     doc = json.loads(out.json.read_text())["production"]
     assert doc["stage"]["name"] == "paper"
@@ -52,6 +56,7 @@ def test_without_a_status_the_stage_is_unknown_not_guessed(gallery, tmp_path: Pa
     out = write_report(list(gallery.sets), tmp_path / "r", config_dir=gallery.config, commit=COMMIT, now=NOW)
     md = out.md.read_text()
     assert "Capital ramp stage: unknown - no bot status given" in md
+    assert "no bot status given; checked by every equity update" in md
     assert json.loads(out.json.read_text())["production"]["stage"] is None
 
 
