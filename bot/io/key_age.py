@@ -77,7 +77,7 @@ def load_key_metadata(path: Path) -> dict[str, tuple[str, datetime]]:
         raise KeyMetadataError(f"{path}: cannot read the key metadata: {exc}") from None
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     creds = data.get("credentials") if isinstance(data, dict) else None
-    if creds is None:
+    if creds is None or node is None:
         return {}
     if not isinstance(creds, dict):
         raise KeyMetadataError(f"{path}: credentials: expected a mapping NAME -> {{kind, issued}} (got {creds!r})")
