@@ -7,6 +7,8 @@ only (HELPERS.md "Checklist"; the readiness report reads them):
     tests:      [test paths or node ids]  tests/x.py, tests/x.py::test_y, tests/x.py::TestZ::test_y
     scans:      [security check names]    one of SCAN_NAMES
     validation: [profile names]           a config/profiles/NAME.yaml (`gameday validate` result)
+    drills:     [runbook ids]             runbooks/ID.yaml, its drill covers the item, and the scheduled
+                                          workflow runs it with the scripted operator at time scale 1
     manual:     {by: ROLE, what: TEXT}    a named human attests (gameday attest ITEM --by NAME)
     none:       "why no machine evidence exists yet"   (alone)
 
@@ -23,10 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from harness.runbooks.incidents import INCIDENTS
 from harness.security.model import CHECK_NAMES
 
 CHECKLIST_FILE = "checklist.yaml"
-VERIFIED_BY_KEYS = ("scenarios", "tests", "scans", "validation", "manual", "none")
+VERIFIED_BY_KEYS = ("scenarios", "tests", "scans", "validation", "drills", "manual", "none")
+GAME_DAY_WORKFLOW = ".github/workflows/game-day.yml"  # the scheduled drills
 # Security checks a checklist item may cite: the security gate's own names.
 SCAN_NAMES: frozenset[str] = frozenset(CHECK_NAMES)
 ITEM_KEYS = ("id", "source", "section", "text", "verified_by")
@@ -141,7 +147,7 @@ def reference_problems(items: Iterable[ChecklistItem], *, root: Path, scenario_c
                                 f"{', '.join(k for k in vb if k != 'none')}")
             if not isinstance(vb["none"], str) or not vb["none"].strip():
                 problems.append(f"{where}.none: expected the reason no machine evidence exists yet (text)")
-        for key in ("scenarios", "tests", "scans", "validation"):
+        for key in ("scenarios", "tests", "scans", "validation", "drills"):
             if key not in vb:
                 continue
             names = vb[key]
@@ -174,6 +180,8 @@ def _reference(key: str, name: str, item: str, root: Path, scenario_covers: Mapp
         return check_test_reference(root, name)
     if key == "scans":
         return None if name in SCAN_NAMES else f"unknown scan (known: {', '.join(sorted(SCAN_NAMES))})"
+    if key == "drills":
+        return drill_reference_problem(root, name, item)
     return None if name in profiles else f"unknown profile (known: {', '.join(sorted(profiles))})"
 
 
@@ -199,3 +207,41 @@ def check_test_reference(root: Path, ref: str) -> str | None:
             return f"{path_text} has no {'::'.join(names[:i + 1])}"
         body = node.body if isinstance(node, ast.ClassDef) else []
     return None
+
+
+def drill_reference_problem(root: Path, runbook: str, item: str) -> str | None:
+    """None when runbook `runbook`'s drill is evidence for `item`: the runbook exists, its drill covers the
+    item, and the scheduled game-day workflow runs it with the scripted operator at production time scale."""
+    if not (root / "runbooks" / f"{runbook}.yaml").is_file() or runbook not in INCIDENTS:
+        return f"no such runbook (runbooks/{runbook}.yaml with a drill; known: {', '.join(sorted(INCIDENTS))})"
+    covers = INCIDENTS[runbook][2]
+    if not any(covers_item(c, item) for c in covers):
+        return f"its drill does not cover {item} (it covers {', '.join(covers)}; harness/runbooks/incidents.py)"
+    if runbook not in scheduled_drills(root / GAME_DAY_WORKFLOW):
+        return (f"{GAME_DAY_WORKFLOW} does not run it on its schedule with the scripted operator at production "
+                f"time scale (gameday drill --runbook {runbook} --operator-script FILE --time-scale 1)")
+    return None
+
+
+def scheduled_drills(workflow: Path) -> set[str]:
+    """The runbooks a scheduled workflow drills with the scripted operator at time scale 1: the `--runbook`
+    of a step that also passes --operator-script and --time-scale 1 (a literal, or the words of the
+    shell `for VAR in ...;` loop the step's --runbook "$VAR" runs in)."""
+    try:
+        doc = yaml.safe_load(workflow.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return set()
+    triggers = doc.get(True, doc.get("on")) if isinstance(doc, dict) else None  # YAML 1.1 reads `on` as True
+    if not isinstance(triggers, dict) or "schedule" not in triggers:
+        return set()
+    found: set[str] = set()
+    for job in (doc.get("jobs") or {}).values():
+        for step in (job.get("steps") or []) if isinstance(job, dict) else []:
+            run = step.get("run") if isinstance(step, dict) else None
+            if not isinstance(run, str) or "--operator-script" not in run or \
+                    not re.search(r"--time-scale[ =]1(\.0)?\b", run):
+                continue
+            for target in re.findall(r"--runbook[ =]\"?\$?\{?([A-Za-z0-9_]+)", run):
+                loop = re.search(rf"for {target} in ([^;\n]+);", run)
+                found.update(loop.group(1).split() if loop else [target])
+    return found

@@ -17,7 +17,7 @@ import yaml
 from bot.config import ConfigError, Problem
 
 CHECKLIST_FILE = "checklist.yaml"
-LIST_FORMS = ("scenarios", "tests", "scans", "validation")
+LIST_FORMS = ("scenarios", "tests", "scans", "validation", "drills")
 FORMS = (*LIST_FORMS, "manual", "none")
 SOURCES = {"risk_safety_checklist.md": "Risk & Safety checklist",
            "pets_security_checklist.md": "PETS security checklist"}

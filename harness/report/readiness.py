@@ -22,7 +22,7 @@ Rules (the readiness figure counts only what evidence proves):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -38,7 +38,8 @@ LABELS: Mapping[str, str] = {"verified": "Verified", "failed": "Failed", "stale"
                              "manual": "Manual"}
 _SEVERITY: Mapping[str, int] = {"failed": 0, "not_run": 1, "stale": 2, "manual": 3, "verified": 4}
 FORM_LABELS: Mapping[str, str] = {"scenarios": "Scenarios", "tests": "Tests", "scans": "Security scans",
-                                  "validation": "Strategy validation", "manual": "Human attestation",
+                                  "validation": "Strategy validation", "drills": "Runbook drills",
+                                  "manual": "Human attestation",
                                   "none": "No machine evidence"}
 
 
@@ -242,6 +243,24 @@ def _scenario_proof(ref: str, sets: Sequence[EvidenceSet], target: Target, confi
                  parse_time(r["started_at"]), s.name, why, r)
 
 
+def drill_scenario_id(runbook: str) -> str:
+    """The evidence record's scenario id of `gameday drill --runbook RUNBOOK` (harness.runbooks.drill)."""
+    return "drill-" + runbook.replace("_", "-")
+
+
+def _drill_proof(ref: str, sets: Sequence[EvidenceSet], target: Target, config: ReportConfig,
+                 now: datetime) -> Proof:
+    """A runbook drill counts only as the scheduled workflow runs it: at production time scale (1)."""
+    sid = drill_scenario_id(ref)
+    scaled = [r for s in sets for r in s.records if r["scenario"] == sid and not is_real_time(r)]
+    real = [replace(s, records=[r for r in s.records if r["scenario"] == sid and is_real_time(r)]) for s in sets]
+    proof = _scenario_proof(sid, real, target, config, now)
+    if proof.status == "not_run" and scaled:
+        proof = replace(proof, summary=f"ran only at time scale {scaled[-1].get('time_scale')}: a drill counts at "
+                                       "production time scale (gameday drill --time-scale 1)")
+    return replace(proof, kind="drill", ref=ref)
+
+
 def junit_matcher(ref: str) -> Callable[[JUnitCase], bool]:
     """A checklist `tests:` reference (file path, directory, or pytest node id) as a predicate on
     JUnit test cases (pytest writes classname = dotted module path [+ .Class], name = function[params])."""
@@ -371,6 +390,7 @@ def _manual_proof(item: Item, book: AttestationBook, now: datetime) -> tuple[Pro
 
 _PROVERS: Mapping[str, Callable[[str, Sequence[EvidenceSet], Target, ReportConfig, datetime], Proof]] = {
     "scenarios": _scenario_proof, "tests": _test_proof, "scans": _scan_proof, "validation": _validation_proof,
+    "drills": _drill_proof,
 }
 
 
@@ -422,7 +442,8 @@ def _tally(form: FormResult) -> str:
         cases = sum(p.cases for p in form.proofs)
         refs = ", ".join(p.ref for p in form.proofs)
         return f"{cases} test{'s' if cases != 1 else ''} ({refs})"
-    noun = {"scenarios": "scenario", "scans": "security scan", "validation": "strategy validation"}[form.kind]
+    noun = {"scenarios": "scenario", "scans": "security scan", "validation": "strategy validation",
+            "drills": "runbook drill"}[form.kind]
     return f"{n} {noun}{'s' if n != 1 else ''}"
 
 

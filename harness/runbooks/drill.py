@@ -28,16 +28,11 @@ from harness.collect import PolicyBundle, RunContext
 from harness.evidence import append_evidence, build_evidence, reserve_set, tree_state, utc_now, write_manifest
 from harness.expect import RunRecord, judge
 from harness.runbooks.actions import Incident, run_automated
+from harness.runbooks.incidents import INCIDENTS
 from harness.runbooks.model import Runbook, load_runbook, runbooks_dir
 from harness.runbooks.operator import Operator, ScriptedOperator, TerminalOperator
 from harness.scenario import Scenario, dict_lookup, load_scenario, resolve_all
 
-# runbook -> (the incident's fault and params, checklist items the drill covers)
-INCIDENTS: dict[str, tuple[str, str, list[str]]] = {
-    "credential_leak": ("credential_leak", "{where: log}", ["D3.credential_leak", "D1.key_rotation"]),
-    "exchange_outage": ("exchange_outage", "{duration: 30s, scope: all}", ["D3.exchange_outage"]),
-    "kill_switch": ("kill_switch", "{mode: immediate, reason: kill-switch drill}", ["C2.kill_switch"]),
-}
 RESPONSE_TIMEOUT_S = 120.0
 
 

@@ -48,7 +48,7 @@ def test_every_checklist_scenario_exists_and_every_covers_is_listed():
 
 def test_the_header_documents_the_allowed_forms():
     header = CHECKLIST.read_text().split("items:", 1)[0]
-    for key in ("scenarios:", "tests:", "scans:", "validation:", "manual:", "none:"):
+    for key in ("scenarios:", "tests:", "scans:", "validation:", "drills:", "manual:", "none:"):
         assert f"#   {key}" in header, key
     assert all(name in header for name in SCAN_NAMES)
 
@@ -100,11 +100,11 @@ def test_each_false_claim_is_named(tmp_path):
         f"{f}:13: D3.credential_leak: verified_by.scenarios: key-revoked-stops-trading: the scenario does not list "
         "D3.credential_leak in its covers: (it covers D1.key_rotation)",
         f"{f}:15: D1.secrets: verified_by: expected a mapping with one or more of scenarios, tests, scans, "
-        "validation, manual, none; an item with no machine evidence says verified_by: {none: \"why\"}",
+        "validation, drills, manual, none; an item with no machine evidence says verified_by: {none: \"why\"}",
         f"{f}:18: D1.access_control: verified_by.none: expected the reason no machine evidence exists yet (text)",
         f"{f}:21: D2.network: verified_by: none: means no evidence; it cannot stand beside manual",
         f"{f}:25: D2.container: verified_by.attested: unknown key (allowed: scenarios, tests, scans, validation, "
-        "manual, none)",
+        "drills, manual, none)",
         f"{f}:25: D2.container: verified_by.manual: expected {{by: <role>, what: <what the human attests>}} "
         "(got {'by': 'auditor'})",
     ]
@@ -132,3 +132,28 @@ def test_a_malformed_checklist_is_an_error_with_file_and_line(tmp_path):
     ]
     with pytest.raises(ChecklistError, match="not found"):
         load_checklist(tmp_path / "missing.yaml")
+
+
+def test_a_drill_citation_must_be_a_runbook_whose_drill_covers_the_item_and_is_scheduled(tmp_path):
+    from harness.checklist import drill_reference_problem
+
+    assert drill_reference_problem(ROOT, "credential_leak", "D1.key_rotation") is None
+    assert "no such runbook" in (drill_reference_problem(ROOT, "credential_leek", "D3.credential_leak") or "")
+    assert "does not cover D1.key_rotation" in (drill_reference_problem(ROOT, "exchange_outage", "D1.key_rotation")
+                                                or "")
+    # a workflow that drills at a reduced time scale, or with a human, or on no schedule, is no evidence
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "runbooks" / "credential_leak.yaml").write_text("runbook: credential_leak\n")
+    flows = tmp_path / ".github" / "workflows"
+    flows.mkdir(parents=True)
+    good = ("on:\n  schedule: [{cron: '1 1 * * *'}]\njobs:\n  d:\n    steps:\n      - run: |\n"
+            "          for rb in credential_leak kill_switch; do\n"
+            "            gameday drill --runbook \"$rb\" --operator-script x.yaml --time-scale 1; done\n")
+    for text, ok in [(good, True), (good.replace("--time-scale 1", "--time-scale 0.1"), False),
+                     (good.replace(" --operator-script x.yaml", " --operator ann"), False),
+                     (good.replace("  schedule: [{cron: '1 1 * * *'}]", "  workflow_dispatch: {}"), False)]:
+        (flows / "game-day.yml").write_text(text)
+        problem = drill_reference_problem(tmp_path, "credential_leak", "D3.credential_leak")
+        assert (problem is None) is ok, (text, problem)
+        if not ok:
+            assert "does not run it on its schedule" in (problem or "")

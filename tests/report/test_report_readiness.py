@@ -289,3 +289,22 @@ def test_property_verified_means_every_cited_scenario_newest_current_record_pass
             continue
         assert (got == "verified") == all(oracle), (item, got, oracle, flat)
     assert r.verified == sum(1 for x in r.items if x.status == "verified")
+
+
+def test_a_runbook_drill_counts_at_production_time_scale_only(cfg, tmp_path):
+    checklist(cfg, [("D3.credential_leak", {"drills": ["credential_leak"]})])
+    assert status(judged(cfg), "D3.credential_leak") == "not_run"
+    real = write_set(tmp_path / "real", records=[record("drill-credential-leak", ("D3.credential_leak",),
+                                                        mode="net", time_scale=1.0, started=ago(days=1))])
+    r = judged(cfg, real)
+    assert status(r, "D3.credential_leak") == "verified"
+    form = result(r, "D3.credential_leak").forms[0]
+    assert (form.kind, form.label, form.proofs[0].ref) == ("drills", "Runbook drills", "credential_leak")
+    scaled = write_set(tmp_path / "scaled", records=[record("drill-credential-leak", ("D3.credential_leak",),
+                                                            mode="net", time_scale=0.1, started=ago(hours=1))])
+    r = judged(cfg, scaled)
+    assert status(r, "D3.credential_leak") == "not_run"
+    assert "ran only at time scale 0.1" in result(r, "D3.credential_leak").forms[0].proofs[0].summary
+    failed = write_set(tmp_path / "failed", records=[record("drill-credential-leak", ("D3.credential_leak",), "fail",
+                                                            mode="net", time_scale=1.0, started=ago(hours=2))])
+    assert status(judged(cfg, failed), "D3.credential_leak") == "failed"
