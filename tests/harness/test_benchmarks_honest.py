@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 import harness.runner as runner
+from bot.config import load_policy
 from bot.io.audit import AuditLog
 from bot.io.state_sqlite import SqliteStore
+from bot.runtime import Trader
 from harness.drill import PROFILES, drill
 from harness.expect import RunRecord
 
@@ -19,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_scenarios  # noqa: E402
 import bench_state  # noqa: E402
+import bench_validate  # noqa: E402
 
 HALTS = ROOT / "scenarios" / "breakers" / "drawdown" / "critical-halts-futures.yaml"
 
@@ -58,3 +61,16 @@ def test_the_drill_rate_fails_when_the_runner_simulates_nothing(tmp_path, monkey
     report = drill(3, 1, PROFILES, 60, tmp_path, shrink_failures=False, echo=lambda _: None)
     with pytest.raises(SystemExit, match="the timed drills are no figure"):
         bench_scenarios.drills_checked(report)
+
+
+def test_the_paper_trading_rate_stands_with_the_real_bot():
+    assert bench_validate.regime_figures(load_policy("futures").policy, 1_500)
+
+
+def test_the_paper_trading_rate_fails_when_the_bot_ignores_its_bars(monkeypatch):
+    async def ignore(self, bar, event_ts_ms=None):
+        return None
+
+    monkeypatch.setattr(Trader, "on_bar", ignore)
+    with pytest.raises(SystemExit, match="the bot played nothing"):
+        bench_validate.regime_figures(load_policy("futures").policy, 1_500)
