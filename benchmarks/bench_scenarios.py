@@ -23,6 +23,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -51,6 +52,26 @@ def run_one(path: Path) -> tuple[str, float, str]:
     return path.name, time.perf_counter() - t0, verdict
 
 
+def all_pass(results: list[tuple[str, float, str]]) -> list[tuple[str, float, str]]:
+    """The timed runs, if each one passed: the catalog's expectations are what proves the runner
+    simulated anything (a runner that does nothing is fast and fails them), so a time of runs that
+    did not pass is no figure."""
+    bad = [(name, verdict) for name, _, verdict in results if verdict != "pass"]
+    if bad or not results:
+        raise SystemExit(f"timed scenarios did not pass {bad or 'any'}: the figure measures nothing")
+    return results
+
+
+def drills_checked(report: Any) -> None:
+    """A rate of drill schedules counts only if every one ran, saw events and checked invariants
+    clean: a runner or checker that does nothing is fast."""
+    idle = [r.index for r in report.results if r.events == 0 or r.checks == 0]
+    if report.violations or report.harness_errors or idle or not report.results:
+        raise SystemExit(f"the timed drills are no figure: {len(report.violations)} violations, "
+                         f"{len(report.harness_errors)} harness errors, schedules that saw no events or checked "
+                         f"nothing: {idle[:10]}, {len(report.results)} run")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2)
@@ -61,7 +82,7 @@ def main() -> int:
     args = ap.parse_args()
 
     files = catalog()
-    times = sorted(run_one(p)[1] for p in files)
+    times = sorted(t for _, t, _ in all_pass([run_one(p) for p in files]))
     print(f"sim scenario wall time over {len(files)} catalog files: median {statistics.median(times) * 1000:.0f} ms, "
           f"p90 {times[int(len(times) * 0.9)] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms")
 
@@ -69,9 +90,8 @@ def main() -> int:
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(run_one, files))
     wall = time.perf_counter() - t0
-    bad = [(n, v) for n, _, v in results if v != "pass"]
-    print(f"sim gate catalog, in-process, {args.jobs} cores: {wall:.1f} s for {len(files)} scenarios"
-          + (f" (not passing: {bad})" if bad else " (all pass)"))
+    all_pass(results)
+    print(f"sim gate catalog, in-process, {args.jobs} cores: {wall:.1f} s for {len(files)} scenarios (all pass)")
 
     if not args.no_pytest:
         t0 = time.perf_counter()
@@ -82,6 +102,8 @@ def main() -> int:
         tail = proc.stdout.strip().splitlines()[-1:] or ["?"]
         print(f"sim gate catalog, `pytest -m gate --ignore scenarios/net` subprocess (1 core): {wall:.1f} s "
               f"[{tail[0]}]")
+        if proc.returncode != 0:
+            raise SystemExit(f"the timed pytest gate did not pass (exit {proc.returncode}): the figure is void")
 
     from harness.drill import PROFILES, drill
 
@@ -93,6 +115,7 @@ def main() -> int:
           f"= {rate:.0f} schedules/min (target >= 1000); per schedule median {statistics.median(run_s) * 1000:.0f} ms, "
           f"max {run_s[-1] * 1000:.0f} ms; violations {len(report.violations)}, "
           f"harness errors {len(report.harness_errors)}")
+    drills_checked(report)
 
     if args.profile:
         from harness.drill import _policy, evaluate, generate

@@ -68,26 +68,56 @@ def start_redis() -> tuple[subprocess.Popen[bytes], int] | None:
     return None
 
 
+def kept(what: str, got: object, want: object) -> None:
+    """A store that acknowledges and keeps nothing is fast: every figure is void unless what was
+    written reads back."""
+    if got != want:
+        raise SystemExit(f"{what}: read back {got!r}, wrote {want!r}: the timed writes kept nothing, "
+                         "the figure measures nothing")
+
+
+def bench_files(root: Path, n: int) -> None:
+    log = AuditLog(root / "audit.jsonl")
+    details = {"mode": "immediate", "reason": "bench"}
+    report("audit append+fsync", timed(n, lambda i: log.append(
+        "operator:alice", "killswitch.engage", {**details, "i": i}, 1_700_000_000_000 + i
+    )))
+    log.close()
+    lines = (root / "audit.jsonl").read_text(encoding="utf-8").splitlines() if (root / "audit.jsonl").exists() else []
+    kept("audit log records", len(lines), n)
+
+    sqlite = SqliteStore(root / "state.db")
+    report("sqlite put (WAL, synchronous=FULL)", timed(n, lambda i: sqlite.put(f"breaker.{i % 8}", BREAKER_STATE)))
+    report("sqlite update (BEGIN IMMEDIATE)", timed(n, lambda i: sqlite.update("counter", increment)))
+    report("sqlite get", timed(n, lambda i: sqlite.get(f"breaker.{i % 8}")))
+    sqlite.close()
+    reopened = SqliteStore(root / "state.db")
+    try:
+        kept("sqlite put", reopened.get("breaker.0"), BREAKER_STATE)
+        kept("sqlite update counter", (reopened.get("counter") or {}).get("n"), n)
+    finally:
+        reopened.close()
+
+
+def bench_redis(url: str, n: int) -> None:
+    store = RedisStore(url, prefix="bench:")
+    try:
+        report("redis put", timed(n, lambda i: store.put(f"breaker.{i % 8}", BREAKER_STATE)))
+        report("redis update (WATCH/MULTI/EXEC)", timed(n, lambda i: store.update("counter", increment)))
+        report("redis get", timed(n, lambda i: store.get(f"breaker.{i % 8}")))
+        kept("redis put", store.get("breaker.0"), BREAKER_STATE)
+        kept("redis update counter", (store.get("counter") or {}).get("n"), n)
+    finally:
+        store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=500, help="operations per measurement")
     n = parser.parse_args().n
     with tempfile.TemporaryDirectory(prefix="gameday-bench-") as tmp:
-        root = Path(tmp)
-        print(f"n={n} per measurement, files under {root}")
-
-        log = AuditLog(root / "audit.jsonl")
-        details = {"mode": "immediate", "reason": "bench"}
-        report("audit append+fsync", timed(n, lambda i: log.append(
-            "operator:alice", "killswitch.engage", {**details, "i": i}, 1_700_000_000_000 + i
-        )))
-        log.close()
-
-        sqlite = SqliteStore(root / "state.db")
-        report("sqlite put (WAL, synchronous=FULL)", timed(n, lambda i: sqlite.put(f"breaker.{i % 8}", BREAKER_STATE)))
-        report("sqlite update (BEGIN IMMEDIATE)", timed(n, lambda i: sqlite.update("counter", increment)))
-        report("sqlite get", timed(n, lambda i: sqlite.get(f"breaker.{i % 8}")))
-        sqlite.close()
+        print(f"n={n} per measurement, files under {tmp}")
+        bench_files(Path(tmp), n)
 
     started = start_redis()
     if started is None:
@@ -95,11 +125,7 @@ def main() -> None:
         return
     proc, port = started
     try:
-        store = RedisStore(f"redis://127.0.0.1:{port}/0", prefix="bench:")
-        report("redis put", timed(n, lambda i: store.put(f"breaker.{i % 8}", BREAKER_STATE)))
-        report("redis update (WATCH/MULTI/EXEC)", timed(n, lambda i: store.update("counter", increment)))
-        report("redis get", timed(n, lambda i: store.get(f"breaker.{i % 8}")))
-        store.close()
+        bench_redis(f"redis://127.0.0.1:{port}/0", n)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

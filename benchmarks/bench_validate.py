@@ -43,6 +43,16 @@ async def session(policy: Policy, regime: str, bars: int) -> tuple[float, float,
     return played / cpu, played / wall, trades
 
 
+def regime_figures(policy: Policy, bars: int) -> dict[str, tuple[float, float, int]]:
+    """One long session per regime. A bot that does nothing with its bars plays them fastest:
+    the figures count only if the strategy traded somewhere over the regimes."""
+    figures = {regime: asyncio.run(session(policy, regime, bars)) for regime in REGIMES}
+    if not any(trades for _, _, trades in figures.values()):
+        raise SystemExit(f"no trade in {len(figures)} regimes of {bars} bars: the bot played nothing, "
+                         "the figure measures nothing")
+    return figures
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--bars", type=int, default=20_000, help="bars per long session (default 20000)")
@@ -50,8 +60,7 @@ def main() -> int:
     args = ap.parse_args()
     for profile in ("futures", "pets"):
         policy = load_policy(profile).policy
-        for regime in REGIMES:
-            cpu_rate, wall_rate, trades = asyncio.run(session(policy, regime, args.bars))
+        for regime, (cpu_rate, wall_rate, trades) in regime_figures(policy, args.bars).items():
             print(f"{profile:<8} {regime:<13} {args.bars} bars: {cpu_rate:7.0f} bars/s CPU, "
                   f"{wall_rate:7.0f} bars/s wall, {trades} trades")
         plan = Plan(build_markets(DEFAULT_REGIMES, [SAMPLE_CANDLES], 1, BAR_MS), DEFAULT_BARS, 4 * DEFAULT_BARS,

@@ -180,6 +180,7 @@ class Trader:
     _next_audit_retry_ms: int = 0
     _marker_unsaved: bool = False  # the kill switch is engaged and its marker file could not be written
     _next_marker_retry_ms: int = 0
+    _flat_unconfirmed: bool = False  # a flatten's check of the account failed: read again once reachable
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -500,6 +501,8 @@ class Trader:
                                              else self.config.reconcile_every_ms)
             return
         self._mark_up("rest")
+        if self._flat_unconfirmed:
+            await self._confirm_flat()
         if not self._orphans_checked:
             await self._cancel_orphaned_entries()
         qty = sum(p.qty for p in positions)
@@ -780,8 +783,12 @@ class Trader:
             positions, orders = await asyncio.gather(self.exchange.fetch_positions(self.config.symbol),
                                                      self.exchange.fetch_open_orders(self.config.symbol))
         except ExchangeError as exc:
+            # Either read failing leaves the account unknown, never flat: ask again at the next
+            # reconcile that reaches the exchange.
+            self._flat_unconfirmed = True
             self._mark_down("rest", exc)
             return
+        self._flat_unconfirmed = False
         if not any(abs(p.qty) > 1e-12 for p in positions) and not orders:
             self.bus.emit("account.flat", self.clock.now_ms())
             self.record(self.config.actor, "account.flat", {})

@@ -91,8 +91,31 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(pytest_args=[])
 
 
+# pytest plugins a run of scenario files alone never uses; loading them (hypothesis, the
+# benchmark and schemathesis stacks, with pytest's assertion rewriting of their modules) costs
+# ~0.5 s per process. xdist stays when workers are asked for.
+UNUSED_BY_SCENARIOS = ("benchmark", "hypothesispytest", "anyio", "schemathesis", "platformdirs",
+                       "xdist.looponfail")
+
+
+def scenarios_only(paths: Sequence[str]) -> bool:
+    """True when `paths` can collect nothing but scenario files (no Python test or conftest)."""
+    for raw in paths:
+        path = Path(raw.split("::", 1)[0])
+        if path.is_dir():
+            if next(path.rglob("*.py"), None) is not None:
+                return False
+        elif path.suffix not in (".yaml", ".yml"):
+            return False
+    return True
+
+
 def pytest_argv(args: argparse.Namespace) -> list[str]:
-    argv = [*(args.paths or default_paths()), "--gameday-report", str(args.report)]
+    paths = args.paths or default_paths()
+    argv = [*paths, "--gameday-report", str(args.report)]
+    if scenarios_only(paths) and not args.pytest_args:  # options after '--' may be a plugin's
+        unused = [*UNUSED_BY_SCENARIOS, *(() if args.numprocesses is not None else ("xdist",))]
+        argv += [arg for name in unused for arg in ("-p", f"no:{name}")]
     if args.markexpr:
         argv += ["-m", args.markexpr]
     if args.keyword:

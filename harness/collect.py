@@ -43,6 +43,7 @@ from typing import Any
 import pytest
 
 from bot.core.events import event_problems
+from harness.event_log import EventBoundsError, event_bounds, write_events
 from harness.evidence import append_evidence, build_evidence, utc_now
 from harness.expect import ExpectationResult, Judgement, RunRecord, judge
 from harness.pytest_evidence import ms_text, session_evidence
@@ -290,6 +291,8 @@ class ScenarioItem(pytest.Item):
                     scenario, f"the {scenario.mode} runner raised {type(exc).__name__}: {exc}")
             else:
                 judgement = _unschema(scenario, self.record, judge(scenario, self.record))
+                if scenario.mode == "sim":  # a net run keeps the bot's whole stream in net/<scenario>/
+                    judgement = _keep_events(scenario, self.record, judgement, evidence.path, config_dir(self.config))
         self.judgement = judgement
         self._record(judgement, started, time.perf_counter() - t0)
         self.user_properties.append(("gameday:scenario", scenario.id))
@@ -353,6 +356,19 @@ def _unschema(scenario: Scenario, record: RunRecord, judgement: Judgement) -> Ju
                          "(bot/core/events.py): declare the fields there, or fix the emit", *shown, *more,
                          judgement.message])
     return dataclasses.replace(judgement, verdict="error", message=message)
+
+
+def _keep_events(scenario: Scenario, record: RunRecord, judgement: Judgement, set_dir: Path,
+                 cfg_dir: Path) -> Judgement:
+    """Keep the run's bounded event stream in the set (harness.event_log); a set that cannot hold
+    it is incomplete evidence, so the scenario is an ERROR rather than a pass without it."""
+    try:
+        write_events(set_dir, scenario.id, record.events, event_bounds(cfg_dir))
+    except (OSError, EventBoundsError) as exc:
+        why = f"cannot keep the event stream in {set_dir}: {exc}"
+        return dataclasses.replace(judgement, verdict="error",
+                                   message=f"scenario {scenario.id}: ERROR: {why}\n{judgement.message}")
+    return judgement
 
 
 def _error_judgement(scenario: Scenario, why: str) -> Judgement:

@@ -8,6 +8,7 @@ A reports root (default `reports/`) holds only what runs made:
                          empty when the session ran tests but no scenario
         junit.xml        the session's JUnit XML (SLA figures as properties)
         results.txt      the results table the run printed
+        events/<scenario>.jsonl  a sim scenario's bounded event stream (harness/event_log.py)
         net/<scenario>/  per-run artifacts of net scenarios (events.jsonl, bot.log, audit.jsonl)
         manifest.json    written last (gameday.manifest/v1): sha256 of every other file, the git
                          commit, whether the tree had uncommitted changes, complete or not, and

@@ -263,10 +263,13 @@ def _judge_one(scenario: Scenario, record: RunRecord, exp: Expectation, broken: 
     seen = f"; seen instead: {'; '.join(near)}" if near else f"; no {exp.event} event at all"
     expected = f"expected within {limit.text(exp.within)}" if sla is not None else \
         "expected it before the end"
+    # No event breached: quote what the bot was doing when the deadline passed (or the run ended).
+    deadline = min(window.established + sla, record.last_ms) if sla is not None else record.last_ms
+    quoted = "".join(f"\n      {line}" for line in events_around(record, deadline))
     return ExpectationResult(
         text, "event", "fail", sla, None,
         f"{where}: {text}: {name} never came (looked from {_origin(exp, window)} to the end of the "
-        f"run at {record.last_ms} ms; {expected}){seen}",
+        f"run at {record.last_ms} ms; {expected}){seen}{quoted}",
         exp.line, **limit.fields())
 
 
@@ -342,17 +345,21 @@ def _judge_final(scenario: Scenario, record: RunRecord, key: str, wanted: str) -
 
 
 AROUND = 3  # events quoted on each side of a breach or a late event
+SAME_MS = 20  # at most this many events quoted of the breach's own ms (virtual time crowds one ms)
 
 
 def events_around(record: RunRecord, ts_ms: int | None) -> list[str]:
     """The events just before and after the breaching (or late) event at `ts_ms`, so a failure
-    shows what the bot was doing; events at the breach's ms are marked with `>` (under virtual
-    time several share one ms)."""
+    shows what the bot was doing; events at the breach's ms are marked with `>` and all quoted
+    (up to SAME_MS), so the breaching event itself is among them."""
     if ts_ms is None:
         return []
     events = record.events
     at = next((i for i, e in enumerate(events) if e.ts_ms >= ts_ms), len(events))
-    start, end = max(0, at - AROUND), min(len(events), at + AROUND + 1)
+    same = at
+    while same < min(len(events), at + SAME_MS) and events[same].ts_ms == ts_ms:
+        same += 1
+    start, end = max(0, at - AROUND), min(len(events), max(same, at + 1) + AROUND)
     if start == end:
         return []
     return ["events around it:"] + [("> " if events[i].ts_ms == ts_ms else "  ") + describe_event(events[i])

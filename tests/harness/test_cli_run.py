@@ -86,3 +86,22 @@ def test_n_runs_in_worker_processes(tmp_path: Path) -> None:
     done = _gameday(project, "-n", "2", fixed=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 workers" in done.stdout and "2 passed" in done.stdout
+
+
+def test_a_run_of_scenario_files_alone_leaves_the_plugins_it_never_uses_unloaded(tmp_path: Path) -> None:
+    """Hypothesis, benchmark, schemathesis... cost ~0.5 s per process and serve no YAML item."""
+    (tmp_path / "a.yaml").write_text("scenario: a\n")
+    for words in ([str(tmp_path)], [str(tmp_path / "a.yaml")], ["scenarios"]):
+        argv = _argv(*words)
+        assert "no:hypothesispytest" in argv and "no:schemathesis" in argv and "no:xdist" in argv, words
+    assert "no:xdist" not in _argv(str(tmp_path), "-n", "2"), "workers need xdist"
+    assert "no:hypothesispytest" in _argv(str(tmp_path), "-n", "2")
+
+
+def test_plugins_stay_when_python_tests_or_pass_through_options_may_need_them(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("scenario: a\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "test_x.py").write_text("def test_x():\n    pass\n")
+    assert not any(a.startswith("no:") for a in _argv(str(tmp_path)))
+    assert not any(a.startswith("no:") for a in _argv(str(tmp_path / "a.yaml"), "tests"))
+    assert not any(a.startswith("no:") for a in _argv(str(tmp_path / "a.yaml"), "--", "--hypothesis-seed=1"))

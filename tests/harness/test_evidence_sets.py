@@ -57,7 +57,7 @@ def test_each_run_writes_a_new_sealed_set_and_moves_latest(pytester, fake_sim):
     root = pytester.path / "reports"
     (first,) = sets(root)
     assert evidence.SET_NAME_RE.match(first.name), first.name
-    assert sorted(p.name for p in first.iterdir()) == SET_FILES
+    assert sorted(p.name for p in first.iterdir()) == sorted([*SET_FILES, "events"])  # a sim scenario ran
     assert os.readlink(root / "latest") == f"runs/{first.name}" and latest_set(root) == first
     assert verify_set(first) == []
     before = snapshot(first)
@@ -236,6 +236,10 @@ def test_pytest_xdist_workers_append_and_the_controller_seals_one_set(tmp_path):
         ["drawdown-critical-halts-futures", "drawdown-warning-futures", "killswitch-immediate-flattens-futures",
          "killswitch-clear-resumes"])
     assert all(r["verdict"] == "pass" for r in records)
+    sealed = json.loads((only / "manifest.json").read_text())
+    for r in records:  # each worker kept its scenarios' event streams in the one set, sealed
+        assert (only / "events" / f"{r['scenario']}.jsonl").stat().st_size > 0
+        assert f"events/{r['scenario']}.jsonl" in json.dumps(sealed)
     junit = (only / "junit.xml").read_text()
     assert 'tests="6"' in junit and "test_two" in junit
     table = (only / "results.txt").read_text()

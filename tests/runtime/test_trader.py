@@ -364,3 +364,22 @@ def test_a_breaker_lifting_under_an_engaged_kill_switch_does_not_announce_a_resu
     resumed = world.of("trading.resumed")
     assert len(resumed) == 1 and resumed[0].fields["by"] == "operator"
     assert world.names().index("killswitch.cleared") < world.names().index("trading.resumed")
+
+
+@pytest.mark.parametrize("path", ["/fapi/v3/positionRisk", "/fapi/v1/openOrders"])
+def test_kill_switch_never_reports_flat_on_a_failed_read_of_the_concurrent_check(world: World, path: str) -> None:
+    """Positions and open orders are read together to confirm flat; either read failing means
+    the account is not known to be flat: no account.flat until both reads answer."""
+    async def scenario() -> None:
+        world.give_position(0.05)
+        await world.trader.start()
+        await world.bars(1)
+        world.exchange_engine.fail_next(path, 1, 503, None, method="GET")
+        assert await world.trader.engage_killswitch("immediate", "drill", "risk-officer", TOKEN)
+        assert world.position() == 0, "the close went out"
+        assert not world.of("account.flat"), f"a failed {path} read must not count as flat"
+        assert world.of("exchange.down")
+        await world.bars(2)
+
+    run(scenario())
+    assert world.of("account.flat") and world.position() == 0
