@@ -87,11 +87,17 @@ class RegimeWalk:
 
     def bar(self, open_time: int, substeps: int = 12) -> Candle:
         """A whole bar from `substeps` steps, then a regime transition."""
-        open_ = high = low = self.price
+        open_ = high = low = price = self.price
+        # step(1 / substeps) inlined: the same draws and arithmetic, the sigma computed once a bar
+        sigma = self.vol_bps / 10_000 * self.regime_vol[self.regime] * math.sqrt(max(1.0 / substeps, 0.0))
+        gauss, exp = self._rng.gauss, math.exp
         for _ in range(substeps):
-            p = self.step(1.0 / substeps)
-            high = max(high, p)
-            low = min(low, p)
+            price *= exp(gauss(0.0, sigma))
+            if price > high:
+                high = price
+            elif price < low:
+                low = price
+        self.price = price
         candle = Candle(open_time, open_, high, low, self.price, self.volume())
         self.switch_regime()
         return candle

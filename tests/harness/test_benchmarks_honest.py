@@ -4,6 +4,7 @@ bench_state and bench_scenarios read back or judge what they timed. bench_core: 
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -74,3 +75,14 @@ def test_the_paper_trading_rate_fails_when_the_bot_ignores_its_bars(monkeypatch)
     monkeypatch.setattr(Trader, "on_bar", ignore)
     with pytest.raises(SystemExit, match="the bot played nothing"):
         bench_validate.regime_figures(load_policy("futures").policy, 1_500)
+
+
+@pytest.mark.parametrize(("flags", "code"), [([], 0), (["--broken"], 1)])
+def test_the_alert_delivery_figure_fails_when_the_sinks_send_nothing(flags, code):
+    """bench_alerts times the bot's sinks against real receivers; sinks that confirm without
+    sending must make it exit non-zero."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_alerts.py"), "--alerts", "3", *flags],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == code, done.stdout + done.stderr
+    if code:
+        assert "never reached the receiver" in done.stdout

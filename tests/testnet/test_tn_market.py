@@ -6,6 +6,8 @@ import statistics
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from harness.testnet.engine import Engine
 from harness.testnet.market import (
@@ -110,3 +112,18 @@ def test_engine_replays_fixture_bars(engine: Engine) -> None:
     replayed = engine.candles("BTCUSDT", include_current=False)[before:]
     assert [(c.open, c.high, c.low, c.close) for c in replayed] == [(b.open, b.high, b.low, b.close) for b in bars]
     assert engine.market("BTCUSDT").price == bars[-1].close
+
+
+@given(st.integers(0, 2**32), st.floats(0.0, 200.0), st.integers(1, 24))
+def test_a_bar_is_its_substeps_of_the_walk(seed: int, vol_bps: float, substeps: int) -> None:
+    """bar() computes its steps inline (fast path): the same prices as stepping the walk by hand."""
+    fast, slow = RegimeWalk(seed, 60_000.0, vol_bps), RegimeWalk(seed, 60_000.0, vol_bps)
+    for i in range(5):
+        candle = fast.bar(i, substeps)
+        open_ = slow.price
+        prices = [slow.step(1.0 / substeps) for _ in range(substeps)]
+        slow_volume = slow.volume()
+        slow.switch_regime()
+        assert (candle.open, candle.high, candle.low, candle.close) == (
+            open_, max([open_, *prices]), min([open_, *prices]), prices[-1])
+        assert candle.volume == slow_volume and fast.regime == slow.regime

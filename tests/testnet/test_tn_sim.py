@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tn_support import KEY, SECRET
 
 from bot.core.clock import VirtualClock
@@ -185,3 +187,22 @@ async def test_closed_sim_refuses_calls(sim: SimExchange) -> None:
     await sim.close()
     with pytest.raises(Exception, match="closed"):
         await sim.fetch_time_ms()
+
+
+@given(st.dictionaries(st.text(max_size=12), st.text(max_size=24), max_size=6))
+def test_the_fast_query_string_is_urlencode_byte_for_byte(query: dict[str, str]) -> None:
+    from urllib.parse import urlencode
+
+    from harness.testnet.sim import query_string
+
+    assert query_string(query) == urlencode(query)
+
+
+@given(st.text(min_size=1, max_size=40), st.text(max_size=80))
+def test_the_signature_is_binances_hmac_sha256(secret: str, payload: str) -> None:
+    import hashlib
+    import hmac
+
+    from harness.testnet.engine import sign_payload
+
+    assert sign_payload(secret, payload) == hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
