@@ -467,12 +467,14 @@ class Engine:
         if self._flattening:
             return []
         self._trade_reason = "emergency" if board.flatten_requested else "killswitch"
+        # name who asks: a kill switch's flatten (a retry after a rejection) has no board reasons
+        why = "; ".join(board.reasons) if board.flatten_requested else f"kill switch {kill.mode}: {kill.reason}"
         if abs(self.position_qty) > _EPS or self._in_flight:
-            return self._flatten("flatten requested: " + "; ".join(board.reasons))
+            return self._flatten("flatten requested: " + why)
         if self._flat_announced:
             return []
         self._flat_announced = True
-        return [CancelAll(self.symbol, "flatten requested with nothing open: " + "; ".join(board.reasons))]
+        return [CancelAll(self.symbol, "flatten requested with nothing open: " + why)]
 
     def _cancel_resting_entries(self, board: BoardStatus, kill: KillStatus) -> list[Intent]:
         """While entries are forbidden, cancel each working entry once (not a backoff: see the

@@ -118,6 +118,19 @@ def test_an_immediate_kill_cancels_everything_and_flattens() -> None:
     assert isinstance(intents[0], CancelAll)
 
 
+def test_a_rejected_kill_switch_flatten_is_sent_again_naming_the_kill_switch() -> None:
+    r = rig()
+    r.fill(entry_order(r))
+    _, first = r.engine.engage_killswitch("immediate", "drill", "op", TOKEN)
+    flatten = [i for i in first if isinstance(i, PlaceOrder)]
+    assert [o.intent.purpose for o in flatten] == ["flatten"]
+    r.engine.on_order_done(flatten[0].intent.client_id)  # the venue rejected it
+    again = r.engine.on_timer()
+    assert [i.intent.purpose for i in again if isinstance(i, PlaceOrder)] == ["flatten"]
+    cancel = next(i for i in again if isinstance(i, CancelAll))
+    assert cancel.reason == "flatten requested: kill switch immediate: drill"
+
+
 def test_a_blocked_zone_cancels_the_resting_entry() -> None:
     r = rig("pets")
     order = entry_order(r)

@@ -51,6 +51,17 @@ def test_major_outage_at_exactly_the_threshold_flattens_and_needs_an_operator(bo
     assert b.status().state == "active"
 
 
+def test_the_bot_is_woken_at_the_major_threshold(board) -> None:  # type: ignore[no-untyped-def]
+    """The driver sleeps until next_deadline_ms: the major action must not wait for the next bar."""
+    b, clock, _ = board
+    down_at = clock.now_ms()
+    b.observe(ExchangeStatus(down_at, True))
+    assert b.next_deadline_ms() == down_at + major_ms(b)
+    clock.advance(major_ms(b))
+    b.on_timer(clock.now_ms())
+    assert b.next_deadline_ms() is None, "after the major action there is nothing left to wake for"
+
+
 def test_outage_survives_a_restart(board) -> None:  # type: ignore[no-untyped-def]
     b, clock, _ = board
     b.observe(ExchangeStatus(clock.now_ms(), True))
