@@ -12,24 +12,17 @@ import copy
 
 from bot.core.breakers.base import LEVEL_RANK, EquityUpdate, TradeClosed
 from bot.core.breakers.board import BreakerBoard
+from bot.core.clock import VirtualClock
 from bot.core.events import EventBus
 
 _EQUITY = 100_000.0  # any positive figure: the breach is relative to it
-
-
-class _Fixed:
-    def __init__(self, now_ms: int) -> None:
-        self._now = now_ms
-
-    def now_ms(self) -> int:
-        return self._now
 
 
 def breaker_self_test(board: BreakerBoard, now_ms: int) -> tuple[bool, str]:
     """(ok, detail) of feeding a copy of `board`'s breakers a drawdown and a losing streak."""
     policy = board.policy
     cb = policy.circuit_breakers
-    trial = BreakerBoard(policy, EventBus(), _Fixed(now_ms), breakers=copy.deepcopy(board.breakers))
+    trial = BreakerBoard(policy, EventBus(), VirtualClock(now_ms), breakers=copy.deepcopy(board.breakers))
     expected: list[str] = []
     if cb.drawdown.enabled:
         expected.append("drawdown.intraday")

@@ -550,11 +550,11 @@ class ControlServer:
                                                 f"known: {', '.join(known) or 'none'}", checks=known)
         assert self.checks is not None
         outcome = await self.checks.run(name)
-        last = self.trader.status()["red_flags"].get(name)
+        status = self.trader.status()
         return Reply(200, {"check": name, "judged": outcome is not None, "ok": None if outcome is None else outcome[0],
                            "detail": "not judged: the exchange is unreachable (the outage breaker's to handle)"
-                           if outcome is None else outcome[1], "actor": call.actor, "last_check": last,
-                           "killswitch": self.trader.status()["killswitch"]})
+                           if outcome is None else outcome[1], "actor": call.actor,
+                           "last_check": status["red_flags"].get(name), "killswitch": status["killswitch"]})
 
     async def _audit_page(self, call: Call) -> Reply:
         query = call.request.query

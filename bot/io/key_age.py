@@ -71,11 +71,11 @@ def load_key_metadata(path: Path) -> dict[str, tuple[str, datetime]]:
     A missing file is no credentials; a bad entry is a KeyMetadataError naming file, line and the fix."""
     if not path.exists():
         return {}
-    try:
+    try:  # composed once: the node gives the lines, the same node the data
         node = yaml.compose(path.read_text(encoding="utf-8"))
+        data = None if node is None else yaml.SafeLoader("").construct_document(node)
     except (OSError, yaml.YAMLError) as exc:
         raise KeyMetadataError(f"{path}: cannot read the key metadata: {exc}") from None
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     creds = data.get("credentials") if isinstance(data, dict) else None
     if creds is None or node is None:
         return {}
