@@ -317,7 +317,8 @@ async def _serve(args: argparse.Namespace, policy: Any, creds: Any, clock: WallC
             return EXIT_OK
         driver = LiveDriver(trader, exchange, bus, clock, marker, store, timeframe=args.timeframe,
                             stopping=stopping, on_signal=life.on_signal,
-                            checks=red_flag_checks(trader, metrics_server, creds))
+                            checks=red_flag_checks(trader, metrics_server, creds,
+                                                   [p for p in (args.audit, args.events) if p is not None]))
         if args.control_port is not None:
             from bot.io.control import ControlServer
 
