@@ -88,7 +88,6 @@ TRANSPORT_WINDOW_BARS: Mapping[str, int | None] = {
     "clock_skew": None, "order_latency": None, "key_revoked": None, "key_permissions": None,
 }
 UNFOLDING = ("drawdown", "loss_streak", "winning_trade")
-TRADE_FAULTS = ("loss_streak", "winning_trade")  # the harness trades on the bot's account, one at a time
 TERMINAL = ("key_revoked", "key_permissions")  # nothing is scheduled after these
 
 # Params whose natural value is a policy threshold: (kind, param) -> candidate policy paths.
@@ -284,13 +283,10 @@ def schedules(draw: Any, profiles: Sequence[str], bars: int, policies: Mapping[s
         if kind in TERMINAL:
             break
         t += reserve + draw(st.integers(0, 15))
-    strategy = not off
-    if any(s.fault in TRADE_FAULTS for s in steps):
-        # The harness hands the bot each streak trade on a flat account and waits for its exits:
-        # the bot's own entries (or an inherited position) would interleave with them.
-        strategy, position = False, None
+    # The trade faults take what the bot holds (its strategy's position, an inherited one, a
+    # resting entry) as their first trade, so every schedule may run with the strategy on.
     return Schedule(profile, draw(st.integers(0, 999)), bars, float(draw(st.sampled_from([15, 10, 30]))),
-                    strategy, position, tuple(steps))
+                    not off, position, tuple(steps))
 
 
 def _by_interest(kinds: Iterable[str]) -> list[str]:

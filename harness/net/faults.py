@@ -360,14 +360,21 @@ def drawdown(run: NetRun, p: dict[str, Any]) -> Injected:
 
 
 def atr_spike(run: NetRun, p: dict[str, Any]) -> Injected:
-    """Swing the price bar over bar by multiple x the per-bar volatility for the duration."""
+    """Swing the price bar over bar by multiple x the per-bar volatility for the duration (growing
+    to it over `over` bars first)."""
     price = float(run.stack.admin("state", method="GET")["markets"][run.symbol]["price"])
     bar_real = max(run.bar_real_ms, 1)
-    bars = max(2, round(p["duration"] / bar_real))
     amplitude = price * run.vol_bps / 10_000 * p["multiple"] * 2
-    prices = [price + (amplitude if i % 2 == 0 else -amplitude) for i in range(bars)]
+    prices = swing_path(price, amplitude, max(2, round(p["duration"] / bar_real)), int(p.get("over") or 1))
     run.stack.admin("price/path", {"symbol": run.symbol, "prices": prices, "step_ms": bar_real})
     return Injected(now_ms())
+
+
+def swing_path(price: float, amplitude: float, hold_bars: int, over: int) -> list[float]:
+    """One price a bar, alternating above and below `price`: the swing grows in `over` equal steps
+    to `amplitude` (over 1: at once), then holds for `hold_bars`."""
+    return [price + (1 if i % 2 == 0 else -1) * amplitude * min(1.0, (i + 1) / over)
+            for i in range(over - 1 + hold_bars)]
 
 
 # ------------------------------------------------------------------------------------------ trades
