@@ -7,7 +7,7 @@
    where the policy has a threshold for the param, as `{policy: path, times: x}` with x near 1
    so breakers actually trip (just above / just below / well past).
 2. Build each as an in-memory `Scenario` (the loader's own model), run it in sim mode on a
-   `harness.runner.SimWorld` (the real bot, virtual time, the in-process exchange) with a probe
+   `harness.sim.world.SimWorld` (the real bot, virtual time, the in-process exchange) with a probe
    that samples the exchange (equity, mark, resting orders, prices) when the bot emits events.
 3. Check INVARIANTS over the event stream and the exchange's logs (`check_invariants`), not
    scenario-specific expectations:
@@ -383,7 +383,7 @@ class _Probe:
     """Watches the bot's events and the exchange's prices inside a running SimWorld."""
 
     def __init__(self, world: Any) -> None:
-        from harness.runner import API_KEY, HARNESS_ORDER_PREFIX, SYMBOL
+        from harness.sim.constants import API_KEY, HARNESS_ORDER_PREFIX, SYMBOL
 
         self.world, self.api_key, self.prefix, self.symbol = world, API_KEY, HARNESS_ORDER_PREFIX, SYMBOL
         self.snapshots: dict[int, Snapshot] = {}
@@ -435,7 +435,7 @@ class _Probe:
 
 def run_schedule(schedule: Schedule, policy: Any, workdir: Path | None = None) -> Trace:
     """Run one schedule in sim mode (the real bot) and collect its trace; never raises."""
-    from harness.runner import SimWorld
+    from harness.sim.world import SimWorld
 
     scenario = to_scenario(schedule)
     bar_ms = scenario.bar_ms
@@ -844,7 +844,7 @@ def _raw(value: Any) -> Any:
 
 def _step_before(schedule: Schedule, ids: list[str], ts_ms: int | None, bar_ms: int) -> int | None:
     """Index of the last step injected at or before ts_ms."""
-    from harness.runner import START_MS
+    from harness.sim.constants import START_MS
 
     if ts_ms is None:
         return None
@@ -922,7 +922,7 @@ def scenario_document(schedule: Schedule, violation: Violation, sid: str, limits
 
 
 def _at_ms(step: DrillStep, bar_ms: int) -> int:
-    from harness.runner import START_MS
+    from harness.sim.constants import START_MS
 
     return START_MS + step.at_bars * bar_ms
 

@@ -373,7 +373,7 @@ FAULTS: Mapping[str, FaultSpec] = {f.kind: f for f in (
                    choices=("system_admin", "risk_manager", "trading_ops", "quant_analyst", "auditor"))),
     _fault("clear_kill_switch", "operator", "sn", "an operator clears the kill switch"),
     _fault("manual_resume", "operator", "sn", "an operator resumes trading"),
-    # alerts: the receivers of the bot's alert channels (harness/sim_alerts.py, harness/net/receivers.py)
+    # alerts: the receivers of the bot's alert channels (harness/sim/alerts.py, harness/net/receivers.py)
     _fault("alert_sink_outage", "alerts", "sn", "an alert channel's receiver stops answering", duration=_DUR,
            channel=_P("enum", required=False, default="all", choices=ALERT_CHANNELS)),
     _fault("alert_sink_latency", "alerts", "sn", "an alert channel's receiver answers ms late",

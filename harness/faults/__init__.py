@@ -1,8 +1,8 @@
 """The fault catalog's implementations, one module per family.
 
 Sim implementations are `async def fault(world, step)`: `world` is the run's
-`harness.runner.SimWorld` (exchange engine, feed, transport, bot, agenda), `step` its
-`harness.runner.ActiveStep` (resolved params; `establish(ts)` for a fault that unfolds,
+`harness.sim.world.SimWorld` (exchange engine, feed, transport, bot, agenda), `step` its
+`harness.sim.steps.ActiveStep` (resolved params; `establish(ts)` for a fault that unfolds,
 `fail(why)` / raising `FaultError` when it cannot be injected, `on_cleanup(fn)` for undo work that
 always runs). Every fault changes what the bot sees - prices, spreads, fills, errors, feed timing,
 credentials - and never touches a breaker. Which kinds exist, their params and modes is the one
@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from harness.faults import alerts, credentials, exchange, latency, market, operator, process
+from harness.faults.contract import FaultError
+
+__all__ = ["SIM_FAULTS", "FaultError", "SimFault"]
 
 SimFault = Callable[[Any, Any], Awaitable[None]]
 

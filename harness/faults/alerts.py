@@ -1,4 +1,4 @@
-"""Alert-channel faults, on the run's in-memory receivers (harness/sim_alerts.py).
+"""Alert-channel faults, on the run's in-memory receivers (harness/sim/alerts.py).
 
 - alert_sink_outage: for `duration` the receiver of `channel` (or of every delivering channel:
   `all`) refuses connections; the bot's attempts fail at once.
@@ -9,10 +9,15 @@ The log channel (the bot's own stderr) has no receiver to break.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.runner import ActiveStep, FaultError, SimWorld
-from harness.sim_alerts import MemoryReceiver
+from harness.faults.contract import FaultError
+
+if TYPE_CHECKING:
+    from harness.sim.alerts import MemoryReceiver
+    from harness.sim.steps import ActiveStep
+    from harness.sim.world import SimWorld
+
 
 
 def _receivers(world: SimWorld, step: ActiveStep) -> list[MemoryReceiver]:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import subprocess  # nosec B404 - git with fixed arguments, never a shell
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.runner import API_KEY, START_MS, ActiveStep, FaultError, SimWorld
+from harness.faults.contract import FaultError
+from harness.sim.constants import API_KEY, START_MS
 
 LEAK_FILES = {
     "log": ("logs/bot.log", "{ts} INFO exchange client configured key={key} secret={secret}\n"),
@@ -27,6 +28,11 @@ PERMISSION_FLAGS = {
     "universal_transfer": "permits_universal_transfer", "spot": "enable_spot_and_margin_trading",
     "margin": "enable_margin", "ip_restrict": "ip_restrict",
 }
+
+if TYPE_CHECKING:
+    from harness.sim.steps import ActiveStep
+    from harness.sim.world import SimWorld
+
 
 
 def write_leak(workdir: Path, where: str, ts: int, key: str, secret: str) -> str:

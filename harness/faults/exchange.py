@@ -14,9 +14,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from harness.runner import ActiveStep, SimWorld
+from typing import TYPE_CHECKING, Any
 
 
 def _unused(world: SimWorld, step: ActiveStep, what: str, left: int) -> None:
@@ -76,3 +74,8 @@ SIM: dict[str, Any] = {
     "unknown_outcome": unknown_outcome, "clock_skew": clock_skew, "stale_book": stale_book,
     "malformed_fill": malformed_fill,
 }
+
+if TYPE_CHECKING:
+    from harness.sim.steps import ActiveStep
+    from harness.sim.world import SimWorld
+

@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from harness.runner import ActiveStep, SimWorld
+from typing import TYPE_CHECKING, Any
 
 
 async def ws_lag(world: SimWorld, step: ActiveStep) -> None:
@@ -38,3 +36,8 @@ async def order_latency(world: SimWorld, step: ActiveStep) -> None:
 
 
 SIM: dict[str, Any] = {"ws_lag": ws_lag, "inference_latency": inference_latency, "order_latency": order_latency}
+
+if TYPE_CHECKING:
+    from harness.sim.steps import ActiveStep
+    from harness.sim.world import SimWorld
+

@@ -16,13 +16,19 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.runner import P_BAR, P_PHASE, START_MS, SYMBOL, ActiveStep, FaultError, SimWorld
+from harness.faults.contract import FaultError
+from harness.sim.constants import P_BAR, P_PHASE, START_MS, SYMBOL
 
 ADOPT_BARS = 3  # how long the bot may take to adopt exposure (it reconciles every minute)
 TRADE_FRACTION = 0.15  # notional of each streak trade, as a fraction of equity
 BEYOND = 0.003  # how far past the stop / take profit the price goes (fraction of entry)
+
+if TYPE_CHECKING:
+    from harness.sim.steps import ActiveStep
+    from harness.sim.world import SimWorld
+
 
 
 def _max_move_pct(world: SimWorld) -> float:

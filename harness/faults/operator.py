@@ -8,9 +8,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.runner import OPERATOR, OPERATOR_TOKEN, ActiveStep, SimWorld, operator_access, operator_token
+from harness.sim.constants import OPERATOR, OPERATOR_TOKEN, operator_access, operator_token
+
+if TYPE_CHECKING:
+    from harness.sim.steps import ActiveStep
+    from harness.sim.world import SimWorld
+
 
 
 def _credential(p: dict[str, Any]) -> str | None:

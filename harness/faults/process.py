@@ -21,14 +21,19 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.runner import ActiveStep, FaultError, SimWorld
+from harness.faults.contract import FaultError
 
 # The first 4 KiB of a large record as the bot writes it; the rest never reached the disk.
 TORN_RECORD = (b'{"action":"order.place","actor":"bot","details":{"client_id":"gd-torn","note":"'
                + b"x" * 4000)[:4096]
 NOT_A_DATABASE = b"this is not a SQLite database: gameday state_lost not_a_database\n" * 64
+
+if TYPE_CHECKING:
+    from harness.sim.steps import ActiveStep
+    from harness.sim.world import SimWorld
+
 
 
 async def restart(world: SimWorld, step: ActiveStep) -> None:

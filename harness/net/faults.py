@@ -531,8 +531,8 @@ def manual_resume(run: NetRun, p: dict[str, Any]) -> Injected:
 
 def credential_leak(run: NetRun, p: dict[str, Any]) -> Injected:
     """The bot's secret written into a watched place under the run directory (harness.faults.credentials)."""
+    from harness.faults.contract import FaultError
     from harness.faults.credentials import write_leak
-    from harness.runner import FaultError
 
     at = now_ms()
     try:

@@ -264,7 +264,7 @@ def test_the_written_scenario_passes_on_the_healthy_bot(tmp_path: Path) -> None:
         report = drill(12, 1, ("futures",), 60, tmp_path, jobs=1, echo=lambda _: None)
     path = next(p for p in report.written if "kill-entry" in p.name)
     from harness.expect import judge
-    from harness.runner import simulate
+    from harness.sim.runner import simulate
 
     scenario = load_scenario(path)
     policy = load_policy(scenario.profile).policy

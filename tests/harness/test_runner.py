@@ -18,8 +18,10 @@ from bot.runtime import Trader
 from harness.collect import RUNNERS
 from harness.expect import RunRecord, judge
 from harness.faults import SIM_FAULTS
-from harness.runner import API_SECRET, START_MS, SimWorld, run_sim
 from harness.scenario import FAULTS, load_scenario, resolve_all
+from harness.sim.constants import API_SECRET, START_MS
+from harness.sim.runner import run_sim
+from harness.sim.world import SimWorld
 
 BAR = 300_000
 
