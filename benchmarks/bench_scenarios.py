@@ -118,7 +118,7 @@ def main() -> int:
     drills_checked(report)
 
     if args.profile:
-        from harness.drill import _policy, evaluate, generate
+        from harness.drill.search import _policy, evaluate, generate
 
         plan = generate(20, 1, PROFILES, args.bars, {p: _policy(p) for p in PROFILES})
         prof = cProfile.Profile()

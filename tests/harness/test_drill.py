@@ -30,7 +30,8 @@ from harness.drill import (
     to_scenario,
     write_scenario,
 )
-from harness.scenario import FAULTS, load_scenario, resolve_all
+from harness.faults import FAULTS
+from harness.scenario import load_scenario, resolve_all
 
 BAR = 300_000
 LIMITS = Limits(max_position_pct=0.2, max_total_exposure_pct=0.5, stop_max_pct=0.05, breaker_sla_ms=BAR,
@@ -288,7 +289,7 @@ def test_every_sim_kind_has_a_generator(policies: dict[str, Any]) -> None:
     """A new fault kind or param type in FAULTS must not make the drill crash."""
     from hypothesis import find
 
-    from harness.drill import _param
+    from harness.drill.schedule import _param
 
     for kind in SIM_KINDS:
         for name in FAULTS[kind].params:
