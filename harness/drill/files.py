@@ -16,6 +16,7 @@ from harness.scenario import (
     Market,
     PolicyRef,
 )
+from harness.sim.constants import START_MS
 
 COVERS: Mapping[str, tuple[str, ...]] = {
     "caps": ("C1.sizing",), "kill-entry": ("C2.kill_switch",), "halt-exit": ("C1.exits",),
@@ -41,8 +42,6 @@ def _raw(value: Any) -> Any:
 
 def _step_before(schedule: Schedule, ids: list[str], ts_ms: int | None, bar_ms: int) -> int | None:
     """Index of the last step injected at or before ts_ms."""
-    from harness.sim.constants import START_MS
-
     if ts_ms is None:
         return None
     best = None
@@ -119,8 +118,6 @@ def scenario_document(schedule: Schedule, violation: Violation, sid: str, limits
 
 
 def _at_ms(step: DrillStep, bar_ms: int) -> int:
-    from harness.sim.constants import START_MS
-
     return START_MS + step.at_bars * bar_ms
 
 

@@ -17,6 +17,8 @@ from harness.scenario import (
     ScenarioError,
     resolve_all,
 )
+from harness.sim.constants import API_KEY, HARNESS_ORDER_PREFIX, SYMBOL
+from harness.sim.world import SimWorld
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,6 @@ class _Probe:
     """Watches the bot's events and the exchange's prices inside a running SimWorld."""
 
     def __init__(self, world: Any) -> None:
-        from harness.sim.constants import API_KEY, HARNESS_ORDER_PREFIX, SYMBOL
-
         self.world, self.api_key, self.prefix, self.symbol = world, API_KEY, HARNESS_ORDER_PREFIX, SYMBOL
         self.snapshots: dict[int, Snapshot] = {}
         self.prices: list[tuple[int, float, float]] = []
@@ -136,8 +136,6 @@ class _Probe:
 
 def run_schedule(schedule: Schedule, policy: Any, workdir: Path | None = None) -> Trace:
     """Run one schedule in sim mode (the real bot) and collect its trace; never raises."""
-    from harness.sim.world import SimWorld
-
     scenario = to_scenario(schedule)
     bar_ms = scenario.bar_ms
     try:

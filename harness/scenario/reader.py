@@ -39,6 +39,7 @@ NEVER_KEYS = {"never": True, "match": False, "after": False, "until": False}
 FINAL_KEYS = {k: False for k in FINAL_VALUES}
 POLICY_KEYS = {"policy": True, "plus": False, "times": False, "unit": False}
 
+
 def _join(prefix: str, key: Any) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
 
