@@ -46,7 +46,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check bot harness tests benchmarks
-	$(BIN)/mypy bot/core harness/report
+	$(BIN)/mypy bot harness/report
 
 clean:
 	rm -rf $(VENV) .tools reports/runs reports/latest .pytest_cache .mypy_cache .ruff_cache .hypothesis

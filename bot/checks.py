@@ -14,7 +14,7 @@ judges it on every alert (alert.failed with no fallback left, alert.sent).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,12 @@ Outcome = tuple[bool, str] | None
 PROBE_KEY = "redflag-backup-probe"
 
 
-def red_flag_checks(trader: Any, metrics_server: Any, creds: Any) -> RedFlagChecks:
-    """The live bot's checks: the leak watch on the bot's own logs (leak_detection.yaml) for its secret."""
+def red_flag_checks(trader: Any, metrics_server: Any, creds: Any, own_files: Sequence[Path]) -> RedFlagChecks:
+    """The live bot's checks: the leak watch for its secret on the log places of leak_detection.yaml
+    and on the files the bot itself writes (`own_files`: its audit log, its event stream)."""
     config = load_leak_config()
-    places = LeakPlaces(logs=config.resolve(Path.cwd()).logs)  # repos and drop folders: the harness's watch
+    # repos and drop folders are the harness's watch; the bot reads what it and its logger write
+    places = LeakPlaces(logs=[*config.resolve(Path.cwd()).logs, *own_files])
     watch = LeakWatch([Fingerprint.of(creds.api_key[:6], creds.secret)], places)
     return RedFlagChecks(trader, metrics_server=metrics_server, leak_watch=watch,
                          leak_interval_ms=config.scan_interval_ms["log"])

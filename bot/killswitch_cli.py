@@ -45,7 +45,7 @@ from bot.core.policy import Policy
 from bot.io.access import CONTROL_TOKEN_ENV, AccessError, open_access
 from bot.io.audit_anchor import AnchorError, audit_hmac_key
 from bot.io.audit_trail import AuditTrail
-from bot.io.credentials import CredentialError, load_api_credentials, presented_token
+from bot.io.credentials import load_api_credentials, presented_token
 from bot.io.exchange import (
     AuthError,
     ClockSkewError,
@@ -57,6 +57,7 @@ from bot.io.exchange import (
     UnknownOutcomeError,
 )
 from bot.io.marker import read_marker, remove_marker, write_marker
+from bot.io.secrets import CredentialError
 from bot.io.state import StateStore, StateStoreError, open_store
 from bot.live import _with_parent
 

@@ -42,12 +42,13 @@ from bot.core.market import Bar, BookTick
 from bot.io.access import CONTROL_TOKEN_ENV, AccessError, open_access
 from bot.io.audit_anchor import AnchorError, audit_hmac_key
 from bot.io.audit_trail import AuditTrail
-from bot.io.credentials import CredentialError, load_api_credentials
+from bot.io.credentials import load_api_credentials
 from bot.io.exchange import ExchangeError, RetryableError, UnknownOutcomeError
 from bot.io.feed import TIMEFRAME_MS, MarketFeed
 from bot.io.key_age import KeyMetadataError, load_key_metadata
 from bot.io.marker import read_marker
 from bot.io.redaction import redact_obj
+from bot.io.secrets import CredentialError, read_private_file
 from bot.io.state import StateStoreError, open_bot_store
 from bot.lifecycle import Lifecycle
 from bot.runtime import StartupRefused, Trader, TraderConfig
@@ -133,8 +134,6 @@ def _positive_float(text: str) -> float:
 
 def control_token(token_file: Path | None, env: dict[str, str] | None = None) -> str | None:
     """The control API token: --token-file (0600) first, else env GAMEDAY_CONTROL_TOKEN."""
-    from bot.io.credentials import read_private_file
-
     env = dict(os.environ) if env is None else env
     if token_file is not None:
         return read_private_file(token_file, "control token file").strip() or None
@@ -143,8 +142,6 @@ def control_token(token_file: Path | None, env: dict[str, str] | None = None) ->
 
 def metrics_token(token_file: Path | None, env: dict[str, str] | None = None) -> str | None:
     """The metrics (read-only) token: --metrics-token-file (0600) first, else env GAMEDAY_METRICS_TOKEN."""
-    from bot.io.credentials import read_private_file
-
     env = dict(os.environ) if env is None else env
     if token_file is not None:
         return read_private_file(token_file, "metrics token file").strip() or None
@@ -320,7 +317,8 @@ async def _serve(args: argparse.Namespace, policy: Any, creds: Any, clock: WallC
             return EXIT_OK
         driver = LiveDriver(trader, exchange, bus, clock, marker, store, timeframe=args.timeframe,
                             stopping=stopping, on_signal=life.on_signal,
-                            checks=red_flag_checks(trader, metrics_server, creds))
+                            checks=red_flag_checks(trader, metrics_server, creds,
+                                                   [p for p in (args.audit, args.events) if p is not None]))
         if args.control_port is not None:
             from bot.io.control import ControlServer
 

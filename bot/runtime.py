@@ -446,12 +446,12 @@ class Trader:
         before = self.engine.ramp_state
         problems = self.engine.advance_ramp(AdvanceEvidence(actor, missing))
         stages = self.policy.capital_ramp.stages
+        why = "; ".join(problems) or "evidence complete"
         details = {"from": stages[before.stage].name, "to": stages[self.engine.ramp_state.stage].name,
-                   "validation": validation, "accepted": not problems,
-                   "why": "; ".join(problems) or "evidence complete"}
+                   "validation": validation, "accepted": not problems, "why": why}
         recorded = [self._persist(force=True), self.record(actor, "ramp.advance", details)]
         if problems:
-            return OperatorOutcome(False, details["why"], "; ".join(p for p in recorded if p) or None)
+            return OperatorOutcome(False, why, "; ".join(p for p in recorded if p) or None)
         return self._acted("capital ramp advanced", f"stage {details['to']} (from {details['from']})", recorded)
 
     def _acted(self, what: str, reason: str, problems: list[str | None]) -> OperatorOutcome:

@@ -42,7 +42,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot.io.credentials import CredentialError, auth_file_path, read_private_file
+from bot.io.credentials import auth_file_path
+from bot.io.secrets import CredentialError, read_private_file
 
 PERMISSIONS: dict[str, str] = {
     "killswitch": "engage and clear the kill switch",

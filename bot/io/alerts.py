@@ -115,9 +115,9 @@ class _Strict(BaseModel):
 
 class _Channel(_Strict):
     type: str
-    timeout_seconds: float = Field(1.5, gt=0, le=60)
+    timeout_seconds: float = Field(default=1.5, gt=0, le=60)
     fallback: str | None = None
-    concurrency: int = Field(2, ge=1, le=32)
+    concurrency: int = Field(default=2, ge=1, le=32)
     optional: bool = False  # not configured is normal: no notice at start
 
 
@@ -139,7 +139,7 @@ class WebhookChannel(_Channel):
 
 class EmailChannel(_Channel):
     type: Literal["email"]
-    timeout_seconds: float = Field(3.0, gt=0, le=60)
+    timeout_seconds: float = Field(default=3.0, gt=0, le=60)
     host: ValueField
     port: ValueField = "587"
     starttls: ValueField = "true"
@@ -200,15 +200,15 @@ class LargeLoss(_Strict):
 
 
 class RateLimit(_Strict):
-    max_alerts: int = Field(5, ge=1)
-    per_seconds: float = Field(60.0, gt=0)
+    max_alerts: int = Field(default=5, ge=1)
+    per_seconds: float = Field(default=60.0, gt=0)
 
 
 class Retry(_Strict):
-    attempts: int = Field(3, ge=1, le=20)
-    initial_backoff_seconds: float = Field(0.2, ge=0, le=60)
-    max_backoff_seconds: float = Field(1.0, ge=0, le=600)
-    give_up_after_seconds: float = Field(2.5, gt=0, le=600)
+    attempts: int = Field(default=3, ge=1, le=20)
+    initial_backoff_seconds: float = Field(default=0.2, ge=0, le=60)
+    max_backoff_seconds: float = Field(default=1.0, ge=0, le=600)
+    give_up_after_seconds: float = Field(default=2.5, gt=0, le=600)
 
 
 class Heartbeat(_Strict):
@@ -221,11 +221,11 @@ class _File(_Strict):
     routes: dict[str, tuple[str, ...]]
     events: dict[str, Annotated[EventRule, BeforeValidator(_rule)]]
     large_loss: LargeLoss | None = None
-    dedup_seconds: float = Field(60.0, ge=0)
+    dedup_seconds: float = Field(default=60.0, ge=0)
     rate_limit: RateLimit = RateLimit()
     retry: Retry = Retry()
-    queue_max: int = Field(1000, ge=1)
-    drain_seconds: float = Field(5.0, ge=0, le=600)
+    queue_max: int = Field(default=1000, ge=1)
+    drain_seconds: float = Field(default=5.0, ge=0, le=600)
     heartbeat: Heartbeat | None = None
 
 

@@ -171,13 +171,10 @@ def schedules(draw: Any, profiles: Sequence[str], bars: int, policies: Mapping[s
         if FAULTS[kind].drill.terminal:
             break
         t += reserve + draw(st.integers(0, 15))
-    strategy = not off
-    if any(FAULTS[s.fault].drill.trades for s in steps):
-        # The harness hands the bot each streak trade on a flat account and waits for its exits:
-        # the bot's own entries (or an inherited position) would interleave with them.
-        strategy, position = False, None
+    # The trade faults take what the bot holds (its strategy's position, an inherited one, a
+    # resting entry) as their first trade, so every schedule may run with the strategy on.
     return Schedule(profile, draw(st.integers(0, 999)), bars, float(draw(st.sampled_from([15, 10, 30]))),
-                    strategy, position, tuple(steps))
+                    not off, position, tuple(steps))
 
 
 def _by_interest(kinds: Iterable[str]) -> list[str]:

@@ -120,7 +120,7 @@ class DrillFacts:
     # bars after injection during which the bot may not see prices or reach the exchange, so an
     # exit / flatten SLA is not judged (0: it can; None: until the end of the run)
     blinds_bars: int | None = 0
-    trades: bool = False  # the harness trades on the bot's account: the bot's own entries must be off
+    trades: bool = False  # the harness drives trades on the bot's account, one after the other
     terminal: bool = False  # nothing can be scheduled after it
     reserve_bars: int = 1  # bars to leave before the next step (a trading kind: plus 6 per trade)
 

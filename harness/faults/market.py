@@ -1,5 +1,11 @@
 """Market faults: the harness arranges the exposure it needs and moves the price.
 
+Whatever the bot's own strategy is doing, drawdown and the trades (harness/faults/trades.py) first
+let the bot settle in sim mode: an entry of its own resting on the book (post-only under pets) is
+filled by moving the price to it, an order or an adoption in flight is waited for (the account must
+hold what the bot last said it holds). Net mode does not settle a running strategy's orders yet
+(net scenarios run these kinds with `strategy: off`).
+
 - drawdown: the account's REAL equity (wallet + unrealised) falls `depth_pct` below the day's
   peak - the highest equity the bot could have seen today (sim: sampled at every book tick; net:
   at every price change of the testnet engine since the run began). The harness arranges the
@@ -12,8 +18,10 @@
 - spread_spike: the exchange quotes `bps` wide for `duration`.
 - atr_spike: sim: bars whose true range drives the ATR to `multiple` x its baseline (the same
   Wilder ATR and rolling baseline the policy defines), held for `duration`; close-to-close
-  unchanged. net: the price swings bar over bar by `multiple` x the per-bar volatility for
-  `duration` (the bot's ATR is not visible from outside it).
+  unchanged. With `over: N` the ATR ramps there in N equal steps, one a bar (a volatility
+  expansion whose bars stay narrow enough not to reach a position's stop), then holds. net: the
+  price swings bar over bar by `multiple` x the per-bar volatility for `duration`, growing to it
+  over `over` bars (the bot's ATR is not visible from outside it).
 - price_gap: the price jumps `pct` at once and the bar closes there.
 
 loss_streak and winning_trade (the same family) are in harness/faults/trades.py.
@@ -83,27 +91,37 @@ def check_depth(depth: float, peak: float, reached: float) -> None:
 # ------------------------------------------------------------------------------------------ sim
 
 
-def after_adoption(world: SimWorld, step: ActiveStep, then: Any, what: str) -> None:
-    """Call then() once the bot has adopted the exposure just opened on its account."""
-    started = world.now
-    done = {"flag": False}
+def when_settled(world: SimWorld, step: ActiveStep, what: str, then: Any) -> None:
+    """Call then() once the account holds what the bot last said it holds (position.opened /
+    position.closed): an entry of its own resting on the book is filled first (the market comes to
+    it), an order or an adoption in flight is waited for, at most ADOPT_BARS bars."""
+    started, done = world.now, {"flag": False}
 
-    def on_event(event: Any) -> None:
-        if event.name == "position.opened" and event.fields.get("reason") == "reconciled" and not done["flag"]:
+    def attempt() -> None:
+        if done["flag"] or step.error is not None:
+            return
+        resting = _resting_entries(world)
+        if resting:
+            _fill_resting(world, resting)
+        why = "its resting entry was filled and the bot has not said so" if resting else _in_flight(world)
+        if why is None:
             done["flag"] = True
             unsubscribe()
-            world.at(world.now, then, P_PHASE)
+            then()
+        elif world.now - started >= ADOPT_BARS * world.bar_ms:
+            done["flag"] = True
+            unsubscribe()
+            step.fail(f"{what}: the bot did not settle within {ADOPT_BARS} bars: {why}")
+        else:
+            world.at(min(world.now + world.bar_ms // 5, started + ADOPT_BARS * world.bar_ms), attempt, P_PHASE)
+
+    def on_event(event: Any) -> None:
+        if event.name in ("position.opened", "position.closed", "order.filled"):
+            world.at(world.now, attempt, P_PHASE)
 
     unsubscribe = world.watch(on_event)
-
-    def check() -> None:
-        if not done["flag"] and step.error is None:
-            unsubscribe()
-            step.fail(f"{what}: the bot did not adopt the position opened on its account within "
-                      f"{ADOPT_BARS} bars (no position.opened{{reason=reconciled}} since "
-                      f"{started - START_MS} ms)")
-
-    world.at(started + ADOPT_BARS * world.bar_ms, check, P_PHASE)
+    step.on_cleanup(unsubscribe)
+    attempt()
 
 
 async def drawdown(world: SimWorld, step: ActiveStep) -> None:
@@ -111,6 +129,12 @@ async def drawdown(world: SimWorld, step: ActiveStep) -> None:
     world.require_trader("drawdown")
     max_move = max_move_pct(world.policy)
     leverage = drawdown_leverage(depth, max_move)
+    step.pending = f"drawdown {depth}%: waiting for the bot's orders to settle"
+    when_settled(world, step, "drawdown", lambda: _arrange(world, step, depth, leverage, max_move))
+
+
+def _arrange(world: SimWorld, step: ActiveStep, depth: float, leverage: float, max_move: float) -> None:
+    """Top the bot's position (its own, or none) up to `leverage` x equity, then gap."""
     equity, price, held = world.real_equity(), world.price(), world.exchange_qty()
     # The peak as the bot has seen it: equity while the harness's exposure is in flight (placed,
     # not yet adopted) is equity the bot cannot observe, so it must not raise the peak.
@@ -120,7 +144,7 @@ async def drawdown(world: SimWorld, step: ActiveStep) -> None:
     step.pending = f"drawdown {depth}%: waiting for the bot to adopt the exposure"
     if add >= 0.001:
         world.place_for_bot(side, add)
-        after_adoption(world, step, lambda: _gap_to_depth(world, step, depth, max_move, peak), "drawdown")
+        when_settled(world, step, "drawdown", lambda: _gap_to_depth(world, step, depth, max_move, peak))
     else:
         _gap_to_depth(world, step, depth, max_move, peak)
 
@@ -145,6 +169,41 @@ def _gap_to_depth(world: SimWorld, step: ActiveStep, depth: float, max_move: flo
     step.establish(world.now)
 
 
+def bot_plan(world: SimWorld) -> dict[str, Any] | None:
+    """The position the bot last said it holds (its position.opened fields: qty, entry, stop,
+    take_profit), or None when its last word was position.closed (or it never opened one)."""
+    for event in reversed(world.events):
+        if event.name == "position.closed":
+            return None
+        if event.name == "position.opened":
+            return dict(event.fields)
+    return None
+
+
+def _resting_entries(world: SimWorld) -> list[Any]:
+    """The bot's entries working on the book (its own limit orders: post-only under pets)."""
+    return [o for o in world.xe.open_orders(world.api_key, SYMBOL)
+            if not o.reduce_only and not str(o.client_id or "").startswith(HARNESS_ORDER_PREFIX)]
+
+
+def _fill_resting(world: SimWorld, orders: list[Any]) -> None:
+    """The market comes to the bot's resting entry: the price moves through its limit, it fills."""
+    order = orders[0]
+    bid, ask = world.xe.book(SYMBOL)
+    through = ask - bid + 2 * world.xe.markets[SYMBOL].spec.tick_size
+    world.xe.set_price(SYMBOL, order.price - through if order.side == "BUY" else order.price + through)
+
+
+def _in_flight(world: SimWorld) -> str | None:
+    """None when the account holds what the bot last said it holds; else what is in flight."""
+    plan, qty = bot_plan(world), world.exchange_qty()
+    known = 0.0 if plan is None else float(plan["qty"])
+    if abs(qty - known) < world.xe.markets[SYMBOL].spec.step_size / 2:
+        return None
+    return (f"the account holds {qty:g} {SYMBOL}, the bot last said {known:g} (an order or an adoption "
+            "in flight)")
+
+
 async def spread_spike(world: SimWorld, step: ActiveStep) -> None:
     bps, duration = float(step.params["bps"]), int(step.params["duration"])
     world.xe.widen_spread(bps, symbol=SYMBOL, duration_ms=duration)
@@ -153,6 +212,7 @@ async def spread_spike(world: SimWorld, step: ActiveStep) -> None:
 
 async def atr_spike(world: SimWorld, step: ActiveStep) -> None:
     multiple, duration = float(step.params["multiple"]), int(step.params["duration"])
+    over = int(step.params.get("over") or 1)
     atr_policy = world.policy.circuit_breakers.volatility.atr
     if not world.atr_baseline.full or world.atr.value is None or not world.atr_baseline.mean:
         need = atr_policy.atr_periods + atr_policy.baseline_periods
@@ -160,18 +220,24 @@ async def atr_spike(world: SimWorld, step: ActiveStep) -> None:
                          f"{atr_policy.atr_periods} + baseline_periods {atr_policy.baseline_periods}); "
                          f"injected after {world.bar_index} bars - inject at or after {need + 1} bars")
     target = multiple * world.atr_baseline.mean
+    start = world.atr.value
     periods = atr_policy.atr_periods
     first = world.bar_index + 1
-    bars = max(1, math.ceil(duration / world.bar_ms))
+    # `over` bars of ramp (the ATR rises by an equal step each bar, reaching the target at the
+    # over-th), then the target is held for `duration`: over 1 is the old one-bar jump.
+    bars = over - 1 + max(1, math.ceil(duration / world.bar_ms))
 
-    def spike(price: float) -> tuple[float, float, float, float]:
-        prev = world.atr.value or target
-        true_range = max(prev + periods * (target - prev), prev * 0.1)
-        half = min(true_range / 2, price * 0.45)
-        return price, price + half, price - half, price
+    def spike(goal: float) -> Any:
+        def bar(price: float) -> tuple[float, float, float, float]:
+            prev = world.atr.value or goal
+            true_range = max(prev + periods * (goal - prev), prev * 0.1)
+            half = min(true_range / 2, price * 0.45)
+            return price, price + half, price - half, price
 
-    for k in range(first, first + bars):
-        world.bar_overrides[k] = spike
+        return bar
+
+    for j, k in enumerate(range(first, first + bars)):
+        world.bar_overrides[k] = spike(start + (target - start) * min(1.0, (j + 1) / over))
 
     def cleanup() -> None:
         for k in range(first, first + bars):
@@ -266,14 +332,21 @@ def price_gap_net(run: NetRun, p: dict[str, Any]) -> Injected:
 
 
 def atr_spike_net(run: NetRun, p: dict[str, Any]) -> Injected:
-    """Swing the price bar over bar by multiple x the per-bar volatility for the duration."""
-    price = float(run.stack.admin("state", method="GET")["markets"][run.symbol]["price"])
+    """Swing the price bar over bar by multiple x the per-bar volatility for the duration (growing
+    to it over `over` bars first)."""
+    price = mark_price(run)
     bar_real = max(run.bar_real_ms, 1)
-    bars = max(2, round(p["duration"] / bar_real))
     amplitude = price * run.vol_bps / 10_000 * p["multiple"] * 2
-    prices = [price + (amplitude if i % 2 == 0 else -amplitude) for i in range(bars)]
+    prices = swing_path(price, amplitude, max(2, round(p["duration"] / bar_real)), int(p.get("over") or 1))
     run.stack.admin("price/path", {"symbol": run.symbol, "prices": prices, "step_ms": bar_real})
     return Injected(now_ms())
+
+
+def swing_path(price: float, amplitude: float, hold_bars: int, over: int) -> list[float]:
+    """One price a bar, alternating above and below `price`: the swing grows in `over` equal steps
+    to `amplitude` (over 1: at once), then holds for `hold_bars`."""
+    return [price + (1 if i % 2 == 0 else -1) * amplitude * min(1.0, (i + 1) / over)
+            for i in range(over - 1 + hold_bars)]
 
 
 KINDS = (
@@ -288,8 +361,10 @@ KINDS = (
          bps=P("number", gt=0, doc="spread in basis points"), duration=DURATION,
          drill=DrillFacts("C2.volatility", {"bps": ("circuit_breakers.volatility.spread.max_spread_bps",
                                                     "circuit_breakers.volatility.spread.warning_bps")})),
-    kind("atr_spike", "market", "ATR jumps to multiple x its baseline", sim=atr_spike, net=atr_spike_net,
+    kind("atr_spike", "market", "ATR jumps to multiple x its baseline (with `over: N`, ramps there over N "
+         "bars, then holds for duration)", sim=atr_spike, net=atr_spike_net,
          multiple=P("number", gt=0, doc="ATR over baseline"), duration=DURATION,
+         over=P("int", required=False, ge=1, doc="bars the ATR takes to get there (default 1: at once)"),
          drill=DrillFacts("C2.volatility", {"multiple": ("circuit_breakers.volatility.atr.spike_threshold",)})),
     kind("price_gap", "market", "the price moves pct in one bar", sim=price_gap, net=price_gap_net,
          pct=P("number", nonzero=True, doc="signed move in percent"),

@@ -1,14 +1,18 @@
 """Trades the harness hands the bot (market family): loss_streak and winning_trade.
 
-`count` times: give the bot a position (a small long on its account), wait until it has adopted it
-(its next reconcile), then move the price through its stop (loss) or its take profit (win) - the
-bot judges both on every book tick - until the bot closes the trade. Established when the count-th
-trade has closed with the wanted sign (position.closed pnl < 0 / > 0). A trade not adopted or not
-closed in time, or closed with the other sign, is an ERROR.
+`count` times: take the bot's position - the strategy's own, else a small long the harness opens on
+its account and the bot adopts at its next reconcile - then move the price through its stop and
+entry (loss) or its take profit (win) - the bot judges both on every book tick - until the bot
+closes the trade. Established when the count-th trade in a row has closed with the wanted sign
+(position.closed pnl < 0 / > 0). A trade not adopted or not closed in time is an ERROR.
 
-sim: the price goes straight to the stop / take profit at the current ATR (the harness sees the
-bot's ATR). net: the bot's ATR is not visible from outside it, so the price walks in small steps
-(far under the one-bar price_move limit) toward the widest stop / take profit the policy allows,
+sim: whatever the bot's strategy is doing, it settles first (harness/faults/market.py
+`when_settled`); a trade the bot closes by itself with the other sign starts the count again, so
+`count` is trades in a row as the bot sees them. The price goes straight past the stop / take
+profit the bot announced (or the one at the current ATR). net: the harness's trades only, on a flat
+account (net scenarios run these kinds with `strategy: off`); a trade closed with the other sign is
+an ERROR. The bot's ATR is not visible from outside it, so the price walks in small steps (far
+under the one-bar price_move limit) toward the widest stop / take profit the policy allows,
 stopping as soon as the bot has closed; then goes back to where the trade started.
 """
 
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.faults.contract import DrillFacts, FaultError, Injected, kind
 from harness.faults.contract import ParamSpec as P
-from harness.faults.market import after_adoption, place_for_bot_net
+from harness.faults.market import bot_plan, place_for_bot_net, when_settled
 from harness.net.inject import mark_price, position_qty, real_equity
 from harness.sim.constants import P_PHASE, SYMBOL
 
@@ -42,67 +46,79 @@ async def winning_trade(world: SimWorld, step: ActiveStep) -> None:
 
 
 def _trades(world: SimWorld, step: ActiveStep, *, win: bool) -> None:
-    world.require_trader(step.step.fault)
+    """Each trade is whatever the bot holds or is about to: its own position (the strategy's), its
+    resting entry (filled: the market comes to it), else a position the harness opens on its
+    account; then the price goes through that position's stop (loss) or take profit (win). A
+    trade the bot closes by itself with the other sign starts the streak again: count is trades
+    in a row as the bot sees them."""
+    fault = step.step.fault
+    world.require_trader(fault)
     count = int(step.params["count"])
     kind = "winning" if win else "losing"
-    state = {"done": 0, "waits": 0}
+    state = {"done": 0, "closed": 0, "driving": 0}
 
-    def open_next() -> None:
-        if step.error is not None or world.trader is None:
-            if world.trader is None:
-                step.fail(f"{step.step.fault}: the bot stopped running")
+    def on_event(event: Any) -> None:
+        if event.name != "position.closed" or step.error is not None or step.established_ms is not None:
             return
-        if abs(world.exchange_qty()) > 1e-9:  # wait until the bot is flat
-            state["waits"] += 1
-            if state["waits"] > 20:
-                step.fail(f"{step.step.fault}: the bot's account never went flat for the next trade")
-                return
-            world.at(world.now + world.bar_ms, open_next, P_PHASE)
+        pnl = event.fields.get("pnl")
+        good = isinstance(pnl, int | float) and (pnl > 0 if win else pnl < 0)
+        driven, state["driving"] = state["driving"], 0
+        state["closed"] += 1
+        if driven and not good:
+            step.fail(f"{fault}: trade {state['done'] + 1} closed with pnl {pnl!r}, not a {kind} trade")
             return
-        step.pending = f"{state['done']} of {count} {kind} trades closed"
-        equity, price = world.real_equity(), world.price()
-        order = world.place_for_bot("BUY", max(TRADE_FRACTION * equity / price, 0.002))
-        entry = order.avg_price
-        after_adoption(world, step, lambda: move(entry), step.step.fault)
-
-    def move(entry: float) -> None:
-        if step.error is not None:
-            return
-        stop = world.stop_pct(entry)
-        if win:
-            multiple = world.policy.exits.take_profit.risk_multiple
-            goal = entry * (1 + multiple * stop + BEYOND)
-        else:
-            goal = entry * (1 - stop - BEYOND)
-        moved_at = world.now
-
-        def on_event(event: Any) -> None:
-            if event.name != "position.closed":
-                return
+        if not good:
+            world.notes.append(f"{step.id}: the bot closed a trade by itself with pnl {pnl!r} "
+                               f"({event.fields.get('reason')}): the {kind} streak starts again")
+        state["done"] = state["done"] + 1 if good else 0
+        if state["done"] >= count:
             unsubscribe()
-            pnl = event.fields.get("pnl")
-            if not isinstance(pnl, int | float) or (pnl <= 0 if win else pnl >= 0):
-                step.fail(f"{step.step.fault}: trade {state['done'] + 1} closed with pnl {pnl!r}, "
-                          f"not a {kind} trade")
-                return
-            state["done"] += 1
-            if state["done"] >= count:
-                step.establish(event.ts_ms)
-            else:
-                world.at(world.now, open_next, P_PHASE)
+            step.establish(event.ts_ms)
+        elif state["closed"] >= 3 * count + 3:
+            step.fail(f"{fault}: {state['closed']} trades closed, never {count} {kind} ones in a row")
+        elif driven:
+            world.at(world.now, next_trade, P_PHASE)
 
-        unsubscribe = world.watch(on_event)
+    unsubscribe = world.watch(on_event)
+    step.on_cleanup(unsubscribe)
+
+    def next_trade() -> None:
+        if world.trader is None:
+            step.fail(f"{fault}: the bot stopped running")
+        elif step.error is None and step.established_ms is None:
+            step.pending = f"{state['done']} of {count} {kind} trades closed"
+            when_settled(world, step, fault, take)
+
+    def take() -> None:
+        if step.error is not None or step.established_ms is not None:
+            return
+        plan = bot_plan(world)
+        if plan is None:
+            world.place_for_bot("BUY", max(TRADE_FRACTION * world.real_equity() / world.price(), 0.002))
+            when_settled(world, step, fault, take)
+        else:
+            drive(plan)
+
+    def drive(plan: dict[str, Any]) -> None:
+        qty, entry = float(plan["qty"]), float(plan["entry"])
+        sign = 1.0 if qty > 0 else -1.0
+        stop = plan.get("stop") or entry * (1 - sign * world.stop_pct(entry))
+        take_profit = plan.get("take_profit") or \
+            entry * (1 + sign * world.policy.exits.take_profit.risk_multiple * world.stop_pct(entry))
+        # A loss goes past the stop and the entry both (a trailed stop may be in profit).
+        worst = min(stop, entry) if sign > 0 else max(stop, entry)
+        goal = take_profit + sign * BEYOND * entry if win else worst - sign * BEYOND * entry
+        state["driving"] = drive_no = state["closed"] + 1
 
         def check() -> None:
-            if step.error is None and step.established_ms is None and state["done"] < count:
-                unsubscribe()
-                step.fail(f"{step.step.fault}: the bot did not close trade {state['done'] + 1} within 3 bars "
+            if step.error is None and state["driving"] == drive_no:
+                step.fail(f"{fault}: the bot did not close trade {state['done'] + 1} within 3 bars "
                           f"of the price passing its {'take profit' if win else 'stop'}")
 
-        world.at(moved_at + 3 * world.bar_ms, check, P_PHASE)
+        world.at(world.now + 3 * world.bar_ms, check, P_PHASE)
         world.xe.set_price(SYMBOL, goal)
 
-    open_next()
+    next_trade()
 
 
 # ------------------------------------------------------------------------------------------ net

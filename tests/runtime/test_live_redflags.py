@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from rt_support import KEY, SECRET, TOKEN, BotProcess, admin, bot_env, open_testnet, wait_for_events, wait_healthy
 
 from harness.services import free_loopback_port, make_redis_client
 
 
-async def test_the_running_bot_finds_its_secret_in_its_own_log_and_stops(tmp_path: Path) -> None:
-    log = tmp_path / "logs" / "bot.log"  # leak_detection.yaml places.logs, relative to the working directory
-    log.parent.mkdir()
-    log.write_text(f"an earlier run printed secret={SECRET}\n")
+# leak_detection.yaml places.logs (relative to the working directory), or a file the bot itself writes
+@pytest.mark.parametrize("leaked_in", ["logs/bot.log", "events.jsonl"])
+async def test_the_running_bot_finds_its_secret_in_its_own_log_and_stops(tmp_path: Path, leaked_in: str) -> None:
+    log = tmp_path / leaked_in
+    log.parent.mkdir(exist_ok=True)
+    planted = json.dumps({"name": "earlier.run", "printed": f"secret={SECRET}"})
+    log.write_text(planted + "\n")
     async with open_testnet() as handle:
         args = ["run", "--exchange", "testnet", "--testnet-url", handle.rest_url, "--no-entries",
                 "--events", str(tmp_path / "events.jsonl"), "--state", str(tmp_path / "state" / "bot.db"),
@@ -28,7 +33,7 @@ async def test_the_running_bot_finds_its_secret_in_its_own_log_and_stops(tmp_pat
     engaged = next(e for e in events if e["name"] == "killswitch.engaged")
     assert engaged["actor"] == "redflag" and engaged["reason"].startswith("red flag private_key_logged")
     assert "ALERT [emergency]" in err  # the alert router's log channel carried it
-    assert SECRET not in out + err + (tmp_path / "events.jsonl").read_text()
+    assert SECRET not in out + err + (tmp_path / "events.jsonl").read_text().replace(planted, "")
 
 
 async def test_post_checks_on_the_running_bot_with_redis_state_then_a_revoked_key_stops_it(
