@@ -42,6 +42,7 @@ from harness.sim.constants import (
     SYMBOL,
     operator_access,
 )
+from harness.sim.outcome import duplicate_orders
 from harness.sim.steps import ActiveStep
 from harness.sim.transport import Feed, Network, SimDisks, SimStore, SimTransport
 from harness.testnet.engine import Account as ExchangeAccount
@@ -495,24 +496,4 @@ class SimWorld:
     def duplicate_orders(self) -> list[str]:
         """Orders sent again while an earlier order's outcome was unknown (or re-sent under the
         same client id), from the bot's events and the exchange's own order log."""
-        problems: list[str] = []
-        log = [r for r in self.xe.order_log if r.get("api_key") in self.bot_keys
-               and not str(r.get("client_id") or "").startswith(HARNESS_ORDER_PREFIX)]
-        for r in log:
-            if r["event"] == "rejected" and r.get("code") == -4116:
-                problems.append(f"client id {r['client_id']} sent twice (-4116) at {r['ts'] - START_MS} ms")
-        resolved: dict[str, int] = {}
-        for e in self.events:
-            if e.name == "order.reconciled" and e.fields.get("client_id"):
-                resolved.setdefault(str(e.fields["client_id"]), e.ts_ms)
-        for e in self.events:
-            if e.name != "order.unknown":
-                continue
-            cid = str(e.fields.get("client_id"))
-            side = str(e.fields.get("side", "")).upper()
-            until = resolved.get(cid, math.inf)
-            for r in log:
-                if (r["event"] == "new" and r["client_id"] != cid and r.get("side") == side
-                        and e.ts_ms <= r["ts"] <= until):
-                    problems.append(f"{r['client_id']} ({side}) sent while {cid}'s outcome was unknown")
-        return problems
+        return duplicate_orders(self.xe.order_log, self.events, self.bot_keys)
