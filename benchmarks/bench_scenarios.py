@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 from bot.config import load_policy  # noqa: E402
 from bot.core.policy import policy_value  # noqa: E402
 from harness.expect import judge  # noqa: E402
-from harness.runner import simulate  # noqa: E402
 from harness.scenario import load_scenario, resolve_all  # noqa: E402
+from harness.sim.runner import simulate  # noqa: E402
 
 _POLICIES: dict[str, object] = {}
 
@@ -118,7 +118,7 @@ def main() -> int:
     drills_checked(report)
 
     if args.profile:
-        from harness.drill import _policy, evaluate, generate
+        from harness.drill.search import _policy, evaluate, generate
 
         plan = generate(20, 1, PROFILES, args.bars, {p: _policy(p) for p in PROFILES})
         prof = cProfile.Profile()

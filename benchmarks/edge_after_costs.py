@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.config import load_policy  # noqa: E402
 from bot.core.policy import policy_value  # noqa: E402
-from harness.runner import simulate  # noqa: E402
 from harness.scenario import load_scenario, resolve_all  # noqa: E402
+from harness.sim.runner import simulate  # noqa: E402
 
 
 @dataclass

@@ -63,7 +63,7 @@ def load_checklist(path: Path) -> list[ChecklistItem]:
     item is malformed (unknown keys, a missing, bad or duplicate id). What verified_by cites is
     checked by reference_problems (the test suite), so a citation problem does not stop scenario
     collection."""
-    from harness.scenario import LMap, ScenarioError, _parse_yaml
+    from harness.scenario import LMap, ScenarioError, parse_yaml
 
     file = str(path)
     if not path.is_file():
@@ -71,7 +71,7 @@ def load_checklist(path: Path) -> list[ChecklistItem]:
                              "config/checklist.yaml, or point --gameday-config / GAMEDAY_CONFIG_DIR at a "
                              "config directory that has one")
     try:
-        data = _parse_yaml(path.read_text(encoding="utf-8"), file)
+        data = parse_yaml(path.read_text(encoding="utf-8"), file)
     except ScenarioError as exc:
         raise ChecklistError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -27,6 +27,9 @@
     gameday report DIR... [--out DIR]
         The readiness report of one or more evidence sets: report.html, report.md,
         readiness.json, attestation.json (harness.report). `gameday run` writes one into its set.
+    gameday docs [--check]
+        Write docs/scenarios.md's fault table from the fault catalog (harness/faults); --check exits 1
+        when the committed table differs.
     gameday attest ITEM --by NAME [--note TEXT] [--expires DATE|DAYS]
         A human attestation for a checklist item with a manual: form, audited, kept in
         config/attestations.yaml.
@@ -297,12 +300,26 @@ def _validate_args(p: argparse.ArgumentParser) -> None:
     add_arguments(p)
 
 
+def _docs_args(p: argparse.ArgumentParser) -> None:
+    from harness.faults.docs import add_arguments
+
+    add_arguments(p)
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from harness.faults.docs import cmd_docs as run
+
+    return run(args)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from harness.validate.cli import cmd_validate as run
 
     return run(args)
 
 
+COMMANDS.append(Command("docs", "write docs/scenarios.md's fault table from the fault catalog (--check: "
+                        "fail when it differs)", _docs_args, cmd_docs))
 COMMANDS.append(Command("validate", "paper-trade the strategy over generated and recorded markets; judge it "
                         "against the profile's validation thresholds", _validate_args, cmd_validate))
 

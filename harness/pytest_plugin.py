@@ -8,9 +8,9 @@ import harness.pytest_services as _services
 from harness import collect as _collect
 from harness import progress
 from harness import pytest_evidence as _evidence
-from harness import runner as _runner  # noqa: F401  (registers RUNNERS["sim"])
 from harness import shard as _shard
 from harness.net import runner as _net_runner  # noqa: F401 - registers RUNNERS["net"]
+from harness.sim import runner as _sim_runner  # noqa: F401 - registers RUNNERS["sim"]
 
 # Scenario collection and running (harness/collect.py); the session's evidence set, its table
 # and its seal (harness/pytest_evidence.py, a per-session plugin object registered at configure).

@@ -2,7 +2,7 @@
 the bus the harness subscribes to.
 
 `EVENTS` is the schema: event name -> field name -> `FieldSpec`. It is what scenarios may match
-on (harness/scenario.py rejects a field the event does not have, or a value of the wrong type)
+on (harness/scenario/ rejects a field the event does not have, or a value of the wrong type)
 and what the bot must emit (`event_problems` checks an emitted event; the harness runs it over
 every event of every scenario run and the test suite over every event its tests emit). To add
 an event or a field, declare it here:

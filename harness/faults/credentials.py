@@ -2,19 +2,30 @@
 
 - credential_leak: the bot's (fake) API secret is written where it must not be - a log line
   (`where: log`), a config file committed to a git repository (`repo`, real git) or a paste
-  (`paste`) - under the scenario's work directory, in the places config/leak_detection.yaml
-  watches. Nothing else: detection and response are the leak watch's and the runbook's job.
+  (`paste`) - under the scenario's work directory (net: the run directory), in the places
+  config/leak_detection.yaml watches. Nothing else: detection and response are the leak watch's
+  and the runbook's job.
 - key_revoked: the exchange revokes the bot's API key (-2015 from then on).
-- key_permissions: the key has exactly the permissions named in `flags`.
+- key_permissions: the key has exactly the permissions named in `flags` (every other one off), in
+  both modes through the engine's own permission flags (net: the testnet admin API).
 """
 
 from __future__ import annotations
 
 import subprocess  # nosec B404 - git with fixed arguments, never a shell
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.runner import API_KEY, START_MS, ActiveStep, FaultError, SimWorld
+from harness.faults.contract import DrillFacts, FaultError, Injected, kind
+from harness.faults.contract import ParamSpec as P
+from harness.net.inject import now_ms
+from harness.sim.constants import API_KEY, START_MS
+
+if TYPE_CHECKING:
+    from harness.net.runner import NetRun
+    from harness.sim.steps import ActiveStep
+    from harness.sim.world import SimWorld
+
 
 LEAK_FILES = {
     "log": ("logs/bot.log", "{ts} INFO exchange client configured key={key} secret={secret}\n"),
@@ -46,23 +57,55 @@ def write_leak(workdir: Path, where: str, ts: int, key: str, secret: str) -> str
     return name
 
 
+def permissions_for(fault: str, flags: list[Any]) -> dict[str, bool]:
+    """The engine's permission flags for a key that has exactly `flags`."""
+    names = [str(f) for f in flags]
+    unknown = [f for f in names if f not in PERMISSION_FLAGS]
+    if unknown:
+        raise FaultError(f"{fault}: unknown flag(s) {unknown}; allowed: {sorted(PERMISSION_FLAGS)}")
+    wanted = {PERMISSION_FLAGS[f] for f in names}
+    return {attr: attr in wanted for attr in set(PERMISSION_FLAGS.values())}
+
+
 async def credential_leak(world: SimWorld, step: ActiveStep) -> None:
     name = write_leak(world.workdir, step.params["where"], world.now - START_MS, world.api_key, world.api_secret)
     world.notes.append(f"{step.id}: leaked the bot's fake secret into {name}")
+
+
+def credential_leak_net(run: NetRun, p: dict[str, Any]) -> Injected:
+    at = now_ms()
+    name = write_leak(run.run_dir, p["where"], at, run.api_key, run.secret)
+    return Injected(at, notes=[f"leaked the bot's secret into {name}"])
 
 
 async def key_revoked(world: SimWorld, step: ActiveStep) -> None:
     world.xe.revoke_key(API_KEY)
 
 
+def key_revoked_net(run: NetRun, p: dict[str, Any]) -> Injected:
+    run.stack.admin("keys/revoke", {"api_key": run.api_key})
+    return Injected(now_ms())
+
+
 async def key_permissions(world: SimWorld, step: ActiveStep) -> None:
-    flags = [str(f) for f in step.params["flags"]]
-    unknown = [f for f in flags if f not in PERMISSION_FLAGS]
-    if unknown:
-        raise FaultError(f"key_permissions: unknown flag(s) {unknown}; allowed: {sorted(PERMISSION_FLAGS)}")
-    wanted = {PERMISSION_FLAGS[f] for f in flags}
-    world.xe.set_permissions(API_KEY, {attr: attr in wanted for attr in set(PERMISSION_FLAGS.values())})
+    world.xe.set_permissions(API_KEY, permissions_for("key_permissions", step.params["flags"]))
 
 
-SIM: dict[str, Any] = {"credential_leak": credential_leak, "key_revoked": key_revoked,
-                       "key_permissions": key_permissions}
+def key_permissions_net(run: NetRun, p: dict[str, Any]) -> Injected:
+    run.stack.admin("keys/permissions", {"api_key": run.api_key,
+                                         "permissions": permissions_for("key_permissions", p["flags"])})
+    return Injected(now_ms())
+
+
+KEYS = "D1.api_restrictions"
+KINDS = (
+    kind("credential_leak", "credentials", "an API secret shows up where it must not", sim=credential_leak,
+         net=credential_leak_net, where=P("enum", choices=("log", "repo", "paste")),
+         drill=DrillFacts("D3.credential_leak")),
+    kind("key_revoked", "credentials", "the exchange revokes the API key", sim=key_revoked, net=key_revoked_net,
+         drill=DrillFacts(KEYS, blinds_bars=None, terminal=True)),
+    kind("key_permissions", "credentials", "the API key has exactly these permissions", sim=key_permissions,
+         net=key_permissions_net, flags=P("flags", doc="permission names, e.g. withdraw, trade"),
+         drill=DrillFacts(KEYS, samples={"flags": ("read", "trade", "withdraw", "ip_restrict", "internal_transfer")},
+                          blinds_bars=None, terminal=True)),
+)

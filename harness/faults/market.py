@@ -1,54 +1,97 @@
 """Market faults: the harness arranges the exposure it needs and moves the price.
 
-Whatever the bot's own strategy is doing, these first let the bot settle: an entry of its own
-resting on the book (post-only under pets) is filled by moving the price to it, an order or an
-adoption in flight is waited for (the account must hold what the bot last said it holds).
+Whatever the bot's own strategy is doing, drawdown and the trades (harness/faults/trades.py) first
+let the bot settle in sim mode: an entry of its own resting on the book (post-only under pets) is
+filled by moving the price to it, an order or an adoption in flight is waited for (the account must
+hold what the bot last said it holds). Net mode does not settle a running strategy's orders yet
+(net scenarios run these kinds with `strategy: off`).
 
-- drawdown: top the bot's position (its own, or a new one) up to leveraged exposure on its
-  account (the bot adopts it at its next reconcile), then gap the price once so the account's
-  REAL equity (wallet + unrealised) is depth_pct below the day's peak. Leverage is chosen so the
-  move stays well under the one-bar price_move limit: this tests drawdown, not the gap breaker.
-  Established at the gap.
-- loss_streak / winning_trade: `count` times: take the bot's position (the strategy's own, else
-  one the harness opens and the bot adopts), then move the price through its stop and entry
-  (loss) or its take profit (win). A trade the bot closes by itself with the other sign starts
-  the count again. Established when the count-th trade in a row has closed with the wanted sign
-  (position.closed pnl < 0 / > 0).
+- drawdown: the account's REAL equity (wallet + unrealised) falls `depth_pct` below the day's
+  peak - the highest equity the bot could have seen today (sim: sampled at every book tick; net:
+  at every price change of the testnet engine since the run began). The harness arranges the
+  exposure itself, in both modes: it opens leveraged exposure on the bot's account in the
+  direction of what the bot holds (long when flat), waits until the bot has adopted it (its next
+  reconcile: position.opened reason reconciled), then moves the price once so equity is at the
+  depth. Leverage is chosen so the move stays well under the one-bar price_move limit: this tests
+  drawdown, not the gap breaker. A scenario needs no `account.position` for it. Established at the
+  price move.
 - spread_spike: the exchange quotes `bps` wide for `duration`.
-- atr_spike: bars whose true range drives the ATR to `multiple` x its baseline (the same Wilder
-  ATR and rolling baseline the policy defines), held for `duration`; close-to-close unchanged.
-  With `over: N` the ATR ramps there in N equal steps, one a bar (a volatility expansion whose
-  bars stay narrow enough not to reach a position's stop), then holds for `duration`.
+- atr_spike: sim: bars whose true range drives the ATR to `multiple` x its baseline (the same
+  Wilder ATR and rolling baseline the policy defines), held for `duration`; close-to-close
+  unchanged. With `over: N` the ATR ramps there in N equal steps, one a bar (a volatility
+  expansion whose bars stay narrow enough not to reach a position's stop), then holds. net: the
+  price swings bar over bar by `multiple` x the per-bar volatility for `duration`, growing to it
+  over `over` bars (the bot's ATR is not visible from outside it).
 - price_gap: the price jumps `pct` at once and the bar closes there.
+
+loss_streak and winning_trade (the same family) are in harness/faults/trades.py.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
-from harness.runner import (
-    HARNESS_ORDER_PREFIX,
-    P_BAR,
-    P_PHASE,
-    START_MS,
-    SYMBOL,
-    ActiveStep,
-    FaultError,
-    SimWorld,
-)
+from harness.faults.contract import DURATION, DrillFacts, FaultError, Injected, kind
+from harness.faults.contract import ParamSpec as P
+from harness.net.inject import mark_price, now_ms, position_qty, real_equity
+from harness.sim.constants import HARNESS_ORDER_PREFIX, P_BAR, P_PHASE, START_MS, SYMBOL
+from harness.testnet.engine import BinanceError
 
-ADOPT_BARS = 3  # how long the bot may take to adopt exposure (it reconciles every minute)
-TRADE_FRACTION = 0.15  # notional of each streak trade, as a fraction of equity
-BEYOND = 0.003  # how far past the stop / take profit the price goes (fraction of entry)
+if TYPE_CHECKING:
+    from harness.net.runner import NetRun
+    from harness.sim.steps import ActiveStep
+    from harness.sim.world import SimWorld
 
 
-def _max_move_pct(world: SimWorld) -> float:
-    check = world.policy.circuit_breakers.volatility.price_move
+ADOPT_BARS = 3  # sim: how long the bot may take to adopt exposure (it reconciles every minute)
+ADOPT_TIMEOUT_S = 10.0  # net: at least; and three of the bot's reconcile periods (run.reconcile_ms)
+MAX_LEVERAGE = 8.0  # of the exposure a drawdown arranges
+
+
+def max_move_pct(policy: Any) -> float:
+    """The one-bar price_move limit (20 % when the check is off)."""
+    check = policy.circuit_breakers.volatility.price_move
     return float(check.max_move_pct) if check.enabled else 20.0
 
 
-def _when_settled(world: SimWorld, step: ActiveStep, what: str, then: Any) -> None:
+def drawdown_leverage(depth: float, max_move: float) -> float:
+    """Exposure (x equity) for a drawdown of depth % by one move far under the price_move limit."""
+    move_pct = min(3.0, 0.4 * max_move)
+    leverage = max(depth / move_pct, 1.0)
+    if leverage > MAX_LEVERAGE:
+        leverage, move_pct = MAX_LEVERAGE, depth / MAX_LEVERAGE
+        if move_pct >= 0.8 * max_move:
+            raise FaultError(f"drawdown {depth}% needs a {move_pct:.2f}% move even at {MAX_LEVERAGE:g}x, too close "
+                             f"to the one-bar price_move limit of {max_move}%")
+    return leverage
+
+
+def drawdown_goal(depth: float, peak: float, equity: float, price: float, qty: float, tick: float,
+                  max_move: float) -> float | None:
+    """The price at which equity is depth % under peak (one tick past), None if it already is."""
+    target = peak * (1 - depth / 100)
+    if equity <= target:
+        return None
+    goal = price - (equity - target) / qty - math.copysign(tick, qty)
+    move = abs(goal / price - 1) * 100
+    if goal <= 0 or move >= max_move:
+        raise FaultError(f"drawdown {depth}%: needs a {move:.2f}% move, at or past the price_move limit {max_move}%")
+    return goal
+
+
+def check_depth(depth: float, peak: float, reached: float) -> None:
+    target = peak * (1 - depth / 100)
+    if reached > target * (1 + 1e-9):
+        raise FaultError(f"drawdown {depth}%: equity {reached:.2f} after the move, wanted <= {target:.2f} "
+                         f"(peak {peak:.2f})")
+
+
+# ------------------------------------------------------------------------------------------ sim
+
+
+def when_settled(world: SimWorld, step: ActiveStep, what: str, then: Any) -> None:
     """Call then() once the account holds what the bot last said it holds (position.opened /
     position.closed): an entry of its own resting on the book is filled first (the market comes to
     it), an order or an adoption in flight is waited for, at most ADOPT_BARS bars."""
@@ -84,16 +127,10 @@ def _when_settled(world: SimWorld, step: ActiveStep, what: str, then: Any) -> No
 async def drawdown(world: SimWorld, step: ActiveStep) -> None:
     depth = float(step.params["depth_pct"])
     world.require_trader("drawdown")
-    max_move = _max_move_pct(world)
-    move_pct = min(3.0, 0.4 * max_move)
-    leverage = max(depth / move_pct, 1.0)
-    if leverage > 8.0:
-        leverage, move_pct = 8.0, depth / 8.0
-        if move_pct >= 0.8 * max_move:
-            raise FaultError(f"drawdown {depth}% needs a {move_pct:.2f}% move even at 8x, too close to the "
-                             f"one-bar price_move limit of {max_move}%")
+    max_move = max_move_pct(world.policy)
+    leverage = drawdown_leverage(depth, max_move)
     step.pending = f"drawdown {depth}%: waiting for the bot's orders to settle"
-    _when_settled(world, step, "drawdown", lambda: _arrange(world, step, depth, leverage, max_move))
+    when_settled(world, step, "drawdown", lambda: _arrange(world, step, depth, leverage, max_move))
 
 
 def _arrange(world: SimWorld, step: ActiveStep, depth: float, leverage: float, max_move: float) -> None:
@@ -107,7 +144,7 @@ def _arrange(world: SimWorld, step: ActiveStep, depth: float, leverage: float, m
     step.pending = f"drawdown {depth}%: waiting for the bot to adopt the exposure"
     if add >= 0.001:
         world.place_for_bot(side, add)
-        _when_settled(world, step, "drawdown", lambda: _gap_to_depth(world, step, depth, max_move, peak))
+        when_settled(world, step, "drawdown", lambda: _gap_to_depth(world, step, depth, max_move, peak))
     else:
         _gap_to_depth(world, step, depth, max_move, peak)
 
@@ -119,112 +156,20 @@ def _gap_to_depth(world: SimWorld, step: ActiveStep, depth: float, max_move: flo
     if abs(qty) < 1e-9:
         step.fail("drawdown: the exposure was closed before the price move")
         return
-    equity, price = world.real_equity(), world.price()
-    target = peak * (1 - depth / 100)
-    if equity <= target:
-        step.establish(world.now)
+    try:
+        goal = drawdown_goal(depth, peak, world.real_equity(), world.price(), qty,
+                             world.xe.markets[SYMBOL].spec.tick_size, max_move)
+        if goal is not None:
+            step.pending = f"drawdown {depth}%: price moved, equity not yet at the depth"
+            world.xe.set_price(SYMBOL, goal)
+            check_depth(depth, peak, world.real_equity())
+    except FaultError as exc:
+        step.fail(str(exc))
         return
-    tick = world.xe.markets[SYMBOL].spec.tick_size
-    goal = price - (equity - target) / qty - math.copysign(tick, qty)
-    move = abs(goal / price - 1) * 100
-    if goal <= 0 or move >= max_move:
-        step.fail(f"drawdown {depth}%: needs a {move:.2f}% move, at or past the price_move limit {max_move}%")
-        return
-    step.pending = f"drawdown {depth}%: price moved, equity not yet at the depth"
-    world.xe.set_price(SYMBOL, goal)
-    reached = world.real_equity()
-    if reached <= target * (1 + 1e-9):
-        step.establish(world.now)
-    else:
-        step.fail(f"drawdown {depth}%: equity {reached:.2f} after the move, wanted <= {target:.2f} "
-                  f"(peak {peak:.2f})")
+    step.establish(world.now)
 
 
-async def loss_streak(world: SimWorld, step: ActiveStep) -> None:
-    _trades(world, step, win=False)
-
-
-async def winning_trade(world: SimWorld, step: ActiveStep) -> None:
-    _trades(world, step, win=True)
-
-
-def _trades(world: SimWorld, step: ActiveStep, *, win: bool) -> None:
-    """Each trade is whatever the bot holds or is about to: its own position (the strategy's), its
-    resting entry (filled: the market comes to it), else a position the harness opens on its
-    account; then the price goes through that position's stop (loss) or take profit (win). A
-    trade the bot closes by itself with the other sign starts the streak again: count is trades
-    in a row as the bot sees them."""
-    fault = step.step.fault
-    world.require_trader(fault)
-    count = int(step.params["count"])
-    kind = "winning" if win else "losing"
-    state = {"done": 0, "closed": 0, "driving": 0}
-
-    def on_event(event: Any) -> None:
-        if event.name != "position.closed" or step.error is not None or step.established_ms is not None:
-            return
-        pnl = event.fields.get("pnl")
-        good = isinstance(pnl, int | float) and (pnl > 0 if win else pnl < 0)
-        driven, state["driving"] = state["driving"], 0
-        state["closed"] += 1
-        if driven and not good:
-            step.fail(f"{fault}: trade {state['done'] + 1} closed with pnl {pnl!r}, not a {kind} trade")
-            return
-        if not good:
-            world.notes.append(f"{step.id}: the bot closed a trade by itself with pnl {pnl!r} "
-                               f"({event.fields.get('reason')}): the {kind} streak starts again")
-        state["done"] = state["done"] + 1 if good else 0
-        if state["done"] >= count:
-            unsubscribe()
-            step.establish(event.ts_ms)
-        elif state["closed"] >= 3 * count + 3:
-            step.fail(f"{fault}: {state['closed']} trades closed, never {count} {kind} ones in a row")
-        elif driven:
-            world.at(world.now, next_trade, P_PHASE)
-
-    unsubscribe = world.watch(on_event)
-    step.on_cleanup(unsubscribe)
-
-    def next_trade() -> None:
-        if world.trader is None:
-            step.fail(f"{fault}: the bot stopped running")
-        elif step.error is None and step.established_ms is None:
-            step.pending = f"{state['done']} of {count} {kind} trades closed"
-            _when_settled(world, step, fault, take)
-
-    def take() -> None:
-        if step.error is not None or step.established_ms is not None:
-            return
-        plan = _bot_plan(world)
-        if plan is None:
-            world.place_for_bot("BUY", max(TRADE_FRACTION * world.real_equity() / world.price(), 0.002))
-            _when_settled(world, step, fault, take)
-        else:
-            drive(plan)
-
-    def drive(plan: dict[str, Any]) -> None:
-        qty, entry = float(plan["qty"]), float(plan["entry"])
-        sign = 1.0 if qty > 0 else -1.0
-        stop = plan.get("stop") or entry * (1 - sign * world.stop_pct(entry))
-        take_profit = plan.get("take_profit") or \
-            entry * (1 + sign * world.policy.exits.take_profit.risk_multiple * world.stop_pct(entry))
-        # A loss goes past the stop and the entry both (a trailed stop may be in profit).
-        worst = min(stop, entry) if sign > 0 else max(stop, entry)
-        goal = take_profit + sign * BEYOND * entry if win else worst - sign * BEYOND * entry
-        state["driving"] = drive_no = state["closed"] + 1
-
-        def check() -> None:
-            if step.error is None and state["driving"] == drive_no:
-                step.fail(f"{fault}: the bot did not close trade {state['done'] + 1} within 3 bars "
-                          f"of the price passing its {'take profit' if win else 'stop'}")
-
-        world.at(world.now + 3 * world.bar_ms, check, P_PHASE)
-        world.xe.set_price(SYMBOL, goal)
-
-    next_trade()
-
-
-def _bot_plan(world: SimWorld) -> dict[str, Any] | None:
+def bot_plan(world: SimWorld) -> dict[str, Any] | None:
     """The position the bot last said it holds (its position.opened fields: qty, entry, stop,
     take_profit), or None when its last word was position.closed (or it never opened one)."""
     for event in reversed(world.events):
@@ -251,7 +196,7 @@ def _fill_resting(world: SimWorld, orders: list[Any]) -> None:
 
 def _in_flight(world: SimWorld) -> str | None:
     """None when the account holds what the bot last said it holds; else what is in flight."""
-    plan, qty = _bot_plan(world), world.exchange_qty()
+    plan, qty = bot_plan(world), world.exchange_qty()
     known = 0.0 if plan is None else float(plan["qty"])
     if abs(qty - known) < world.xe.markets[SYMBOL].spec.step_size / 2:
         return None
@@ -303,7 +248,7 @@ async def atr_spike(world: SimWorld, step: ActiveStep) -> None:
 
 async def price_gap(world: SimWorld, step: ActiveStep) -> None:
     pct = float(step.params["pct"])
-    max_move = _max_move_pct(world)
+    max_move = max_move_pct(world.policy)
     world.xe.jump_price(SYMBOL, pct)
     world.xe.freeze(SYMBOL, True)  # the bar closes at the gapped price
     next_close = START_MS + math.ceil((world.now - START_MS) / world.bar_ms) * world.bar_ms
@@ -317,7 +262,112 @@ async def price_gap(world: SimWorld, step: ActiveStep) -> None:
         world.notes.append(f"{step.id}: a {pct}% gap is at or past the price_move limit {max_move}%")
 
 
-SIM: dict[str, Any] = {
-    "drawdown": drawdown, "loss_streak": loss_streak, "winning_trade": winning_trade,
-    "spread_spike": spread_spike, "atr_spike": atr_spike, "price_gap": price_gap,
-}
+# ------------------------------------------------------------------------------------------ net
+
+
+def place_for_bot_net(run: NetRun, side: str, qty: float, what: str) -> Any:
+    """Open exposure on the bot's account on the in-thread testnet engine and wait until the bot
+    has adopted it; the position.opened event. FaultError when refused or not adopted in time."""
+    testnet = run.stack.testnet
+    assert testnet is not None
+    engine = testnet.handle.engine
+    spec = engine.market(run.symbol).spec
+    qty = max(math.floor(qty / spec.step_size + 1e-9) * spec.step_size,
+              math.ceil(spec.min_notional * 1.2 / mark_price(run) / spec.step_size) * spec.step_size)
+    qty = round(qty, spec.quantity_precision)
+    since = run.follower.count()
+    try:
+        testnet.call(partial(engine.place_order, run.api_key, run.symbol, side, "MARKET", qty,
+                             client_id=f"{HARNESS_ORDER_PREFIX}{now_ms()}-{since}"))
+    except BinanceError as exc:
+        raise FaultError(f"{what}: the testnet refused the harness's {side} {qty} {run.symbol} on the bot's "
+                         f"account: HTTP {exc.status} code {exc.code} {exc.msg}") from None
+    timeout = max(ADOPT_TIMEOUT_S, 3 * run.reconcile_ms / 1000)
+    adopted = run.follower.wait_for(
+        lambda e: e.name == "position.opened" and e.fields.get("reason") == "reconciled", since=since,
+        timeout=timeout)
+    if adopted is None:
+        raise FaultError(f"{what}: the bot did not adopt the {side} {qty} {run.symbol} opened on its account "
+                         f"within {timeout:.0f} s (no position.opened{{reason=reconciled}}; bot "
+                         f"{'running' if run.bot.alive() else 'down'})")
+    return adopted
+
+
+def drawdown_net(run: NetRun, p: dict[str, Any]) -> Injected:
+    depth = float(p["depth_pct"])
+    if run.policy is None:
+        raise FaultError("drawdown: no policy loaded, so the price_move limit is unknown")
+    max_move = max_move_pct(run.policy)
+    leverage = drawdown_leverage(depth, max_move)
+    equity, price, held = real_equity(run), mark_price(run), position_qty(run)
+    peak = run.equity_peak.peak(equity)  # before the harness's exposure: the bot cannot see that yet
+    add = leverage * equity / price - abs(held)
+    notes = []
+    if add >= 0.001:
+        place_for_bot_net(run, "BUY" if held >= 0 else "SELL", add, "drawdown")
+        notes.append(f"drawdown: {'BUY' if held >= 0 else 'SELL'} {add:.3f} opened on the bot's account, adopted")
+    qty = position_qty(run)
+    if abs(qty) < 1e-9:
+        raise FaultError("drawdown: the exposure was closed before the price move")
+    testnet = run.stack.testnet
+    assert testnet is not None
+    tick = testnet.handle.engine.market(run.symbol).spec.tick_size
+    before = mark_price(run)
+    goal = drawdown_goal(depth, peak, real_equity(run), before, qty, tick, max_move)
+    if goal is not None:
+        run.stack.admin("price", {"symbol": run.symbol, "price": goal})
+        check_depth(depth, peak, real_equity(run))
+        notes.append(f"drawdown: price {before:.2f} -> {goal:.2f} (peak equity {peak:.2f})")
+    return Injected(now_ms(), notes=notes)
+
+
+def spread_spike_net(run: NetRun, p: dict[str, Any]) -> Injected:
+    run.stack.admin("spread", {"bps": p["bps"], "symbol": run.symbol, "duration_ms": p["duration"]})
+    return Injected(now_ms(), lambda: run.stack.admin("spread/reset", {"symbol": run.symbol}), p["duration"])
+
+
+def price_gap_net(run: NetRun, p: dict[str, Any]) -> Injected:
+    run.stack.admin("price/jump", {"symbol": run.symbol, "pct": p["pct"]})
+    return Injected(now_ms())
+
+
+def atr_spike_net(run: NetRun, p: dict[str, Any]) -> Injected:
+    """Swing the price bar over bar by multiple x the per-bar volatility for the duration (growing
+    to it over `over` bars first)."""
+    price = mark_price(run)
+    bar_real = max(run.bar_real_ms, 1)
+    amplitude = price * run.vol_bps / 10_000 * p["multiple"] * 2
+    prices = swing_path(price, amplitude, max(2, round(p["duration"] / bar_real)), int(p.get("over") or 1))
+    run.stack.admin("price/path", {"symbol": run.symbol, "prices": prices, "step_ms": bar_real})
+    return Injected(now_ms())
+
+
+def swing_path(price: float, amplitude: float, hold_bars: int, over: int) -> list[float]:
+    """One price a bar, alternating above and below `price`: the swing grows in `over` equal steps
+    to `amplitude` (over 1: at once), then holds for `hold_bars`."""
+    return [price + (1 if i % 2 == 0 else -1) * amplitude * min(1.0, (i + 1) / over)
+            for i in range(over - 1 + hold_bars)]
+
+
+KINDS = (
+    kind("drawdown", "market", "equity falls depth_pct from its peak", sim=drawdown, net=drawdown_net,
+         unfolds=True, depth_pct=P("number", gt=0, doc="percent below the equity peak"),
+         drill=DrillFacts("C2.drawdown", {"depth_pct": ("circuit_breakers.drawdown.threshold_pct",
+                                                        "circuit_breakers.drawdown.warning_pct",
+                                                        "circuit_breakers.drawdown.emergency_pct",
+                                                        "circuit_breakers.drawdown.peak.threshold_pct")},
+                          samples={"depth_pct": (1.0, 2.5, 4.0, 6.0)}, reserve_bars=5)),
+    kind("spread_spike", "market", "the book's spread widens to bps", sim=spread_spike, net=spread_spike_net,
+         bps=P("number", gt=0, doc="spread in basis points"), duration=DURATION,
+         drill=DrillFacts("C2.volatility", {"bps": ("circuit_breakers.volatility.spread.max_spread_bps",
+                                                    "circuit_breakers.volatility.spread.warning_bps")})),
+    kind("atr_spike", "market", "ATR jumps to multiple x its baseline (with `over: N`, ramps there over N "
+         "bars, then holds for duration)", sim=atr_spike, net=atr_spike_net,
+         multiple=P("number", gt=0, doc="ATR over baseline"), duration=DURATION,
+         over=P("int", required=False, ge=1, doc="bars the ATR takes to get there (default 1: at once)"),
+         drill=DrillFacts("C2.volatility", {"multiple": ("circuit_breakers.volatility.atr.spike_threshold",)})),
+    kind("price_gap", "market", "the price moves pct in one bar", sim=price_gap, net=price_gap_net,
+         pct=P("number", nonzero=True, doc="signed move in percent"),
+         drill=DrillFacts("C2.volatility", {"pct": ("circuit_breakers.volatility.price_move.max_move_pct",)},
+                          samples={"pct": (3.0, -3.0, 6.0, -12.0)})),
+)

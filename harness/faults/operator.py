@@ -4,13 +4,26 @@
   `role`, default risk_manager) | invalid (a wrong token) | missing (none at all). The actor is
   the principal the token authenticates, as in the control API.
 - clear_kill_switch, manual_resume: as the Risk Manager, with valid credentials.
+
+sim: the running Trader's own operator methods, authenticated by the bot's access config. net: the
+bot's control API (Bearer token); with the bot down, the kill switch goes through the standalone
+CLI (`python -m bot killswitch`), which works without the bot process; a resume needs the bot.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.runner import OPERATOR, OPERATOR_TOKEN, ActiveStep, SimWorld, operator_access, operator_token
+from harness.faults.contract import DrillFacts, FaultError, Injected, kind
+from harness.faults.contract import ParamSpec as P
+from harness.net.bot_process import ControlClient
+from harness.net.inject import now_ms
+from harness.sim.constants import OPERATOR, OPERATOR_TOKEN, operator_access, operator_token
+
+if TYPE_CHECKING:
+    from harness.net.runner import NetRun
+    from harness.sim.steps import ActiveStep
+    from harness.sim.world import SimWorld
 
 
 def _credential(p: dict[str, Any]) -> str | None:
@@ -41,5 +54,51 @@ async def manual_resume(world: SimWorld, step: ActiveStep) -> None:
         world.notes.append(f"{step.id}: the bot refused the manual resume (see the audit log)")
 
 
-SIM: dict[str, Any] = {"kill_switch": kill_switch, "clear_kill_switch": clear_kill_switch,
-                       "manual_resume": manual_resume}
+def kill_switch_net(run: NetRun, p: dict[str, Any]) -> Injected:
+    token = {"valid": run.tokens[p.get("role", "risk_manager")], "invalid": "not-the-token",
+             "missing": None}[p["credentials"]]
+    body = {"mode": p["mode"], "reason": p["reason"]}
+    sent = now_ms()  # the call returns after the bot acted: the SLA clock starts when it is sent
+    if run.bot.alive():
+        response = run.control.post("/killswitch", body, token)
+        if response.status_code not in (200, 401, 403):
+            raise FaultError(f"control API POST /killswitch answered {ControlClient.outcome(response)}")
+        return Injected(sent, notes=[f"kill switch via control API: {ControlClient.outcome(response)}"])
+    return Injected(sent, notes=[run.killswitch_cli(["--mode", p["mode"], "--reason", p["reason"]], token)])
+
+
+def clear_kill_switch_net(run: NetRun, p: dict[str, Any]) -> Injected:
+    if run.bot.alive():
+        response = run.control.post("/killswitch/clear", {}, run.token)
+        if response.status_code != 200:
+            raise FaultError(f"control API clear answered {ControlClient.outcome(response)}")
+        return Injected(now_ms())
+    return Injected(now_ms(), notes=[run.killswitch_cli(["--clear"], run.token)])
+
+
+def manual_resume_net(run: NetRun, p: dict[str, Any]) -> Injected:
+    if not run.bot.alive():
+        raise FaultError("manual_resume needs the running bot's control API; the bot is down")
+    response = run.control.post("/resume", {}, run.token)
+    if response.status_code not in (200, 409):
+        raise FaultError(f"control API /resume answered {ControlClient.outcome(response)}")
+    return Injected(now_ms(), notes=[f"resume: {ControlClient.outcome(response)}"])
+
+
+KILL = "C2.kill_switch"
+KINDS = (
+    kind("kill_switch", "operator", "an operator engages the kill switch (`credentials: valid` are those of a "
+         "principal with `role`, default `risk_manager`; a role without the `killswitch` permission is rejected)",
+         sim=kill_switch, net=kill_switch_net,
+         mode=P("enum", choices=("immediate", "graceful", "pause")),
+         reason=P("str", required=False, default="gameday drill"),
+         credentials=P("enum", required=False, default="valid", choices=("valid", "invalid", "missing")),
+         # whose valid credentials: a principal of this role (config/access.yaml)
+         role=P("enum", required=False, default="risk_manager",
+                choices=("system_admin", "risk_manager", "trading_ops", "quant_analyst", "auditor")),
+         drill=DrillFacts(KILL)),
+    kind("clear_kill_switch", "operator", "an operator clears the kill switch", sim=clear_kill_switch,
+         net=clear_kill_switch_net, drill=DrillFacts(KILL)),
+    kind("manual_resume", "operator", "an operator resumes trading", sim=manual_resume, net=manual_resume_net,
+         drill=DrillFacts("C2")),
+)

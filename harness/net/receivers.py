@@ -9,7 +9,7 @@
 - `SmtpReceiver`: a real SMTP server (aiosmtpd) with AUTH (plain text allowed: loopback only).
 - `AlertReceivers`: both, with the channel environment a bot needs to deliver to them
   (`bot_env(addresses)`); in net mode the addresses are Toxiproxy proxies in front of them, so a
-  slow or dead receiver is a fault (harness/net/faults.py).
+  slow or dead receiver is a fault (harness/faults/alerts.py).
 
 Every alert that arrives is a `Receipt` (channel, the bot's alert id, wall-clock arrival, what
 was received), thread-safe to read while the receivers run.

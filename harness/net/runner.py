@@ -9,7 +9,7 @@
    state store, its control API on a free loopback port, its events in a JSON-lines file the
    harness follows live, a short reconcile period (`--reconcile-ms`, so exposure the harness
    opens on its account is adopted at once); waits until the control API answers;
-3. injects each step at `at x time_scale` after the bot is ready (faults: `harness.net.faults`),
+3. injects each step at `at x time_scale` after the bot is ready (faults: each kind's `net` in `harness.faults`),
    undoes each fault after its (scaled) duration, and runs until `duration x time_scale`, or the
    latest step end / `within` deadline plus one scaled second;
 4. reads the end state from the control API's /status, then stops everything - the bot's
@@ -54,8 +54,10 @@ from harness.allowances import configured
 from harness.collect import RUNNERS, RunContext
 from harness.evidence import fresh_dir
 from harness.expect import RunRecord, StepTiming
+from harness.faults import FAULTS
+from harness.faults.contract import FaultError, Injected
 from harness.net.bot_process import BotProcess, BotProcessError, ControlClient, EventFollower
-from harness.net.faults import NET_FAULTS, FaultNotInjectable, Injected, now_ms, run_cli
+from harness.net.inject import FILLER, EquityPeak, now_ms, run_cli
 from harness.net.stack import NetStack, StackError
 from harness.progress import ScenarioWatch
 from harness.scenario import Scenario, resolve_all
@@ -71,7 +73,6 @@ RECONCILE_MS_SCALED = 500
 RECONCILE_MS_REALTIME = 5_000
 LOOP_S = 0.01
 DISK_BYTES = 256 * 1024  # the tmpfs for disk_full: room for a run's audit records, until it is filled
-FILLER = "gameday-disk-full.filler"
 HEARTBEAT_S = 2.0  # the bot's alert heartbeat in net runs (its receiver proves alerts still flow)
 TIMEFRAMES = {60_000: "1m", 180_000: "3m", 300_000: "5m", 900_000: "15m", 1_800_000: "30m",
               3_600_000: "1h", 7_200_000: "2h", 14_400_000: "4h", 86_400_000: "1d"}
@@ -197,6 +198,11 @@ class NetRun:
         self.stack.admin("keys", {"api_key": self.api_key, "secret": self.secret,
                                   "balance": self.scenario.account.equity})
         self._arrange_position()
+        testnet = self.stack.testnet
+        assert testnet is not None
+        engine = testnet.handle.engine
+        self.equity_peak = EquityPeak(engine, self.api_key, self.symbol)  # drawdown's peak (harness/faults/market.py)
+        testnet.call(lambda: engine.add_listener(self.equity_peak))
         self.principals = self.secret_dir / "principals.yaml"
         access_config = load_access_config()
         for role in access_config.roles:  # one principal per role, tokens stored hashed, 0600
@@ -298,7 +304,7 @@ class NetRun:
                 "--testnet-url", self.stack.bot_rest_url, "--actor", "gameday", "--timeout", "10"]
         done = run_cli(argv, env, str(PROJECT), timeout=30)
         if done.returncode == 2 and token is not None and "reject" not in (done.stdout + done.stderr).lower():
-            raise FaultNotInjectable(f"python -m bot killswitch failed (exit 2): {done.stderr.strip()[:300]}")
+            raise FaultError(f"python -m bot killswitch failed (exit 2): {done.stderr.strip()[:300]}")
         return f"killswitch CLI {' '.join(args)}: exit {done.returncode}"
 
     # -- the timeline ----------------------------------------------------------------------
@@ -363,13 +369,15 @@ class NetRun:
     _at_end: list[tuple[str, Any]]
 
     def _inject(self, step_id: str, fault: str, p: dict[str, Any]) -> tuple[StepTiming, Injected | None]:
-        inject = NET_FAULTS.get(fault)
+        kind = FAULTS[fault]
+        inject = kind.net
         injected_ms = now_ms()
-        if inject is None:
-            return StepTiming(step_id, fault, p, injected_ms, error=f"no net-mode implementation of {fault}"), None
+        if inject is None:  # the loader refuses the kind in a net scenario; a hand-built one lands here
+            return StepTiming(step_id, fault, p, injected_ms,
+                              error=f"no net-mode implementation of {fault}: {kind.not_in.get('net', '')}"), None
         try:
             result = inject(self, p)
-        except (FaultNotInjectable, StackError, ToxiproxyError, BotProcessError, OSError) as exc:
+        except (FaultError, StackError, ToxiproxyError, BotProcessError, OSError) as exc:
             return StepTiming(step_id, fault, p, injected_ms, error=f"{type(exc).__name__}: {exc}"), None
         self.notes.extend(f"{step_id}: {n}" for n in result.notes)
         return StepTiming(step_id, fault, p, injected_ms, result.established_ms), result

@@ -37,8 +37,8 @@ from harness.scenario import (
     LMap,
     Problem,
     ScenarioError,
-    _parse_yaml,
     dict_lookup,
+    parse_yaml,
     policy_unit,
     project_root,
 )
@@ -125,7 +125,7 @@ def load_runbook(path: str | Path, *, policy_tree: Mapping[str, Any] | None = No
     """Load and validate one runbook file; RunbookError listing every problem (file:line)."""
     path = Path(path)
     file = str(path)
-    data = _parse_yaml(path.read_text(encoding="utf-8"), file)
+    data = parse_yaml(path.read_text(encoding="utf-8"), file)
     if policy_tree is None:
         policy_tree = load_policy().policy.model_dump()
     role_names = sorted(roles if roles is not None else load_access_config().roles)

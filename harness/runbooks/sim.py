@@ -14,15 +14,18 @@ import dataclasses
 import secrets as _random
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.io.exchange import ExchangeError
 from bot.io.leak_watch import KINDS, Fingerprint, LeakWatch, load_leak_config
 from harness.runbooks.actions import Incident, StepFailed, run_automated
 from harness.runbooks.model import load_runbook, runbooks_dir
-from harness.runner import P_PHASE, SimWorld, operator_access, operator_token
+from harness.sim.constants import P_PHASE, operator_access, operator_token
 from harness.testnet.engine import Order
 from harness.testnet.sim import SimExchange
+
+if TYPE_CHECKING:
+    from harness.sim.world import SimWorld
 
 RUNBOOK = "credential_leak"
 AUTOMATION_ROLE = "system_admin"  # the principal the automated steps act as (config/access.yaml)

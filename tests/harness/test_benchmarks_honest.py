@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import harness.runner as runner
+import harness.sim.world as world
 from bot.config import load_policy
 from bot.io.audit import AuditLog
 from bot.io.state_sqlite import SqliteStore
@@ -58,7 +58,7 @@ def test_the_drill_rate_fails_when_the_runner_simulates_nothing(tmp_path, monkey
     async def nothing(self):
         return RunRecord([], [], 300_000)
 
-    monkeypatch.setattr(runner.SimWorld, "run", nothing)
+    monkeypatch.setattr(world.SimWorld, "run", nothing)
     report = drill(3, 1, PROFILES, 60, tmp_path, shrink_failures=False, echo=lambda _: None)
     with pytest.raises(SystemExit, match="the timed drills are no figure"):
         bench_scenarios.drills_checked(report)

@@ -34,7 +34,7 @@ STEP = "steps:\n  - id: dd\n    at: 10 bars\n    fault: restart\n"
 @pytest.mark.parametrize(("body", "expected"), [
     pytest.param(HEAD + STEP.replace("restart", "restrat"),
                  "bad.yaml:8: steps[0].fault: unknown fault kind, did you mean 'restart'? (got 'restrat'; "
-                 "allowed: drawdown, loss_streak", id="unknown-fault"),
+                 "allowed: drawdown, spread_spike", id="unknown-fault"),
     pytest.param(HEAD + STEP + "expect:\n  - event: trading.haltd\n    after: dd\n",
                  "bad.yaml:10: expect[0].event: unknown event name, did you mean trading.halted", id="unknown-event"),
     pytest.param(HEAD + STEP.replace("10 bars", "10 bras"),

@@ -30,7 +30,8 @@ from harness.drill import (
     to_scenario,
     write_scenario,
 )
-from harness.scenario import FAULTS, load_scenario, resolve_all
+from harness.faults import FAULTS
+from harness.scenario import load_scenario, resolve_all
 
 BAR = 300_000
 LIMITS = Limits(max_position_pct=0.2, max_total_exposure_pct=0.5, stop_max_pct=0.05, breaker_sla_ms=BAR,
@@ -264,7 +265,7 @@ def test_the_written_scenario_passes_on_the_healthy_bot(tmp_path: Path) -> None:
         report = drill(12, 1, ("futures",), 60, tmp_path, jobs=1, echo=lambda _: None)
     path = next(p for p in report.written if "kill-entry" in p.name)
     from harness.expect import judge
-    from harness.runner import simulate
+    from harness.sim.runner import simulate
 
     scenario = load_scenario(path)
     policy = load_policy(scenario.profile).policy
@@ -288,7 +289,7 @@ def test_every_sim_kind_has_a_generator(policies: dict[str, Any]) -> None:
     """A new fault kind or param type in FAULTS must not make the drill crash."""
     from hypothesis import find
 
-    from harness.drill import _param
+    from harness.drill.schedule import _param
 
     for kind in SIM_KINDS:
         for name in FAULTS[kind].params:

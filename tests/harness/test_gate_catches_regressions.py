@@ -1,7 +1,7 @@
 """Meta-test: the sim gate catalog catches regressions of the bot's safety controls.
 
 Each case breaks the REAL bot code with a monkeypatch (on the class the runner's Trader /
-Engine / BreakerBoard look the method up on, so it applies inside `harness.runner`, which
+Engine / BreakerBoard look the method up on, so it applies inside `harness.sim`, which
 builds its own bot in-process), runs the gate catalog (every `scenarios/**/*.yaml` tagged
 `gate` with mode `sim`, params resolved against the profile's policy exactly as
 `harness.collect` does, run by the registered sim runner, judged by `harness.expect.judge`)
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-import harness.runner  # noqa: F401  (registers collect.RUNNERS["sim"])
+import harness.sim.runner  # noqa: F401  (registers collect.RUNNERS["sim"])
 from bot import runtime
 from bot.core import costs as costs_mod
 from bot.core import engine as engine_mod

@@ -17,9 +17,10 @@ from bot.core.policy import policy_value
 from bot.runtime import Trader
 from harness.collect import RUNNERS
 from harness.expect import RunRecord, judge
-from harness.faults import SIM_FAULTS
-from harness.runner import API_SECRET, START_MS, SimWorld, run_sim
-from harness.scenario import FAULTS, load_scenario, resolve_all
+from harness.scenario import load_scenario, resolve_all
+from harness.sim.constants import API_SECRET, START_MS
+from harness.sim.runner import run_sim
+from harness.sim.world import SimWorld
 
 BAR = 300_000
 
@@ -94,10 +95,6 @@ def at_bar(n: float) -> int:
 
 def test_registered_as_the_sim_runner() -> None:
     assert RUNNERS["sim"] is run_sim
-
-
-def test_every_sim_fault_kind_has_an_implementation() -> None:
-    assert {k for k, f in FAULTS.items() if "sim" in f.modes} == set(SIM_FAULTS)
 
 
 def test_same_seed_same_run(tmp_path: Path) -> None:

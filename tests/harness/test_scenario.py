@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from bot.core.events import EVENTS
+from harness.faults import FAULTS
 from harness.scenario import (
-    FAULTS,
     Duration,
     PolicyRef,
     ScenarioError,
@@ -136,7 +136,7 @@ def test_times_and_time_units_and_time_scale(write_scenario):
               duration: 1m
           - id: slow
             at: 20s
-            fault: inference_latency
+            fault: alert_sink_latency
             params: {ms: {policy: circuit_breakers.latency.inference.p95_ms, plus: 100}, duration: 30s}
           - id: outage
             at: 30s
@@ -146,7 +146,7 @@ def test_times_and_time_units_and_time_scale(write_scenario):
     params = resolve_all(s, POLICY)
     # 5 s x 2 = 10 s, then the net-mode time scale 0.1
     assert params["lag"] == {"lag": 1_000, "duration": 6_000}
-    assert params["slow"] == {"ms": 60.0, "duration": 3_000}
+    assert params["slow"] == {"ms": 60.0, "duration": 3_000, "channel": "all"}
     assert params["outage"] == {"duration": 60_000, "scope": "all"}  # 2 x 5m x 0.1; default scope
     # sim mode ignores time_scale; the caller may also pass its own
     assert resolve_params(s.step("lag"), POLICY, bar_ms=300_000)["lag"] == 10_000
@@ -411,7 +411,7 @@ def test_a_missing_file_is_not_a_scenario(tmp_path):
 def test_fault_catalog_is_one_table_matching_design():
     expected_modes = {
         "drawdown": "sn", "loss_streak": "sn", "spread_spike": "sn", "atr_spike": "sn",
-        "price_gap": "sn", "ws_lag": "sn", "ws_disconnect": "n", "inference_latency": "sn",
+        "price_gap": "sn", "ws_lag": "sn", "ws_disconnect": "n", "inference_latency": "s",
         "order_latency": "sn", "exchange_outage": "sn", "http_errors": "sn", "order_reject": "sn",
         "unknown_outcome": "sn", "clock_skew": "sn", "stale_book": "sn", "credential_leak": "sn",
         "key_revoked": "sn", "key_permissions": "sn", "bot_crash": "n", "restart": "sn",

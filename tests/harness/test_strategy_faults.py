@@ -23,8 +23,10 @@ from bot.core.breakers import base as breakers_base
 from bot.core.breakers import consecutive_losses as losses_mod
 from bot.core.exits import ExitSignal
 from harness import collect
-from harness.runner import START_MS, SimWorld, simulate
 from harness.scenario import ScenarioError, Step, load_scenario, resolve_all
+from harness.sim.constants import START_MS
+from harness.sim.runner import simulate
+from harness.sim.world import SimWorld
 from tests.harness.test_gate_catches_regressions import (
     GateCase,
     Outcome,
@@ -210,7 +212,7 @@ def test_over_ramps_the_atr_in_equal_steps(tmp_path: Path) -> None:
 
 
 def test_net_atr_spike_swing_grows_over_n_bars_then_holds() -> None:
-    from harness.net.faults import swing_path
+    from harness.faults.market import swing_path
 
     assert swing_path(100.0, 4.0, 2, 1) == [104.0, 96.0]  # the old form: the full swing at once
     path = swing_path(100.0, 4.0, 2, 4)

@@ -16,7 +16,7 @@ import pytest
 from bot.io.audit import AuditLog, verify
 from bot.io.audit_trail import AuditTrail
 from bot.io.disk import Disk
-from harness.runner import SimDisk
+from harness.sim.transport import SimDisk
 
 T0 = 1_767_571_200_000
 

@@ -126,7 +126,8 @@ def test_stack_wires_the_bot_through_proxies_on_loopback(gameday_redis: object, 
 def test_disk_full_without_root_is_an_error_naming_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from harness.net.faults import FaultNotInjectable, disk_full
+    from harness.faults.contract import FaultError
+    from harness.faults.process import disk_full_net
     from harness.net.runner import NetRun
 
     scenario = load_scenario(NET_DIR / "disk-full-kill-switch.yaml")
@@ -136,5 +137,5 @@ def test_disk_full_without_root_is_an_error_naming_the_reason(tmp_path: Path, mo
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     run._mount_disk()
     assert not run.disk_mounted and run.disk_problem is not None and "needs root" in run.disk_problem
-    with pytest.raises(FaultNotInjectable, match="needs root to mount a tmpfs"):
-        disk_full(run, {"target": "all", "duration": 1000})
+    with pytest.raises(FaultError, match="needs root to mount a tmpfs"):
+        disk_full_net(run, {"target": "all", "duration": 1000})

@@ -19,8 +19,8 @@ from bot.config import load_policy
 from bot.core.policy import policy_value
 from harness.evidence import TreeState, build_evidence, iso_z, write_manifest
 from harness.expect import judge
-from harness.runner import simulate
 from harness.scenario import load_scenario, resolve_all
+from harness.sim.runner import simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"

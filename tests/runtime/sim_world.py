@@ -13,7 +13,7 @@ from bot.core.market import Bar, BookTick
 from bot.io.audit_trail import AuditTrail
 from bot.io.state import StateStore, open_store
 from bot.runtime import Trader, TraderConfig
-from harness.runner import SimDisk
+from harness.sim.transport import SimDisk
 from harness.testnet.engine import Engine as ExchangeEngine
 from harness.testnet.sim import SimExchange
 

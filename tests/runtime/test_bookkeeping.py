@@ -23,7 +23,7 @@ from bot.io.audit import verify
 from bot.io.state import UnusableStore, open_bot_store, open_store
 from bot.io.state_sqlite import SqliteStore
 from bot.runtime import StartupRefused
-from harness.runner import SimStore
+from harness.sim.transport import SimStore
 from tests.runtime.sim_world import TOKEN, World
 
 

@@ -1,335 +1,53 @@
-"""Sim mode: one scenario, in-process, under virtual time, against the REAL bot core and runtime.
+"""The world of one sim run: exchange engine, feed, transport, the bot process, the agenda.
 
-A discrete-event loop over a `VirtualClock` that starts at 2026-01-05T00:00:00Z:
-
-- bars close every `bar_ms`; at each close the exchange (harness.testnet.engine) plays the bar
-  (its own seeded walk, or a fixture replayed relative to the current price) and the market-data
-  feed publishes a book tick and the closed bar;
-- between closes the loop advances straight to the next thing due: the Trader's own deadline
-  (`next_deadline_ms()` -> `on_timer()`), a scheduled step, a fault's next phase, a delayed feed
-  delivery. While the feed is healthy the kline stream proves it is alive (`on_feed_alive`) with
-  the true event time, exactly as often as the bot needs to notice (lazily, so a 400-bar
-  scenario stays in the milliseconds);
-- faults (harness.faults) only change what the bot sees: prices, spreads, fills, errors, feed
-  timing, credentials. None calls a breaker.
-
-What a run leaves is a `RunRecord` (harness.expect): every event, per-step timings and the end
-state. `run_sim` is registered as `harness.collect.RUNNERS["sim"]`.
+Faults act through this object (harness/faults/*: `async def sim(world, step)`); the runner
+(harness/sim/runner.py) builds one per scenario and runs it to its end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import heapq
 import itertools
 import math
-import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bot.core.clock import VirtualClock
 from bot.core.events import Event, EventBus
 from bot.core.market import Bar, BookTick, IncrementalATR, RollingMean
-from bot.io.access import Access, Principal, load_access_config, token_digest
 from bot.io.alerts import AlertRouter, Redactor
 from bot.io.audit_trail import AuditTrail
-from bot.io.disk import Disk
-from bot.io.exchange import OrderRequest, OrderState, error_from_binance
-from bot.io.state import JsonObject, StateStore, StateStoreError, open_bot_store
+from bot.io.state import open_bot_store
 from bot.runtime import StartupRefused, Trader, TraderConfig
-from harness import collect
-from harness.expect import RunRecord, StepTiming
-from harness.scenario import FAULTS, Scenario, Step
-from harness.sim_alerts import SimAlerts, sim_alert_config
+from harness.expect import RunRecord
+from harness.faults import FAULTS, FaultError
+from harness.runbooks.sim import watch_for_leaks
+from harness.scenario import Scenario
+from harness.sim.alerts import SimAlerts, sim_alert_config
+from harness.sim.constants import (
+    API_KEY,
+    API_SECRET,
+    HARNESS_ORDER_PREFIX,
+    OPERATOR_TOKEN,
+    P_BAR,
+    P_DELIVERY,
+    P_PHASE,
+    P_STEP,
+    START_MS,
+    STUCK_POLL_MS,
+    SYMBOL,
+    operator_access,
+)
+from harness.sim.outcome import duplicate_orders
+from harness.sim.steps import ActiveStep
+from harness.sim.transport import Feed, Network, SimDisks, SimStore, SimTransport
 from harness.testnet.engine import Account as ExchangeAccount
 from harness.testnet.engine import BinanceError, Engine
 from harness.testnet.market import Candle, load_csv
-from harness.testnet.sim import SimExchange
-
-START_MS = 1_767_571_200_000  # 2026-01-05T00:00:00Z
-SYMBOL = "BTCUSDT"
-API_KEY = "gameday-sim-key"
-API_SECRET = "gameday-FAKE-secret-0000-not-a-real-key"  # what credential_leak leaks
-OPERATOR_TOKEN = "gameday-operator-token-sim-only"
-OPERATOR = "gameday-operator"  # the Risk Manager principal whose token is OPERATOR_TOKEN
-HARNESS_ORDER_PREFIX = "gameday-harness-"
-# Agenda priorities at one instant: feed deliveries, fault phases, steps, then the bar close.
-P_DELIVERY, P_PHASE, P_STEP, P_BAR = 0, 1, 2, 3
-STUCK_POLL_MS = 1_000
-
-
-def operator_token(role: str) -> str:
-    return OPERATOR_TOKEN if role == "risk_manager" else f"gameday-{role}-token-sim-only"
-
-
-@functools.cache
-def operator_access() -> Access:
-    """The bot's role-based access (config/access.yaml) with one sim principal per role; the Risk
-    Manager is OPERATOR (token OPERATOR_TOKEN)."""
-    config = load_access_config()
-    return Access(config, [Principal(OPERATOR if role == "risk_manager" else f"gameday-{role.replace('_', '-')}",
-                                     role, token_digest(operator_token(role))) for role in config.roles])
-
-
-class FaultError(Exception):
-    """A fault could not be injected or established: the scenario is an ERROR, never a pass."""
-
-
-# --------------------------------------------------------------------------------------------
-# The market-data transport
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class FeedWindow:
-    start: int
-    end: int  # exclusive
-    kind: str  # "stall" (messages withheld and lost) | "lag" (delivered lag_ms late)
-    lag_ms: int = 0
-
-
-class Feed:
-    """When a market-data message published at event time e reaches the bot (or that it does not)."""
-
-    def __init__(self) -> None:
-        self.windows: list[FeedWindow] = []
-        self.dropped = 0
-
-    def stall(self, start: int, end: int) -> FeedWindow:
-        w = FeedWindow(start, end, "stall")
-        self.windows.append(w)
-        return w
-
-    def lag(self, start: int, end: int, lag_ms: int) -> FeedWindow:
-        w = FeedWindow(start, end, "lag", int(lag_ms))
-        self.windows.append(w)
-        return w
-
-    def remove(self, w: FeedWindow) -> None:
-        if w in self.windows:
-            self.windows.remove(w)
-
-    def stalled(self, e: int) -> bool:
-        return any(w.kind == "stall" and w.start <= e < w.end for w in self.windows)
-
-    def lag_at(self, e: int) -> int:
-        return max((w.lag_ms for w in self.windows if w.kind == "lag" and w.start <= e < w.end), default=0)
-
-    def latest_event(self, now: int, after: int) -> int | None:
-        """The newest event time e in (after, now] whose message has arrived by `now` (a message of
-        the continuous kline stream), or None."""
-        if not self.windows:
-            return now if now > after else None
-        points = sorted({after + 1, *(w.start for w in self.windows), *(w.end for w in self.windows)})
-        points = [p for p in points if after < p <= now]
-        best: int | None = None
-        bounds = points + [now + 1]
-        for a, b in itertools.pairwise(bounds):
-            if self.stalled(a):
-                continue
-            e = min(b - 1, now - self.lag_at(a))
-            if e >= a and (best is None or e > best):
-                best = e
-        return best
-
-
-# --------------------------------------------------------------------------------------------
-# The bot's exchange client, over the in-process engine, with transport faults
-# --------------------------------------------------------------------------------------------
-
-
-class _ClientClock:
-    """The bot-side clock an exchange client signs with: virtual time plus its resync offset."""
-
-    def __init__(self, clock: VirtualClock) -> None:
-        self.clock = clock
-        self.offset_ms = 0
-
-    def now_ms(self) -> int:
-        return self.clock.now_ms() + self.offset_ms
-
-
-@dataclass
-class Network:
-    """Transport faults shared by every client the bot process opens (survives restarts)."""
-
-    rest_down: list[tuple[int, int]] = field(default_factory=list)
-    placement_ms: float = 0.0
-    fill_ms: float = 0.0
-    malformed_fills: int = 0
-    hidden_fills: dict[str, int] = field(default_factory=dict)  # client id -> fill visible at
-    rest_failures: int = 0
-    malformed_sent: int = 0
-
-    def down(self, now: int) -> bool:
-        return any(s <= now < e for s, e in self.rest_down)
-
-
-class SimTransport(SimExchange):
-    """`SimExchange` plus what sits between a bot and a venue: outages, slow replies, resync."""
-
-    def __init__(self, engine: Engine, clock: VirtualClock, net: Network, api_key: str = API_KEY,
-                 api_secret: str = API_SECRET) -> None:
-        self._client_clock = _ClientClock(clock)
-        super().__init__(engine, api_key, api_secret, clock=self._client_clock)
-        self.virtual = clock
-        self.net = net
-
-    def set_time_offset_ms(self, offset_ms: int) -> None:
-        """Client-side time sync (what ccxt's load_time_difference does)."""
-        self._client_clock.offset_ms = int(offset_ms)
-
-    async def _call(self, method: str, path: str, params: dict[str, Any] | None = None, *,
-                    signed: bool = True) -> Any:
-        if self.net.down(self.virtual.now_ms()):
-            await asyncio.sleep(0)
-            self.net.rest_failures += 1
-            raise error_from_binance(503, None, "Service Unavailable: the exchange is not answering "
-                                                "(gameday exchange_outage)")
-        return await super()._call(method, path, params, signed=signed)
-
-    async def create_order(self, request: OrderRequest) -> OrderState:
-        started = self.virtual.now_ms()
-        try:
-            state = await super().create_order(request)
-        finally:
-            if self.net.placement_ms > 0:
-                self.virtual.advance_to(max(self.virtual.now_ms(), started + round(self.net.placement_ms)))
-        if (self.net.fill_ms > self.net.placement_ms and request.type == "market"
-                and state.filled_qty > 0):
-            self.net.hidden_fills[request.client_id] = started + round(self.net.fill_ms)
-        return self._seen(state)
-
-    async def fetch_order(self, symbol: str, client_id: str) -> OrderState:
-        return self._seen(await super().fetch_order(symbol, client_id))
-
-    def _seen(self, state: OrderState) -> OrderState:
-        due = self.net.hidden_fills.get(state.client_id)
-        if due is not None:
-            if self.virtual.now_ms() < due:
-                return replace(state, status="new", filled_qty=0.0, avg_price=None)
-            del self.net.hidden_fills[state.client_id]
-        if self.net.malformed_fills > 0 and state.filled_qty > 0:
-            self.net.malformed_fills -= 1
-            self.net.malformed_sent += 1
-            return replace(state, avg_price=math.nan)
-        return state
-
-
-# --------------------------------------------------------------------------------------------
-# The bot's disk (the disk_full fault)
-# --------------------------------------------------------------------------------------------
-
-
-class SimDisk(Disk):
-    """The real disk until `full`; then every write fails as a full disk's does (ENOSPC)."""
-
-    def __init__(self) -> None:
-        self.full = False
-
-    def write(self, fd: int, data: bytes | memoryview) -> int:
-        if self.full:
-            raise OSError(errno.ENOSPC, "No space left on device (gameday disk_full)")
-        return super().write(fd, data)
-
-
-class SimStore:
-    """The bot's state store on that disk: while `full`, writes fail the way SQLite's do on a full
-    disk ("database or disk is full"); reads and pings still work."""
-
-    def __init__(self, inner: StateStore) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.full = False
-
-    def _write(self, key: str) -> None:
-        if self.full:
-            raise StateStoreError(f"{self.name}:{key}: database or disk is full (gameday disk_full)")
-
-    def get(self, key: str) -> JsonObject | None:
-        return self.inner.get(key)
-
-    def put(self, key: str, value: JsonObject) -> None:
-        self._write(key)
-        self.inner.put(key, value)
-
-    def update(self, key: str, fn: Callable[[JsonObject | None], JsonObject]) -> JsonObject:
-        self._write(key)
-        return self.inner.update(key, fn)
-
-    def delete(self, key: str) -> None:
-        self._write(key)
-        self.inner.delete(key)
-
-    def set_aside(self, key: str, new_key: str) -> bool:
-        self._write(key)
-        return self.inner.set_aside(key, new_key)
-
-    def ping(self) -> None:
-        self.inner.ping()
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-@dataclass
-class SimDisks:
-    audit: SimDisk = field(default_factory=SimDisk)  # the audit log and its spill files
-    marker: SimDisk = field(default_factory=SimDisk)  # the kill-switch marker file
-    state_full: bool = False  # the state store
-
-
-# --------------------------------------------------------------------------------------------
-# Steps
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ActiveStep:
-    """One step as it is being carried out; faults fill in establishment or an error."""
-
-    step: Step
-    params: dict[str, Any]
-    injected_ms: int | None = None
-    established_ms: int | None = None
-    error: str | None = None
-    first_event: int | None = None
-    pending: str | None = None  # an unfolding fault: what it is still waiting for
-    cleanups: list[Callable[[], None]] = field(default_factory=list)
-
-    @property
-    def id(self) -> str:
-        return self.step.id
-
-    def establish(self, ts_ms: int) -> None:
-        if self.established_ms is None and self.error is None:
-            self.established_ms = ts_ms
-            self.pending = None
-
-    def fail(self, why: str) -> None:
-        if self.error is None:
-            self.error = why
-            self.pending = None
-
-    def on_cleanup(self, fn: Callable[[], None]) -> None:
-        self.cleanups.append(fn)
-
-    def timing(self) -> StepTiming:
-        error = self.error
-        if error is None and self.pending is not None:
-            error = f"not established by the end of the run: {self.pending}"
-        established = self.established_ms if FAULTS[self.step.fault].unfolds else None
-        return StepTiming(self.step.id, self.step.fault, dict(self.params), self.injected_ms,
-                          established, error, self.first_event)
-
-
-# --------------------------------------------------------------------------------------------
-# The world
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass(order=True)
@@ -649,17 +367,14 @@ class SimWorld:
     # --- the loop -----------------------------------------------------------------------------
 
     async def run(self) -> RunRecord:
-        from harness.faults import SIM_FAULTS
-        from harness.runbooks.sim import watch_for_leaks
-
         scenario = self.scenario
-        steps = [ActiveStep(s, self.params.get(s.id, {})) for s in scenario.steps]
+        steps = [ActiveStep(s, self.params.get(s.id, {}), FAULTS[s.fault].unfolds) for s in scenario.steps]
         try:
             self._open_inherited_position()
             for active in steps:
                 ts = START_MS + active.step.at.to_ms(self.bar_ms)
                 if ts <= START_MS:
-                    await self._inject(SIM_FAULTS, active)
+                    await self._inject(active)
             await self.start_bot()
             if self.trader is not None:
                 self.publish_book()
@@ -667,7 +382,7 @@ class SimWorld:
             for active in steps:
                 ts = START_MS + active.step.at.to_ms(self.bar_ms)
                 if ts > START_MS:
-                    self.at(ts, functools.partial(self._inject, SIM_FAULTS, active), P_STEP)
+                    self.at(ts, functools.partial(self._inject, active), P_STEP)
             if START_MS + self.bar_ms <= self.end_ms:
                 self.at(START_MS + self.bar_ms, lambda: self._bar_close(1), P_BAR)
             await self._loop()
@@ -681,14 +396,15 @@ class SimWorld:
                          time_scale=1.0, end_state=end_state, start_ms=START_MS, end_ms=self.end_ms,
                          notes=self.notes)
 
-    async def _inject(self, faults: dict[str, Any], active: ActiveStep) -> None:
+    async def _inject(self, active: ActiveStep) -> None:
         active.injected_ms = self.now
         active.first_event = len(self.events)
-        if FAULTS[active.step.fault].unfolds:
+        if active.unfolds:
             active.pending = f"{active.step.fault} was injected and its condition not yet reached"
-        fault = faults.get(active.step.fault)
-        if fault is None:
-            active.fail(f"fault {active.step.fault!r} has no sim implementation")
+        kind = FAULTS[active.step.fault]
+        fault = kind.sim
+        if fault is None:  # the loader refuses the kind in a sim scenario; a hand-built one lands here
+            active.fail(f"fault {active.step.fault!r} has no sim implementation: {kind.not_in.get('sim', '')}")
             return
         try:
             await fault(self, active)
@@ -780,49 +496,4 @@ class SimWorld:
     def duplicate_orders(self) -> list[str]:
         """Orders sent again while an earlier order's outcome was unknown (or re-sent under the
         same client id), from the bot's events and the exchange's own order log."""
-        problems: list[str] = []
-        log = [r for r in self.xe.order_log if r.get("api_key") in self.bot_keys
-               and not str(r.get("client_id") or "").startswith(HARNESS_ORDER_PREFIX)]
-        for r in log:
-            if r["event"] == "rejected" and r.get("code") == -4116:
-                problems.append(f"client id {r['client_id']} sent twice (-4116) at {r['ts'] - START_MS} ms")
-        resolved: dict[str, int] = {}
-        for e in self.events:
-            if e.name == "order.reconciled" and e.fields.get("client_id"):
-                resolved.setdefault(str(e.fields["client_id"]), e.ts_ms)
-        for e in self.events:
-            if e.name != "order.unknown":
-                continue
-            cid = str(e.fields.get("client_id"))
-            side = str(e.fields.get("side", "")).upper()
-            until = resolved.get(cid, math.inf)
-            for r in log:
-                if (r["event"] == "new" and r["client_id"] != cid and r.get("side") == side
-                        and e.ts_ms <= r["ts"] <= until):
-                    problems.append(f"{r['client_id']} ({side}) sent while {cid}'s outcome was unknown")
-        return problems
-
-
-# --------------------------------------------------------------------------------------------
-# Entry points
-# --------------------------------------------------------------------------------------------
-
-
-def run_sim(scenario: Scenario, context: collect.RunContext) -> RunRecord:
-    """The sim-mode runner (`harness.collect.RUNNERS["sim"]`)."""
-    policy = context.policy.policy
-    policy = getattr(policy, "policy", policy)  # a LoadedPolicy or the Policy itself
-    return simulate(scenario, context.params, policy)
-
-
-def simulate(scenario: Scenario, params: dict[str, dict[str, Any]], policy: Any,
-             workdir: Path | None = None) -> RunRecord:
-    """Run one sim scenario to its end; `params` are the resolved step params by step id."""
-    if workdir is not None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        return asyncio.run(SimWorld(scenario, params, policy, workdir).run())
-    with tempfile.TemporaryDirectory(prefix=f"gameday-{scenario.id}-") as tmp:
-        return asyncio.run(SimWorld(scenario, params, policy, Path(tmp)).run())
-
-
-collect.RUNNERS["sim"] = run_sim
+        return duplicate_orders(self.xe.order_log, self.events, self.bot_keys)

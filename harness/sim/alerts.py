@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.io.alerts import Alert, AlertConfig, AlertRouter, Attempt, default_alerts_path, load_alert_config
+from harness.sim.constants import P_DELIVERY
 
 if TYPE_CHECKING:
-    from harness.runner import SimWorld
+    from harness.sim.world import SimWorld
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,6 @@ class SimAlerts:
         router = self.router
         if router is None:
             return
-        from harness.runner import P_DELIVERY
-
         now = self.world.now
         for attempt in router.due():
             receiver = self.receivers[attempt.channel]
