@@ -26,7 +26,9 @@ from bot.io.exchange import (
     error_from_binance,
     kline_interval,
 )
-from harness.testnet.engine import BinanceError, Engine, sign_payload
+from harness.testnet.engine import Engine
+from harness.testnet.errors import BinanceError
+from harness.testnet.gate import sign_payload
 
 _STATUS = {"NEW": "new", "PARTIALLY_FILLED": "partially_filled", "FILLED": "filled", "CANCELED": "canceled",
            "REJECTED": "rejected", "EXPIRED": "expired"}

@@ -203,6 +203,6 @@ def test_the_signature_is_binances_hmac_sha256(secret: str, payload: str) -> Non
     import hashlib
     import hmac
 
-    from harness.testnet.engine import sign_payload
+    from harness.testnet.gate import sign_payload
 
     assert sign_payload(secret, payload) == hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
