@@ -229,12 +229,13 @@ class RestHandlers:
         pos_im = self.initial_margin(acct, include_orders=False)
         maint = sum(abs(p.qty) * self.markets[s].price * 0.004 for s, p in acct.positions.items())
         now = self.server_time_ms()
+        wallet, upnl = fmt(b["wallet"]), fmt(b["unrealized_pnl"])  # each stands twice in the reply
         asset = {
-            "asset": "USDT", "walletBalance": fmt(b["wallet"]), "unrealizedProfit": fmt(b["unrealized_pnl"]),
+            "asset": "USDT", "walletBalance": wallet, "unrealizedProfit": upnl,
             "marginBalance": fmt(margin_balance), "maintMargin": fmt(maint),
             "initialMargin": fmt(b["initial_margin"]),
             "positionInitialMargin": fmt(pos_im), "openOrderInitialMargin": fmt(b["initial_margin"] - pos_im),
-            "crossWalletBalance": fmt(b["wallet"]), "crossUnPnl": fmt(b["unrealized_pnl"]),
+            "crossWalletBalance": wallet, "crossUnPnl": upnl,
             "availableBalance": fmt(b["available"]), "maxWithdrawAmount": fmt(max(b["available"], 0.0)),
             "marginAvailable": True, "updateTime": now,
         }
