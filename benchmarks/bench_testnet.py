@@ -10,6 +10,10 @@ not share an event loop. It prints:
   ticking every ``--tick-ms``; messages/s delivered in total and delivery latency (receive time
   minus the event time ``E``; same host, same wall clock).
 Not a timed test: the figures are for reading, not for asserting.
+
+A testnet that books nothing, or pushes nothing, would be fast, so the figures stand only when the
+testnet's own order log (admin API) holds a fill for every order sent, and when every subscriber
+received klines and they carried a moving price. Otherwise the benchmark exits non-zero.
 """
 
 from __future__ import annotations
@@ -60,6 +64,26 @@ def start_server(tick_ms: int) -> tuple[subprocess.Popen[str], str, str]:
     return proc, rest, ws
 
 
+async def fills_booked(rest: str) -> int:
+    """The fills the testnet's order log holds for the bench key."""
+    async with aiohttp.ClientSession() as session, \
+            session.get(f"{rest}/__admin/orders", params={"api_key": KEY}) as reply:
+        reply.raise_for_status()
+        return sum(1 for rec in (await reply.json())["result"] if rec["event"] == "filled")
+
+
+def check_fills(booked: int, sent: int) -> None:
+    if booked != sent:
+        raise SystemExit(f"the testnet booked {booked} fills for {sent} MARKET orders sent: "
+                         "the timed orders did nothing; the figure measures nothing")
+
+
+def check_fanout(counts: list[int], closes: set[str]) -> None:
+    if not counts or min(counts) == 0 or len(closes) < 2:
+        raise SystemExit(f"kline fan-out: per-subscriber messages {counts}, {len(closes)} distinct close price(s): "
+                         "the testnet pushed nothing that moved; the figure measures nothing")
+
+
 async def bench_orders(rest: str, ws: str, orders: int, concurrency: int) -> None:
     ex = make_ccxt_client(rest, ws, KEY, SECRET, enable_rate_limit=False)
     try:
@@ -90,11 +114,13 @@ async def bench_orders(rest: str, ws: str, orders: int, concurrency: int) -> Non
         print(f"sustained: {total} orders, {concurrency} in flight -> {total / elapsed:.0f} orders/s")
     finally:
         await ex.close()
+    check_fills(await fills_booked(rest), 50 + orders + total)
 
 
 async def bench_fanout(ws_url: str, subscribers: int, seconds: float) -> None:
     latencies: list[float] = []
     counts = [0] * subscribers
+    closes: set[str] = set()
     stop_at = 0.0
 
     async def subscriber(index: int, session: aiohttp.ClientSession, ready: asyncio.Event) -> None:
@@ -103,7 +129,14 @@ async def bench_fanout(ws_url: str, subscribers: int, seconds: float) -> None:
             await ws.receive()  # {"result": null, "id": 1}
             ready.set()
             while True:
-                msg = await ws.receive()
+                # a bounded wait: a testnet that stops pushing must end the window, not hang it
+                wait_s = max(stop_at - time.monotonic(), 0.0) if stop_at else seconds
+                try:
+                    msg = await ws.receive(timeout=wait_s)
+                except TimeoutError:
+                    if stop_at:
+                        return
+                    continue
                 now_ms = time.time() * 1000
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     return
@@ -112,6 +145,7 @@ async def bench_fanout(ws_url: str, subscribers: int, seconds: float) -> None:
                 data = json.loads(msg.data)
                 if data.get("e") == "kline" and stop_at:
                     counts[index] += 1
+                    closes.add(data["k"]["c"])
                     latencies.append(now_ms - data["E"])
 
     async with aiohttp.ClientSession() as session:
@@ -121,6 +155,7 @@ async def bench_fanout(ws_url: str, subscribers: int, seconds: float) -> None:
         await asyncio.sleep(0.2)
         stop_at = time.monotonic() + seconds
         await asyncio.gather(*tasks)
+    check_fanout(counts, closes)
     total = sum(counts)
     print(f"kline fan-out to {subscribers} WebSocket subscribers over {seconds:.0f} s:")
     print(f"  {total / seconds:.0f} messages/s delivered ({total / seconds / subscribers:.0f} per subscriber)   "

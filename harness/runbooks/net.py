@@ -29,7 +29,7 @@ from harness.runbooks.actions import Incident, run_automated
 from harness.runbooks.model import load_runbook, runbooks_dir
 from harness.runbooks.sim import AUTOMATION_ROLE, RUNBOOK
 from harness.testnet.ccxt_client import make_ccxt_client
-from harness.testnet.engine import PERMISSION_NAMES
+from harness.testnet.model import PERMISSION_NAMES
 
 if TYPE_CHECKING:
     from harness.net.runner import NetRun

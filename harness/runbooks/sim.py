@@ -21,7 +21,7 @@ from bot.io.leak_watch import KINDS, Fingerprint, LeakWatch, load_leak_config
 from harness.runbooks.actions import Incident, StepFailed, run_automated
 from harness.runbooks.model import load_runbook, runbooks_dir
 from harness.sim.constants import P_PHASE, operator_access, operator_token
-from harness.testnet.engine import Order
+from harness.testnet.model import Order
 from harness.testnet.sim import SimExchange
 
 if TYPE_CHECKING:

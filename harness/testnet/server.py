@@ -1,6 +1,6 @@
 """The testnet over the network: Binance USD-M REST + WebSocket streams + admin API, one port.
 
-- REST: every route of `engine.ROUTES`, Binance JSON shapes and errors, HMAC signatures,
+- REST: every route of `rest.ROUTES`, Binance JSON shapes and errors, HMAC signatures,
   recvWindow, IP allowlists, weights (`X-MBX-USED-WEIGHT-1M`), 429 then 418 with Retry-After.
 - WebSocket: ccxt.pro's paths (`/ws`, `/market/ws/<n>`, `/public/ws/<n>`, `/ws/<stream>`,
   `/stream?streams=a/b`), SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS; streams
@@ -28,8 +28,12 @@ from urllib.parse import parse_qsl
 from aiohttp import WSMsgType, web
 
 from bot.core.clock import Clock, WallClock
-from harness.testnet.engine import INTERVALS_MS, LOOPBACK_IPS, BinanceError, Engine, _fmt
+from harness.testnet.engine import Engine
+from harness.testnet.errors import BinanceError
 from harness.testnet.market import Candle
+from harness.testnet.model import LOOPBACK_IPS
+from harness.testnet.params import fmt
+from harness.testnet.rest import INTERVALS_MS
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 HTML_ERROR = "<html><head><title>{status}</title></head><body><h1>{status} Service Unavailable</h1></body></html>"
@@ -335,10 +339,10 @@ class TestnetServer:
         now = self.engine.server_time_ms()
         return {"e": "kline", "E": now, "s": symbol, "k": {
             "t": candle.open_time, "T": candle.open_time + step - 1, "s": symbol, "i": interval, "f": 0, "L": 0,
-            "o": _fmt(candle.open, pp), "c": _fmt(candle.close, pp), "h": _fmt(candle.high, pp),
-            "l": _fmt(candle.low, pp), "v": _fmt(candle.volume, 3), "n": max(int(candle.volume * 10), 1),
-            "x": closed, "q": _fmt(candle.volume * candle.close, 4), "V": _fmt(candle.volume / 2, 3),
-            "Q": _fmt(candle.volume * candle.close / 2, 4), "B": "0"}}
+            "o": fmt(candle.open, pp), "c": fmt(candle.close, pp), "h": fmt(candle.high, pp),
+            "l": fmt(candle.low, pp), "v": fmt(candle.volume, 3), "n": max(int(candle.volume * 10), 1),
+            "x": closed, "q": fmt(candle.volume * candle.close, 4), "V": fmt(candle.volume / 2, 3),
+            "Q": fmt(candle.volume * candle.close / 2, 4), "B": "0"}}
 
     def _build(self, stream: Stream) -> dict[str, Any] | None:
         eng = self.engine

@@ -9,6 +9,7 @@ completes as soon as the engine answers (it only yields to the event loop once).
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -26,7 +27,9 @@ from bot.io.exchange import (
     error_from_binance,
     kline_interval,
 )
-from harness.testnet.engine import BinanceError, Engine, sign_payload
+from harness.testnet.engine import Engine
+from harness.testnet.errors import BinanceError
+from harness.testnet.gate import sign_payload
 
 _STATUS = {"NEW": "new", "PARTIALLY_FILLED": "partially_filled", "FILLED": "filled", "CANCELED": "canceled",
            "REJECTED": "rejected", "EXPIRED": "expired"}
@@ -73,9 +76,9 @@ class SimExchange:
             reply = self.engine.handle(method, path, query, api_key=self.api_key, ip=self.ip,
                                        payload=payload, signature=signature)
         except BinanceError as err:
-            self.last_headers = dict(err.headers)
+            self.last_headers = err.headers  # the engine keeps no reference to a reply's headers
             raise error_from_binance(err.status, err.code, err.msg, err.retry_after_s) from err
-        self.last_headers = dict(reply.headers)
+        self.last_headers = reply.headers
         return reply.body
 
     async def fetch_time_ms(self) -> int:
@@ -154,8 +157,8 @@ _PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 def query_string(query: Mapping[str, str]) -> str:
     """`urlencode(query)`, byte for byte, without its per-character quoting when nothing needs it
     (symbols, numbers, client ids): the in-process exchange encodes every request it signs."""
-    if all(_PLAIN.issuperset(k) and _PLAIN.issuperset(v) for k, v in query.items()):
-        return "&".join(f"{k}={v}" for k, v in query.items())
+    if _PLAIN.issuperset("".join(itertools.chain.from_iterable(query.items()))):
+        return "&".join([f"{k}={v}" for k, v in query.items()])
     return urlencode(query)
 
 

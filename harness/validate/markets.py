@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.evidence import sha256_file
-from harness.testnet.engine import DEFAULT_SYMBOLS, INTERVALS_MS, SymbolSpec
 from harness.testnet.market import CSV_COLUMNS, REGIMES, Candle, RegimeSeries, candles_from_rows, load_csv
+from harness.testnet.model import DEFAULT_SYMBOLS, SymbolSpec
+from harness.testnet.rest import INTERVALS_MS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 GENERATED_START_MS = 1_767_571_200_000  # 2026-01-05T00:00:00Z, as sim scenarios start

@@ -25,7 +25,7 @@ from bot.io.exchange import AuthError, OrderRequest, UnknownOutcomeError
 from bot.io.exchange_ccxt import SyncCcxtExchange
 from bot.io.state import open_store
 from bot.killswitch_cli import Flattener
-from harness.testnet.engine import BinanceError
+from harness.testnet.errors import BinanceError
 from harness.testnet.server import build_engine
 
 VENUE = "http://venue.test"

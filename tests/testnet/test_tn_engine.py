@@ -10,7 +10,10 @@ from hypothesis import strategies as st
 from tn_support import KEY, SECRET, signed_call
 
 from bot.core.clock import VirtualClock
-from harness.testnet.engine import BinanceError, Engine, Permissions, sign_payload
+from harness.testnet.engine import Engine
+from harness.testnet.errors import BinanceError
+from harness.testnet.gate import sign_payload
+from harness.testnet.model import Permissions
 
 T0 = 1_700_000_000_000
 

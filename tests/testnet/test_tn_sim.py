@@ -198,11 +198,44 @@ def test_the_fast_query_string_is_urlencode_byte_for_byte(query: dict[str, str])
     assert query_string(query) == urlencode(query)
 
 
+# Mostly characters urlencode leaves alone, so both the fast path and the fallback are exercised.
+_NEAR_PLAIN = st.text(alphabet="AZaz09_.-~=&%+ /", max_size=16)
+
+
+@given(st.dictionaries(_NEAR_PLAIN, _NEAR_PLAIN, max_size=6))
+def test_the_fast_query_string_is_urlencode_byte_for_byte_near_plain(query: dict[str, str]) -> None:
+    from urllib.parse import urlencode
+
+    from harness.testnet.sim import query_string
+
+    assert query_string(query) == urlencode(query)
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**20, 10**20).map(float),
+       st.integers(0, 20))
+def test_the_fast_number_format_is_the_f_string_byte_for_byte(x: float, decimals: int) -> None:
+    from harness.testnet.params import fmt
+
+    assert fmt(x, decimals) == f"{x:.{decimals}f}"
+
+
+@given(st.lists(st.tuples(st.sampled_from(["s1", "s2", "a-longer-secret"]), st.text(max_size=30)), max_size=40))
+def test_the_signature_memo_answers_what_the_hmac_would(calls: list[tuple[str, str]]) -> None:
+    """Repeats, other secrets and evictions from the memo never change a signature."""
+    import hashlib
+    import hmac
+
+    from harness.testnet.gate import sign_payload
+
+    for secret, payload in calls + calls[::-1]:
+        assert sign_payload(secret, payload) == hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+
+
 @given(st.text(min_size=1, max_size=40), st.text(max_size=80))
 def test_the_signature_is_binances_hmac_sha256(secret: str, payload: str) -> None:
     import hashlib
     import hmac
 
-    from harness.testnet.engine import sign_payload
+    from harness.testnet.gate import sign_payload
 
     assert sign_payload(secret, payload) == hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()

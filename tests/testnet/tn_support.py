@@ -10,7 +10,9 @@ from urllib.parse import urlencode
 import aiohttp
 
 from harness.testnet.ccxt_client import make_ccxt_client
-from harness.testnet.engine import Engine, Reply, sign_payload
+from harness.testnet.engine import Engine
+from harness.testnet.gate import sign_payload
+from harness.testnet.model import Reply
 from harness.testnet.server import TestnetHandle, start_testnet
 
 KEY, SECRET = "test-key", "test-secret"
