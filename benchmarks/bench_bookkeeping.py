@@ -11,6 +11,10 @@
    emptied, overwritten with garbage, or its Redis flushed, and it is started again - its trading
    state then (it must not be `active`).
 
+Exits 1 when a figure fails or measures nothing: a kill-switch refusal, an appender that wrote no
+record, a full-disk kill switch that did not flatten, a lost state that came back `active`, a bot that
+was not halted before its state was lost, or a halt after it that names no loss.
+
 `--code-root DIR` runs the bot and the CLI of another checkout (e.g. `git archive` of an older
 commit) with this script's testnet and Redis: the same measurement before and after a change.
 """
@@ -73,10 +77,10 @@ while True:
 """
 
 
-def torn_tails(code_root: Path, kills: int, record_kib: int, work: Path) -> tuple[int, int, int]:
-    """(kills, torn tails, CLI refusals after a torn tail)."""
+def torn_tails(code_root: Path, kills: int, record_kib: int, work: Path) -> tuple[int, int, int, int]:
+    """(kills, kills that found records in the log, torn tails, CLI refusals after a torn tail)."""
     rng = random.Random(8)
-    torn = refusals = 0
+    wrote = torn = refusals = 0
     for n in range(kills):
         d = work / f"kill-{n}"
         d.mkdir(parents=True)
@@ -88,7 +92,8 @@ def torn_tails(code_root: Path, kills: int, record_kib: int, work: Path) -> tupl
         time.sleep(rng.uniform(0.02, 0.25))
         writer.send_signal(signal.SIGKILL)
         writer.wait()
-        data = audit.read_bytes()
+        data = audit.read_bytes() if audit.exists() else b""
+        wrote += data.count(b"\n") > 0
         if not data or data.endswith(b"\n"):
             shutil.rmtree(d)
             continue
@@ -104,7 +109,7 @@ def torn_tails(code_root: Path, kills: int, record_kib: int, work: Path) -> tupl
             refusals += 1
             print(f"  kill {n}: CLI exit {done.returncode}: {done.stderr.strip()[:160]}")
         shutil.rmtree(d)
-    return kills, torn, refusals
+    return kills, wrote, torn, refusals
 
 
 # ------------------------------------------------------------------------------------------ bots
@@ -232,6 +237,22 @@ def halted_snapshot(code_root: Path) -> dict[str, Any]:
     return dict(json.loads(out))
 
 
+def lose(how: str, db: Path, redis_url: str | None) -> None:
+    """The loss itself: the SQLite file deleted, emptied or overwritten, or the Redis flushed."""
+    for side in (db.with_name("bot.db-wal"), db.with_name("bot.db-shm")):
+        side.unlink(missing_ok=True)
+    if how == "delete":
+        db.unlink()
+    elif how == "empty":
+        db.write_bytes(b"")
+    elif how == "garbage":
+        db.write_bytes(b"this is not a database\n" * 64)
+    else:
+        import redis
+
+        redis.Redis.from_url(redis_url).flushall()
+
+
 def lost_state(code_root: Path, work: Path, how: str, redis_url: str | None) -> str:
     d = work / f"lost-{how}"
     d.mkdir(parents=True)
@@ -247,19 +268,7 @@ def lost_state(code_root: Path, work: Path, how: str, redis_url: str | None) -> 
             return f"first start failed: {bot.tail()}"
         before = bot.status().get("trading")
         bot.stop()
-        db = d / "bot.db"
-        for side in (db.with_name("bot.db-wal"), db.with_name("bot.db-shm")):
-            side.unlink(missing_ok=True)
-        if how == "delete":
-            db.unlink()
-        elif how == "empty":
-            db.write_bytes(b"")
-        elif how == "garbage":
-            db.write_bytes(b"this is not a database\n" * 64)
-        else:
-            import redis
-
-            redis.Redis.from_url(redis_url).flushall()
+        lose(how, d / "bot.db", redis_url)
         bot = Bot(code_root, tn, d, state, d)
         try:
             if not bot.start():
@@ -269,6 +278,46 @@ def lost_state(code_root: Path, work: Path, how: str, redis_url: str | None) -> 
             return f"{before} before -> {status.get('trading')} after ({status.get('board', {}).get('reasons')})"
         finally:
             bot.stop()
+
+
+def torn_figure(code_root: Path, kills: int, record_kib: int, work: Path) -> tuple[str, list[str]]:
+    """The torn-tail line and its problems: an appender that wrote nothing makes "0 torn tails"
+    of nothing; a refusal is the failure the figure exists to catch."""
+    kills, wrote, torn, refusals = torn_tails(code_root, kills, record_kib, work)
+    line = (f"kill -9 of an appending process, {record_kib} KiB records: {kills} kills ({wrote} with records), "
+            f"{torn} torn tails, {refusals} kill-switch CLI refusals")
+    found = [f"{refusals} kill-switch CLI refusals after a torn tail (it must never refuse)"] if refusals else []
+    if kills and not wrote:
+        found.append(f"no kill of {kills} found a record in the audit log: the appender wrote nothing, "
+                     "the figure measures nothing")
+    return line, found
+
+
+def disk_problems(line: str) -> list[str]:
+    if line.startswith("not measured"):
+        return []
+    return [] if line.startswith("HTTP 200,") and "(flat after" in line and "bot alive" in line else \
+        [f"the immediate kill switch on a full disk did not flatten through a live bot: {line}"]
+
+
+def lost_problems(how: str, line: str) -> list[str]:
+    """A lost state must never come back `active`; the bot must have been halted before, and its
+    halt after must name the loss (a halt restored from the saved state shows nothing was lost)."""
+    if line.startswith("not measured"):
+        return []
+    if line.startswith("halted before -> refused to start"):
+        return []
+    before, _, after = line.partition(" before -> ")
+    found = []
+    if before != "halted":
+        found.append(f"state lost ({how}): the bot was {before!r} before the loss, not halted: the seeded "
+                     "state was not kept, the figure measures nothing")
+    if after.startswith("active"):
+        found.append(f"state lost ({how}): came back active after the loss: {line}")
+    elif "state lost" not in after and "damaged" not in after:
+        found.append(f"state lost ({how}): the halt after names no loss (the saved halt came back): nothing was "
+                     f"lost, the figure measures nothing: {line}")
+    return found
 
 
 def main() -> int:
@@ -281,13 +330,16 @@ def main() -> int:
     code_root = args.code_root.resolve()
     work = Path(tempfile.mkdtemp(prefix="bench-bookkeeping-"))
     print(f"code measured: {code_root}")
+    found: list[str] = []
     try:
         if "torn" not in args.skip:
-            kills, torn, refusals = torn_tails(code_root, args.kills, args.record_kib, work)
-            print(f"kill -9 of an appending process, {args.record_kib} KiB records: {kills} kills, {torn} torn tails, "
-                  f"{refusals} kill-switch CLI refusals")
+            line, problems = torn_figure(code_root, args.kills, args.record_kib, work)
+            print(line)
+            found += problems
         if "disk" not in args.skip:
-            print(f"immediate kill switch through the control API, state dir full: {full_disk(code_root, work)}")
+            line = full_disk(code_root, work)
+            print(f"immediate kill switch through the control API, state dir full: {line}")
+            found += disk_problems(line)
         if "lost" not in args.skip:
             redis = provide_redis()
             try:
@@ -296,13 +348,17 @@ def main() -> int:
                     if how == "flush" and url is None:
                         print(f"state lost ({how}): not measured: {redis.reason}")
                         continue
-                    print(f"state lost ({how}): {lost_state(code_root, work, how, url)}")
+                    line = lost_state(code_root, work, how, url)
+                    print(f"state lost ({how}): {line}")
+                    found += lost_problems(how, line)
             finally:
                 if redis.handle is not None:
                     redis.handle.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return 0
+    for problem in found:
+        print(f"FAIL: {problem}")
+    return 1 if found else 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 - `--big` unauthenticated calls each carrying a `--big-bytes` reason: bytes the audit log grew by;
 - the body of one rejected (wrong-token) kill switch, as the caller sees it.
 The bot authenticates with one legacy token (GAMEDAY_CONTROL_TOKEN, state/kill_token), so the same
-command measures any version of the bot.
+command measures any version of the bot. Exits 1 when the figures measure nothing: a wrong token
+admitted, a flood never answered 429, unauthenticated calls not audited, or big reasons kept whole.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bot.io.access import load_access_config  # noqa: E402
 from harness.testnet.server import start_testnet  # noqa: E402
 
 KEY, SECRET = "bench-key", "bench-secret-not-real"
@@ -49,8 +52,10 @@ async def measure(calls: int, big: int, big_bytes: int) -> dict[str, object]:
     port = _free_port()
     handle = await start_testnet(keys=[(KEY, SECRET)], seed=3, tick_ms=100, bar_real_ms=1000, history_bars=50)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GAMEDAY_")}
+    # PYTHONPATH given to this script stays behind the checkout (a test's sitecustomize patches the bot)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env.update({"GAMEDAY_API_KEY": KEY, "GAMEDAY_API_SECRET": SECRET, "GAMEDAY_CONTROL_TOKEN": TOKEN,
-                "PYTHONPATH": str(ROOT)})
+                "PYTHONPATH": path})
     audit = work / "state" / "audit.jsonl"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "run", "--exchange", "testnet", "--testnet-url", handle.rest_url,
@@ -110,6 +115,25 @@ async def measure(calls: int, big: int, big_bytes: int) -> dict[str, object]:
     return out
 
 
+def problems(out: dict[str, Any], calls: int, big: int, big_bytes: int, per_minute: int) -> list[str]:
+    """What makes the figures measure nothing: a wrong token let through, a flood never rate
+    limited, big reasons kept whole, or unauthenticated calls never audited."""
+    found = []
+    if out["rejected_kill_status"] not in (401, 403):
+        found.append(f"a wrong-token kill switch was answered {out['rejected_kill_status']}, not refused")
+    flood: dict[int, int] = out["flood_statuses"]
+    if any(status < 400 for status in flood):
+        found.append(f"wrong-token calls were admitted: {flood}")
+    if calls > per_minute and not flood.get(429):
+        found.append(f"{calls} calls against a limit of {per_minute} per minute drew no 429: nothing rate limits")
+    grown: int = out["big_audit_bytes"]
+    if big and grown <= 0:
+        found.append(f"{big} unauthenticated calls left no audit record")
+    if big and grown >= big * big_bytes // 10:
+        found.append(f"the audit log grew {grown} bytes for {big} reasons of {big_bytes}: reasons are not cut")
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=1000)
@@ -122,7 +146,11 @@ def main() -> int:
           f"{out['big_audit_bytes']} bytes (statuses {out['big_statuses']})")
     print(f"rejected kill switch: HTTP {out['rejected_kill_status']} {out['rejected_kill_body']}")
     print(json.dumps(out, sort_keys=True))
-    return 0
+    found = problems(out, args.calls, args.big, args.big_bytes,
+                     load_access_config().control_api.rate_limit.requests_per_minute)
+    for problem in found:
+        print(f"FAIL: {problem}: the figures measure nothing")
+    return 1 if found else 0
 
 
 if __name__ == "__main__":

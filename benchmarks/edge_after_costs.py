@@ -8,7 +8,8 @@ cannot pay a round trip, 15 a normal 5-minute BTC market) it runs the same seeds
 scenarios with no faults - the real bot, its strategy on, against the in-process exchange - and
 counts the trades the strategy opened (position.closed), the winners (pnl > 0), the net P&L after
 fees (sum of pnl, quote currency) and the entries the edge check refused (order.refused{rule:
-edge}). Deterministic: the same command prints the same table.
+edge}). Deterministic: the same command prints the same table. Exits non-zero when the edge
+check refused nothing or the strategy traded nothing (the table would measure nothing).
 """
 
 from __future__ import annotations
@@ -62,6 +63,33 @@ def run_seed(profile: str, seed: int, bars: int, vol_bps: float, workdir: Path) 
     return tally
 
 
+def measure(profile: str, seeds: int, bars: int, vols: list[float]) -> dict[float, Tally]:
+    """The summed tally of seeds 1..N per volatility."""
+    out: dict[float, Tally] = {}
+    with tempfile.TemporaryDirectory(prefix="gameday-edge-") as tmp:
+        for vol in vols:
+            total = out.setdefault(vol, Tally())
+            for seed in range(1, seeds + 1):
+                t = run_seed(profile, seed, bars, vol, Path(tmp))
+                total.trades += t.trades
+                total.wins += t.wins
+                total.net += t.net
+                total.refused_edge += t.refused_edge
+    return out
+
+
+def measured(tallies: dict[float, Tally]) -> dict[float, Tally]:
+    """The table, or SystemExit when it shows nothing of the edge check: a check that refuses no
+    entry anywhere (or a strategy that never trades) makes the same fast, empty figures."""
+    if not any(t.refused_edge for t in tallies.values()):
+        raise SystemExit("the edge check refused no entry in any regime: the figure measures nothing "
+                         "(is entry_allowed_by_edge still called before an entry?)")
+    if not any(t.trades for t in tallies.values()):
+        raise SystemExit("the strategy closed no trade in any regime: the figure measures nothing "
+                         "(add a livelier --vol-bps or more --seeds)")
+    return tallies
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20, help="seeds 1..N")
@@ -71,16 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     print(f"profile {args.profile}, seeds 1..{args.seeds}, {args.bars} bars each")
     print(f"{'vol_bps':>8} {'trades':>7} {'wins':>5} {'net P&L':>10} {'refused (edge)':>15}")
-    with tempfile.TemporaryDirectory(prefix="gameday-edge-") as tmp:
-        for vol in args.vol_bps or [2.0, 15.0]:
-            total = Tally()
-            for seed in range(1, args.seeds + 1):
-                t = run_seed(args.profile, seed, args.bars, vol, Path(tmp))
-                total.trades += t.trades
-                total.wins += t.wins
-                total.net += t.net
-                total.refused_edge += t.refused_edge
-            print(f"{vol:>8g} {total.trades:>7} {total.wins:>5} {total.net:>10.2f} {total.refused_edge:>15}")
+    for vol, total in measured(measure(args.profile, args.seeds, args.bars, args.vol_bps or [2.0, 15.0])).items():
+        print(f"{vol:>8g} {total.trades:>7} {total.wins:>5} {total.net:>10.2f} {total.refused_edge:>15}")
     return 0
 
 

@@ -6,9 +6,10 @@
         set DIR/runs/<utc>-<commit>/ (evidence.jsonl, junit.xml, results.txt, metrics.prom, manifest.json,
         net/) and, when it completes, points DIR/latest at it (default DIR: reports); the results table
         ends the output; the exit code is pytest's (harness/evidence.py, harness/pytest_evidence.py).
-    gameday drill --random N --seed S [--profile futures|pets|both] [--bars B] [--out DIR]
+    gameday drill --random N --seed S [-n N|auto] [--profile futures|pets|both] [--bars B] [--out DIR]
         Randomized fault schedules (hypothesis) run in sim mode against the real bot, checked
-        against invariants; failures are shrunk and written as scenario files (harness.drill).
+        against invariants, over N processes (auto: one per core; the results do not depend on
+        it); failures are shrunk and written as scenario files (harness.drill).
     gameday drill --runbook NAME --operator WHO [--operator-script FILE] [--time-scale X] [--report DIR]
         A runbook drill on the local testnet: the incident injected, the automated steps run, each
         human step prompted (or scripted) and timed against its window; an evidence set with

@@ -25,6 +25,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _jobs(text: str) -> int:
+    """N, or `auto` (as pytest -n): one process per core, at most 8."""
+    if text.strip() == "auto":
+        return max(1, min(os.cpu_count() or 1, 8))
+    return _positive(text)
+
+
 def _bars(text: str) -> int:
     value = _positive(text)
     if value < MIN_BARS:
@@ -50,8 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f">= {ATR_HISTORY_BARS + 4})")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help=f"where scenario files for failures are written (default {DEFAULT_OUT})")
-    p.add_argument("--jobs", type=_positive, default=max(1, min(os.cpu_count() or 1, 8)), metavar="J",
-                   help="worker processes (default: CPU count); results do not depend on it")
+    p.add_argument("-n", "--jobs", dest="jobs", type=_jobs, default=_jobs("auto"), metavar="N",
+                   help="worker processes, or 'auto': one per core (the default, at most 8); the schedules, "
+                        "results and the one drill record do not depend on it")
     p.add_argument("--no-shrink", dest="shrink", action="store_false",
                    help="write failing schedules as found, without shrinking")
     runbook = p.add_argument_group("runbook drill (harness.runbooks.drill), instead of --random")
