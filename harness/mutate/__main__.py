@@ -77,16 +77,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def select_mutants(root: Path, config: dict[str, Any], modules: list[str], limit: int, seed: int,
                    names: list[str] | None = None) -> tuple[list[Mutant], dict[str, str], int]:
-    """The mutants to run, the sources by path, and how many mutants there are in all."""
+    """The mutants to run, every configured module's source by path, and how many mutants the
+    selected modules have in all."""
     sources: dict[str, str] = {}
     every: list[Mutant] = []
     for module, rel in iter_modules([str(root / m) for m in config["modules"]]):
         rel = str(Path(rel).relative_to(root))
         module = rel.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
-        if modules and not any(m in rel for m in modules):
-            continue
+        # Every module's source, not only the selected ones: the coverage map (and its cache key)
+        # is then the same for any --module, so one mapping run serves them all.
         sources[rel] = (root / rel).read_text()
-        every.extend(find_mutants(module, rel, sources[rel]))
+        if not modules or any(m in rel for m in modules):
+            every.extend(find_mutants(module, rel, sources[rel]))
     if not every:
         raise UsageError(f"no mutants: no module of {config['modules']} matches --module {modules}")
     chosen = every

@@ -57,10 +57,10 @@ class Rig:
 
 
 def rig(profile: str = "futures", *, bars: int = 20, range_bps: float = 20.0, clock: VirtualClock | None = None,
-        equity: float = 10_000.0) -> Rig:
+        equity: float = 10_000.0, policy: Policy | None = None) -> Rig:
     clock = clock or VirtualClock(T0)
     bus = EventBus()
-    engine = Engine(POLICIES[profile], clock, bus, symbol="BTCUSDT", equity=equity,
+    engine = Engine(policy or POLICIES[profile], clock, bus, symbol="BTCUSDT", equity=equity,
                     verify=lambda c: c == TOKEN, bar_ms=BAR)
     r = Rig(engine, clock)
     bus.subscribe(r.events.append)
@@ -299,6 +299,16 @@ def test_a_position_that_is_not_the_saved_one_gets_a_new_plan(qty_factor: float,
         assert "differs from the saved one" in again.named("bot.alert")[-1].fields["title"]
 
 
+@pytest.mark.parametrize(("steps", "plan"), [(0.4, "restored"), (1.0, "new")])
+def test_a_position_one_qty_step_larger_than_the_saved_one_gets_a_new_plan(steps: float, plan: str) -> None:
+    """Half a step is the exchange's rounding; a whole step more was added while the bot was down."""
+    r = rig("futures", range_bps=300.0)
+    _open(r)
+    again = _restart(r, r.engine.snapshot())
+    again.engine.reconcile_position(r.engine.position_qty + steps * r.engine.qty_step, r.engine.entry_price)
+    assert again.named("position.opened", plan=plan)
+
+
 def test_a_plan_that_found_no_position_is_not_handed_to_a_later_one() -> None:
     r = rig("futures", range_bps=300.0)
     _open(r)
@@ -362,3 +372,77 @@ def test_a_fill_of_no_quantity_halts_and_leaves_the_position(qty: float) -> None
     assert r.engine.position_qty == 0.0
     halted = r.named("trading.halted")
     assert halted and "unusable fill numbers" in halted[-1].fields["reason"]
+
+
+def test_an_entry_filled_in_two_parts_averages_its_price_and_books_no_pnl() -> None:
+    r = rig("pets")
+    order = entry_order(r)
+    qty = order.intent.qty
+    half = round(qty / 2, 3)
+    r.fill(order, qty=half, price=60_000.0)
+    r.fill(order, qty=qty - half, price=60_300.0)
+    assert r.engine.position_qty == pytest.approx(qty)
+    assert r.engine.entry_price == pytest.approx((half * 60_000.0 + (qty - half) * 60_300.0) / qty)
+    assert r.engine.wallet == 10_000.0  # adding to a position realises nothing (the rig's fills have no fee)
+    assert len(r.named("position.opened")) == 1 and not r.named("position.closed")
+
+
+@pytest.mark.parametrize("side", ["buy", "sell"])
+def test_a_limit_entry_before_any_book_price_is_refused_not_rested_at_a_made_up_price(side: str) -> None:
+    clock = VirtualClock(T0)
+    bus = EventBus()
+    events: list[Event] = []
+    bus.subscribe(events.append)
+    engine = Engine(POLICIES["pets"], clock, bus, symbol="BTCUSDT", equity=10_000.0, verify=lambda c: c == TOKEN,
+                    bar_ms=BAR)
+    engine.warm_up([Bar(T0 - (20 - i) * BAR, 60_000.0, 60_060.0, 59_940.0, 60_000.0) for i in range(20)])
+    clock.advance_to(T0 + BAR)  # bars arrive (REST klines), the book has not spoken yet
+    signal = Signal("buy" if side == "buy" else "sell", 0.01, 0.5, 2.0, 0.05)
+    intents = engine.on_bar(Bar(T0 + BAR, 60_000.0, 60_060.0, 59_940.0, 60_000.0), infer=lambda b: signal)
+    assert not [i for i in intents if isinstance(i, PlaceOrder)]
+    refused = [e for e in events if e.name == "order.refused"]
+    assert [e.fields["rule"] for e in refused] == ["invalid"] and "book price" in refused[0].fields["reason"]
+
+
+def test_with_zones_disabled_a_listed_blocked_zone_cancels_nothing() -> None:
+    pets = POLICIES["pets"]
+    sizing = pets.position_sizing
+    policy = pets.model_copy(update={"position_sizing": sizing.model_copy(
+        update={"zones": sizing.zones.model_copy(update={"enabled": False})})})
+    assert policy.position_sizing.zones.blocked  # Z4, Z5 still listed, but zones are off
+    r = rig(policy=policy)
+    order = entry_order(r)
+    out: list[Intent] = []
+    for _ in range(6):
+        out += r.bar(range_bps=400.0)  # ATR past 1 % of price: Z4-Z5, blocked only when zones are on
+    assert not cancels(out) and order.intent.client_id in r.engine._resting
+
+
+@pytest.mark.parametrize("working", ["flatten", "exit"])
+def test_an_exit_retried_after_a_rejection_sends_no_second_close_while_one_is_working(working: str) -> None:
+    """exit_now (a stop was rejected: exit at market now) must not double the close already on its way."""
+    r = rig("futures")
+    r.fill(entry_order(r))
+    if working == "flatten":
+        sent = _kill("immediate")(r)  # the kill switch's flatten is working
+    else:
+        sent = r.engine.exit_now()  # the first retry's market exit is working
+    assert [i.intent.purpose for i in sent if isinstance(i, PlaceOrder)] == [working]
+    assert r.engine.exit_now() == []
+
+
+def test_a_refusal_names_the_state_that_forbids_entries_before_the_size() -> None:
+    r = rig("futures", equity=50.0)  # no size either: 20 % of $50 is below one 0.001 BTC step
+    _kill("pause")(r)
+    r.bar(BUY)
+    (refused,) = r.named("order.refused")
+    assert refused.fields["rule"] == "killswitch" and refused.fields["qty"] == 0.0  # nothing was sized
+
+
+def test_a_closed_trade_reports_its_pnl_to_the_cent() -> None:
+    r = rig("futures")
+    order = _open(r)
+    qty = order.intent.qty
+    r.engine.on_fill(Fill("gd-test-ex-1", "sell", qty, r.price + 10.0, 0.0, r.clock.now_ms()))
+    (closed,) = r.named("position.closed")
+    assert closed.fields["pnl"] == pytest.approx(qty * 10.0, abs=1e-6) and closed.fields["pnl"] < 1.0

@@ -87,6 +87,7 @@ def test_bad_or_missing_credentials_rejected_and_change_nothing(credential: str 
     else:
         res = ks.clear("mallory", credential)
     assert not res.accepted
+    assert res.unauthorized  # counted as an unauthorized access attempt (red_flags), a clear as well
     assert ks.status() == before
     assert [e.name for e in events] == ["killswitch.rejected"]
     reason = events[0].fields["reason"]
@@ -125,6 +126,7 @@ def test_escalates_never_downgrades_silently() -> None:
     for weaker in ("pause", "graceful"):
         res = ks.engage(weaker, "w", "a", TOKEN)
         assert not res.accepted and "immediate" in res.reason
+        assert res.halt and res.mode == "immediate"  # the refusal still tells the caller trading is halted
     assert ks.status().mode == "immediate" and len(events) == n
     assert ks.status().engaged_at_ms == T0
 
@@ -212,6 +214,8 @@ def test_partial_or_wrong_snapshots_engage_immediate_with_the_problem_named(data
      b'"deadline_ms": null, "flatten_requested": false}', "immediate without flatten_requested"),
     (b'{"version": 1, "engaged": true, "mode": "graceful", "reason": "x", "actor": "a", "engaged_at_ms": 1, '
      b'"deadline_ms": null, "flatten_requested": false}', "graceful without a deadline"),
+    (b'{"version": 1, "engaged": true, "mode": "pause", "reason": "x", "actor": "a", "engaged_at_ms": 1.5, '
+     b'"deadline_ms": null, "flatten_requested": false}', "engaged_at_ms is 1.5, not whole milliseconds"),
     (None, "it could not be read"),
 ])
 def test_hand_written_and_partial_markers_engage_immediate_naming_the_problem(content: bytes | None,
@@ -227,3 +231,15 @@ def test_a_complete_marker_is_taken_as_written() -> None:
     ks.engage("graceful", "deploy", "alice", TOKEN)
     written = ks.snapshot()
     assert marker_snapshot(json.dumps(written).encode(), None, "m", T0 + 5) == written
+
+
+def test_escalating_a_marker_without_its_engaging_time_records_when_it_was_engaged() -> None:
+    """A hand-written complete marker may leave engaged_at_ms null; the next engagement dates it."""
+    ks, clock, _ = make()
+    ks.restore(marker_snapshot(b'{"version": 1, "engaged": true, "mode": "pause", "reason": "x", "actor": "a", '
+                               b'"engaged_at_ms": null, "deadline_ms": null, "flatten_requested": false}',
+                               None, "m", T0))
+    assert ks.status().engaged_at_ms is None
+    clock.advance(MINUTE)
+    assert ks.engage("immediate", "i", "a", TOKEN).accepted
+    assert ks.status().engaged_at_ms == T0 + MINUTE

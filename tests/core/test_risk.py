@@ -177,3 +177,22 @@ def test_entry_reversing_the_position_is_capped_on_the_resulting_position(policy
     assert gate.check(entry(policy, qty=long_qty + cap / MARK, side="sell"), c).allowed
     d = gate.check(entry(policy, qty=long_qty + (cap + 1) / MARK, side="sell"), c)
     assert not d.allowed and d.rule == "cap" and "max_position_pct" in d.reason
+
+
+def test_an_entry_adding_to_a_position_is_capped_on_the_position_at_the_mark_plus_the_order_at_its_price(
+        policy: Policy) -> None:
+    """A limit below the mark must not value the position already held at the limit's lower price."""
+    cap = policy.position_sizing.max_position_pct * EQUITY
+    held = cap / 2 / MARK  # half the cap, at the mark
+    c = ctx(policy, position_qty=held, position_notional=held * MARK, open_exposure=held * MARK)
+    price = MARK * 0.96
+    d = RiskGate(policy).check(entry(policy, qty=(cap / 2 + 8) / price, price=price), c)  # 8 past the cap
+    assert not d.allowed and d.rule == "cap" and "max_position_pct" in d.reason
+    assert RiskGate(policy).check(entry(policy, qty=(cap / 2 - 8) / price, price=price), c).allowed
+
+
+@pytest.mark.parametrize("price", [math.nan, math.inf, 0.0, -1.0])
+def test_a_reducing_limit_order_at_an_unusable_price_is_denied(policy: Policy, price: float) -> None:
+    long_ = ctx(policy, position_qty=2.0, position_notional=200.0)
+    d = RiskGate(policy).check(dataclasses.replace(exit_(), price=price), long_)
+    assert not d.allowed and f"price {price}" in d.reason and not d.fail_closed

@@ -84,6 +84,24 @@ def test_a_mutant_judged_equivalent_leaves_the_denominator(tmp_path: Path) -> No
     assert code == 0, stdout
 
 
+def test_one_coverage_map_serves_every_module(tmp_path: Path) -> None:
+    """--module picks the mutants, not what the coverage map traces: a run over another module reuses
+    the cached map instead of running every test again."""
+    root = _project(tmp_path, [])
+    (root / "toy" / "other.py").write_text("def double(x):\n    return 2 * x\n")
+    config = root / "mutation.yaml"
+    config.write_text(config.read_text().replace("modules: [toy/gate.py]", "modules: [toy/gate.py, toy/other.py]"))
+    cwd = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, "-m", "harness.mutate", "--root", str(root), "--config", "mutation.yaml", "--out", "out",
+            "--max-mutants", "1"]
+    subprocess.run([*argv, "--module", "gate.py"], capture_output=True, text=True, timeout=300, cwd=cwd)
+    cache = root / "out" / "coverage.json"
+    first = cache.read_text()
+    subprocess.run([*argv, "--module", "other.py"], capture_output=True, text=True, timeout=300, cwd=cwd)
+    assert cache.read_text() == first  # the same key: not mapped again
+    assert json.loads((root / "out" / "mutants.json").read_text())["mutants"][0]["path"] == "toy/other.py"
+
+
 @pytest.mark.parametrize(("source", "change", "expected"), [
     ("x = a < b", "< -> <=", "x = a <= b"),
     ("x = a and b", "and -> or", "x = a or b"),
