@@ -37,7 +37,7 @@ from harness.faults.contract import DURATION, DrillFacts, FaultError, Injected, 
 from harness.faults.contract import ParamSpec as P
 from harness.net.inject import mark_price, now_ms, position_qty, real_equity
 from harness.sim.constants import HARNESS_ORDER_PREFIX, P_BAR, P_PHASE, START_MS, SYMBOL
-from harness.testnet.engine import BinanceError
+from harness.testnet.errors import BinanceError
 
 if TYPE_CHECKING:
     from harness.net.runner import NetRun

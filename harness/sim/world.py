@@ -45,9 +45,10 @@ from harness.sim.constants import (
 from harness.sim.outcome import duplicate_orders
 from harness.sim.steps import ActiveStep
 from harness.sim.transport import Feed, Network, SimDisks, SimStore, SimTransport
-from harness.testnet.engine import Account as ExchangeAccount
-from harness.testnet.engine import BinanceError, Engine
+from harness.testnet.engine import Engine
+from harness.testnet.errors import BinanceError
 from harness.testnet.market import Candle, load_csv
+from harness.testnet.model import Account as ExchangeAccount
 
 
 @dataclass(order=True)
