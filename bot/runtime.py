@@ -508,10 +508,36 @@ class Trader:
         qty = sum(p.qty for p in positions)
         self.engine.set_wallet(balance.wallet)
         entry = positions[0].entry_price if positions else 0.0
+        if self._pending and self._unexplained(qty):
+            await self._clear_the_way_to_adopt(qty)
         if not self._pending and self.engine.reconcile_position(qty, entry):
             self.bus.emit("order.reconciled", now, client_id=None, side=None, qty=qty, price=entry,
                           reduce_only=None, code=None, status="position_adopted")
             await self._execute(self.engine.on_timer())
+
+    def _unexplained(self, qty: float) -> bool:
+        return abs(qty - self.engine.position_qty) > self.engine.qty_step / 2
+
+    async def _clear_the_way_to_adopt(self, qty: float) -> None:
+        """The exchange holds a position the engine does not know while orders of the bot are working.
+        Adoption waits for them (a fill of its own must not be counted twice), but an entry may rest
+        for hours (post-only), and the position must not go that long without exits. So the working
+        orders are looked up now: a fill of the bot's own explains the difference. What is still
+        unexplained the bot did not open, and its resting entries, sized for an account without it,
+        are cancelled (their fills accounted): nothing is then in the way of adopting it."""
+        now = self.clock.now_ms()
+        for pending in self._pending.values():
+            if pending.attempts == 0:  # a lookup backing off after errors keeps its back-off
+                pending.due_ms = min(pending.due_ms, now)
+        await self._poll_pending()
+        if not self._unexplained(qty):
+            return
+        for client_id, pending in list(self._pending.items()):
+            if not pending.order.intent.risk_reducing and not pending.unknown:
+                await self._cancel_entry(CancelOrder(
+                    self.config.symbol, client_id,
+                    f"a position the bot did not open ({qty:g}) is on the account: it is adopted with exits "
+                    "first, and this entry was sized for the account without it"))
 
     async def _cancel_orphaned_entries(self) -> None:
         """Entries an earlier process left resting (a crash, a restart) are cancelled once, at the

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.runtime import StartupRefused
+from bot.runtime import StartupRefused, TraderConfig
 from tests.runtime.sim_world import SYMBOL, TOKEN, World
 
 
@@ -383,3 +383,40 @@ def test_kill_switch_never_reports_flat_on_a_failed_read_of_the_concurrent_check
 
     run(scenario())
     assert world.of("account.flat") and world.position() == 0
+
+
+RECONCILE_S = TraderConfig().reconcile_every_ms // 1000 + 1  # one reconcile, whatever its phase
+
+
+async def _resting_entry_then(world: World, arrange: Callable[[], None], seconds: int) -> None:
+    """The pets strategy books a post-only entry (bar 28 of this market); `arrange` runs while it
+    rests, then the bot's timers run for `seconds` (inside the bar: the market does not reach it)."""
+    await world.trader.start()
+    while not world.exchange_engine.open_orders("test-key", SYMBOL):
+        await world.bars(1)
+    arrange()
+    until = world.clock.now_ms() + seconds * 1000
+    while (deadline := world.trader.next_deadline_ms()) is not None and deadline <= until:
+        world.clock.advance_to(max(deadline, world.clock.now_ms()))
+        await world.trader.on_feed_alive(world.clock.now_ms())
+        await world.trader.on_timer()
+
+
+def test_a_position_that_appears_while_an_entry_rests_is_adopted_with_exits_and_the_entry_cancelled(
+        tmp_path: Path) -> None:
+    world = World(tmp_path, profile="pets", trade_entries=True)
+    run(_resting_entry_then(world, lambda: world.give_position(0.01), seconds=RECONCILE_S))
+    opened = world.of("position.opened")
+    assert [e.fields["reason"] for e in opened] == ["reconciled"], "the foreign position waited for the entry"
+    assert opened[0].fields["qty"] == 0.01 and world.trader.engine.exit_state is not None
+    cancelled = world.of("orders.cancelled")
+    assert [(e.fields["scope"], e.fields["count"]) for e in cancelled] == [("entries", 1)]
+    assert "did not open" in cancelled[0].fields["reason"]
+    assert not world.exchange_engine.open_orders("test-key", SYMBOL)
+
+
+def test_a_resting_entry_is_kept_while_the_account_holds_only_what_the_bot_knows(tmp_path: Path) -> None:
+    world = World(tmp_path, profile="pets", trade_entries=True)
+    run(_resting_entry_then(world, lambda: None, seconds=RECONCILE_S))
+    assert world.exchange_engine.open_orders("test-key", SYMBOL), "an entry with nothing beside it is left working"
+    assert not world.of("orders.cancelled") and not world.of("position.opened")
