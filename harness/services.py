@@ -26,13 +26,13 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-import redis
 import requests
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+if TYPE_CHECKING:
+    import redis
 
 REDIS_ENV = "GAMEDAY_REDIS_URL"
 TOXIPROXY_ENV = "GAMEDAY_TOXIPROXY_URL"
@@ -141,6 +141,10 @@ def free_loopback_port() -> int:
 
 def make_redis_client(url: str, *, timeout: float = 1.0, **kwargs: Any) -> redis.Redis:
     """A Redis client with explicit timeouts and no retries (redis-py otherwise retries for seconds)."""
+    import redis  # here, not at the top: a sim-only session (every xdist worker too) never loads redis-py
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     kwargs.setdefault("socket_timeout", timeout)
     kwargs.setdefault("socket_connect_timeout", timeout)
     kwargs.setdefault("retry", Retry(NoBackoff(), 0))
@@ -150,6 +154,8 @@ def make_redis_client(url: str, *, timeout: float = 1.0, **kwargs: Any) -> redis
 
 
 def _redis_ping(url: str, timeout: float = 1.0) -> None:
+    import redis
+
     client = make_redis_client(url, timeout=timeout)
     try:
         if not client.ping():
