@@ -47,7 +47,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _print_outputs(outputs: Outputs) -> None:
     r = outputs.readiness
     print(f"readiness: {r.verified} of {r.total} checklist items verified by current evidence ({r.percent:.0f}%); "
-          + ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in r.counts.items() if n and s != "verified"))
+          + ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in r.counts.items() if n and s != "verified")
+          + (f" ({r.partly_verified} of these partly: some of their evidence verified, the rest missing)"
+             if r.partly_verified else ""))
     untrusted = [s for s in r.sets if not s.counted]
     for s in untrusted:
         print(f"not counted: {s.name}: {s.trust}: {s.problems[0] if s.problems else ''}")

@@ -149,6 +149,13 @@ class Readiness:
     def percent(self) -> float:
         return 100.0 * self.verified / self.total if self.total else 0.0
 
+    @property
+    def partly_verified(self) -> int:
+        """Items not verified of which some evidence is verified (e.g. a scenario passed in a gate-only
+        run, the unit tests were not in it): a reader must not take these for untried."""
+        return sum(1 for r in self.items
+                   if r.status != "verified" and any(p.status == "verified" for f in r.forms for p in f.proofs))
+
     def by_status(self, status: str) -> list[ItemResult]:
         return [r for r in self.items if r.status == status]
 
