@@ -508,15 +508,12 @@ class Trader:
         qty = sum(p.qty for p in positions)
         self.engine.set_wallet(balance.wallet)
         entry = positions[0].entry_price if positions else 0.0
-        if self._pending and self._unexplained(qty):
+        if self._pending and self.engine.position_differs(qty):
             await self._clear_the_way_to_adopt(qty)
         if not self._pending and self.engine.reconcile_position(qty, entry):
             self.bus.emit("order.reconciled", now, client_id=None, side=None, qty=qty, price=entry,
                           reduce_only=None, code=None, status="position_adopted")
             await self._execute(self.engine.on_timer())
-
-    def _unexplained(self, qty: float) -> bool:
-        return abs(qty - self.engine.position_qty) > self.engine.qty_step / 2
 
     async def _clear_the_way_to_adopt(self, qty: float) -> None:
         """The exchange holds a position the engine does not know while orders of the bot are working.
@@ -530,7 +527,7 @@ class Trader:
             if pending.attempts == 0:  # a lookup backing off after errors keeps its back-off
                 pending.due_ms = min(pending.due_ms, now)
         await self._poll_pending()
-        if not self._unexplained(qty):
+        if not self.engine.position_differs(qty):
             return
         for client_id, pending in list(self._pending.items()):
             if not pending.order.intent.risk_reducing and not pending.unknown:

@@ -291,7 +291,7 @@ class Engine:
         """The exchange's position (signed qty, entry price). When it is not the engine's, adopt
         it (True). When it is, a restored plan waiting for a position it never found is dropped:
         it must not be handed to a position opened later."""
-        if abs(qty - self.position_qty) > self.qty_step / 2:
+        if self.position_differs(qty):
             self.adopt_position(qty, entry if qty else 0.0)
             return True
         self._saved_plan = None
@@ -702,3 +702,7 @@ class Engine:
         if reduce_only or client_id in self._in_flight or not client_id.startswith(_ID_PREFIX):
             return False
         return client_id.split("-")[2:3] == ["en"]
+
+    def position_differs(self, qty: float) -> bool:
+        """The exchange's signed position `qty` is not the engine's (by more than half a qty step)."""
+        return abs(qty - self.position_qty) > self.qty_step / 2
