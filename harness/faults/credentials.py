@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess  # nosec B404 - git with fixed arguments, never a shell
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from harness.faults.contract import DrillFacts, FaultError, Injected, kind
 from harness.faults.contract import ParamSpec as P
 from harness.net.inject import now_ms
-from harness.sim.constants import API_KEY, START_MS
+from harness.sim.constants import API_KEY
 
 if TYPE_CHECKING:
     from harness.net.runner import NetRun
@@ -41,7 +42,8 @@ PERMISSION_FLAGS = {
 
 
 def write_leak(workdir: Path, where: str, ts: int, key: str, secret: str) -> str:
-    """Write the secret into the `where` place under workdir (committing it for `repo`); the file."""
+    """Write the secret into the `where` place under workdir (committing it for `repo`, dated `ts`
+    so that a sim run's commit id, which the leak's evidence names, is the same on every run)."""
     name, template = LEAK_FILES[where]
     path = workdir / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,9 +51,11 @@ def write_leak(workdir: Path, where: str, ts: int, key: str, secret: str) -> str
         fh.write(template.format(ts=ts, key=key, secret=secret))
     if where == "repo":
         repo = workdir / "repo"
+        date = f"@{ts // 1000} +0000"
+        env = {**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
         for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=gameday", "-c", "user.email=gameday@invalid",
                                                    "commit", "-q", "-m", "settings"]):
-            done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False)  # nosec B603, B607 - git by name with a fixed argv, no shell
+            done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False, env=env)  # nosec B603, B607 - git by name with a fixed argv, no shell
             if done.returncode != 0:
                 raise FaultError(f"credential_leak: git {' '.join(args)} failed: {done.stderr.decode()[:200]}")
     return name
@@ -68,7 +72,7 @@ def permissions_for(fault: str, flags: list[Any]) -> dict[str, bool]:
 
 
 async def credential_leak(world: SimWorld, step: ActiveStep) -> None:
-    name = write_leak(world.workdir, step.params["where"], world.now - START_MS, world.api_key, world.api_secret)
+    name = write_leak(world.workdir, step.params["where"], world.now, world.api_key, world.api_secret)
     world.notes.append(f"{step.id}: leaked the bot's fake secret into {name}")
 
 
