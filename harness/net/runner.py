@@ -50,7 +50,7 @@ import pytest
 
 from bot.core.events import Event
 from bot.io.access import add_principal, load_access_config
-from harness.allowances import configured
+from harness.allowances import measured
 from harness.collect import RUNNERS, RunContext
 from harness.evidence import fresh_dir
 from harness.expect import RunRecord, StepTiming
@@ -114,7 +114,7 @@ def end_offset_for(sc: Scenario, scale: float, params: dict[str, dict[str, Any]]
         if exp.within is None:
             continue
         start = round(sc.step(exp.after).at.to_ms(sc.bar_ms) * scale) if exp.after else 0
-        _, allowance_ms = configured().resolve(exp.allowance, sc.step(exp.after).fault if exp.after else None)
+        _, allowance_ms = measured().resolve(exp.allowance, sc.step(exp.after).fault if exp.after else None)
         ends.append(start + round(exp.within.to_ms(sc.bar_ms) * scale) + allowance_ms)
     return max(ends) + round(1000 * scale)
 
@@ -364,7 +364,7 @@ class NetRun:
                                                                                 error="never injected")
                                                for s in sc.steps],
                          bar_ms=sc.bar_ms, time_scale=self.scale, end_state=end_state, start_ms=t0,
-                         end_ms=end_ms, notes=self.notes, allowances=configured())
+                         end_ms=end_ms, notes=self.notes, allowances=measured())
 
     _at_end: list[tuple[str, Any]]
 
