@@ -192,6 +192,9 @@ class NetRun:
         self.disk_mounted = False
 
     def start(self) -> None:
+        # The allowances' calibration (a bare bot start, timed once per process) runs before the
+        # stack and the bot: it must neither compete with this run's bot nor delay its timeline.
+        measured()
         if self.disk_dir is not None:
             self._mount_disk()
         self.stack.start()
@@ -316,8 +319,9 @@ class NetRun:
 
     def run(self, params: dict[str, dict[str, Any]]) -> RunRecord:
         sc = self.scenario
+        offset = self.end_offset_ms(params)  # before t0: nothing may delay the steps after the clock starts
         t0 = now_ms()
-        end = t0 + self.end_offset_ms(params)
+        end = t0 + offset
         timings: dict[str, StepTiming] = {}
         reverts: list[tuple[int, str, Any]] = []
         steps = sorted(sc.steps, key=lambda s: (s.at.to_ms(sc.bar_ms), s.index))
