@@ -89,6 +89,7 @@ class ExpectationResult:
     threshold_ms: int | None = None  # the scaled policy threshold; sla_ms = threshold + allowance
     allowance: str | None = None  # the fixed real cost added unscaled (net mode)
     allowance_ms: int = 0
+    allowance_basis: str | None = None  # where allowance_ms came from: configured, or measured on this machine
 
     @property
     def margin_ms(self) -> int | None:
@@ -100,7 +101,8 @@ class ExpectationResult:
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "kind": self.kind, "sla_ms": self.sla_ms, "observed_ms": self.observed_ms,
                 "threshold_ms": self.threshold_ms, "allowance": self.allowance,
-                "allowance_ms": self.allowance_ms, "margin_ms": self.margin_ms,
+                "allowance_ms": self.allowance_ms, "allowance_basis": self.allowance_basis,
+                "margin_ms": self.margin_ms,
                 "verdict": self.verdict, "message": self.message}
 
 
@@ -297,6 +299,7 @@ class _Sla:
     threshold: int | None
     allowance: str | None = None
     allowance_ms: int = 0
+    allowance_basis: str | None = None  # where allowance_ms came from (configured, or measured)
 
     @classmethod
     def of(cls, scenario: Scenario, record: RunRecord, exp: Expectation, scale: float) -> _Sla:
@@ -307,14 +310,15 @@ class _Sla:
             return cls(threshold)
         after = scenario.step(exp.after).fault if exp.after else None
         name, ms = record.allowances.resolve(exp.allowance, after)
-        return cls(threshold, name, ms)
+        return cls(threshold, name, ms, record.allowances.basis_of(name))
 
     @property
     def total(self) -> int | None:
         return None if self.threshold is None else self.threshold + self.allowance_ms
 
     def fields(self) -> dict[str, Any]:
-        return {"threshold_ms": self.threshold, "allowance": self.allowance, "allowance_ms": self.allowance_ms}
+        return {"threshold_ms": self.threshold, "allowance": self.allowance, "allowance_ms": self.allowance_ms,
+                "allowance_basis": self.allowance_basis}
 
     def text(self, within: Duration | None) -> str:
         if within is None:

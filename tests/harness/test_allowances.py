@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bot.core.events import Event
-from harness.allowances import AllowanceConfigError, Allowances, load_allowances
+from harness.allowances import AllowanceConfigError, Allowances, bot_start_ms, load_allowances
 from harness.expect import RunRecord, StepTiming, judge
 from harness.pytest_evidence import summary_lines
 from harness.report.units import sla_text
@@ -109,3 +111,43 @@ def test_the_config_is_checked(tmp_path):
     with pytest.raises(AllowanceConfigError, match="implied_by_fault.bot_crash: 'restrat' is not in"):
         load_allowances(path)
     assert load_allowances().resolve(None, "bot_crash")[0] == "restart"  # the shipped config
+
+
+def test_a_calibrated_allowance_grows_with_the_measured_start_and_a_slow_restore_still_fails(crash):
+    """Load makes a bot start slower, so the restart allowance is derived from a bare start measured
+    now; a restore later than the scaled threshold plus that allowance is still a failure."""
+    loaded = dataclasses.replace(ALLOWANCES, calibrate={"restart": 2.0}).calibrated(lambda: 4_000)
+    assert loaded.ms["restart"] == 8_000 and "2 x 4000 ms bare bot start" in (loaded.basis_of("restart") or "")
+    run = crash_run(11_000)
+    run.allowances = loaded
+    restored = judge(crash, run).expectations[0]
+    assert (restored.sla_ms, restored.verdict) == (11_000, "pass")
+    assert restored.to_dict()["allowance_basis"] == loaded.basis_of("restart")
+    run = crash_run(11_001)  # the restore itself came late: the measured start does not cover it
+    run.allowances = loaded
+    assert judge(crash, run).expectations[0].verdict == "fail"
+    assert crash.expect[3].allowance == "none"  # `allowance: none` stays the bare threshold when calibrated
+    run.allowances = loaded
+    assert judge(crash, run).expectations[3].sla_ms == 3_000
+
+
+def test_a_fast_start_never_shrinks_the_configured_allowance():
+    quick = dataclasses.replace(ALLOWANCES, calibrate={"restart": 2.0}).calibrated(lambda: 1_000)
+    assert quick.ms["restart"] == 5_000 and "= 2000 ms" in (quick.basis_of("restart") or "")
+    assert quick.basis_of("reconnect") == "config/net.yaml allowances_ms.reconnect"  # not calibrated
+
+
+@pytest.mark.parametrize("calibrate, wrong", [
+    ("{restrat: 2}", "calibrate.restrat: 'restrat' is not in allowances_ms"),
+    ("{restart: 10}", "calibrate.restart: expected a factor from 1 to 4"),
+    ("[restart]", "calibrate: expected a mapping"),
+])
+def test_a_wrong_calibration_is_refused_naming_the_key(tmp_path, calibrate, wrong):
+    path = tmp_path / "net.yaml"
+    path.write_text(f"allowances_ms: {{restart: 10}}\nimplied_by_fault: {{}}\ncalibrate: {calibrate}\n")
+    with pytest.raises(AllowanceConfigError, match=wrong):
+        load_allowances(path)
+
+
+def test_the_bare_start_probe_runs_the_bots_run_path_imports():
+    assert bot_start_ms() > 0  # the probe's imports exist: a renamed module would raise here

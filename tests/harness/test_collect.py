@@ -182,7 +182,8 @@ def test_pass_writes_evidence_and_prints_the_table(pytester, monkeypatch):
                                     "injected_ms": T_DD, "established_ms": None, "error": None}
     assert evidence["expectations"][0] == {
         "text": "breaker.tripped{breaker=drawdown} within 1 bar after dd", "kind": "event", "sla_ms": BAR,
-        "observed_ms": BAR, "threshold_ms": BAR, "allowance": None, "allowance_ms": 0, "margin_ms": 0,
+        "observed_ms": BAR, "threshold_ms": BAR, "allowance": None, "allowance_ms": 0, "allowance_basis": None,
+        "margin_ms": 0,
         "verdict": "pass", "message": "seen 300000 ms after establishment"}
     assert evidence["verdict"] == "pass" and evidence["events_count"] == 1
     results = (pytester.path / "out/latest/results.txt").read_text().splitlines()

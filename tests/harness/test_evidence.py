@@ -56,7 +56,7 @@ def test_build_evidence_follows_the_schema(write_scenario):
                             "established_ms": None, "error": None}]
     assert ev["expectations"] == [{"text": "account.flat within 10s after ks", "kind": "event", "sla_ms": 10_000,
                                    "observed_ms": 4_000, "threshold_ms": 10_000, "allowance": None,
-                                   "allowance_ms": 0, "margin_ms": 6_000, "verdict": "pass",
+                                   "allowance_ms": 0, "allowance_basis": None, "margin_ms": 6_000, "verdict": "pass",
                                    "message": "seen 4000 ms after establishment"}]
     assert ev["verdict"] == "pass" and ev["events_count"] == 1
     json.dumps(ev)  # serialisable as is

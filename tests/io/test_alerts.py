@@ -40,6 +40,7 @@ class Rig:
     available: tuple[str, ...] = CHANNELS
     outcome: Callable[[str, int], str | None] = lambda channel, now: None
     answer_ms: Callable[[str], int] = lambda channel: 0
+    refused_after_ms: int = 0  # how long a refusal takes to reach the router (a loaded machine: longer)
     heartbeat_ms: int | None = None
     equity: float | None = 10_000.0
     clock: VirtualClock = field(default_factory=lambda: VirtualClock(T0))
@@ -64,7 +65,7 @@ class Rig:
             for attempt in self.router.due():
                 now = self.clock.now_ms()
                 error = self.outcome(attempt.channel, now)
-                delay = self.answer_ms(attempt.channel) if error is None else 0
+                delay = self.answer_ms(attempt.channel) if error is None else self.refused_after_ms
                 if delay >= attempt.timeout_ms:
                     delay, error = attempt.timeout_ms, "timed out"
                 self._finishing.append((now + delay, attempt, error))
@@ -285,6 +286,20 @@ def test_a_refusing_channel_is_retried_with_backoff_then_its_fallback_delivers()
     [via] = rig.of("alert.sent", channel="webhook")
     assert via.fields["fallback_for"] == "slack" and via.fields["delivery_ms"] == 600
     assert rig.of("alert.sent", channel="email")[0].fields["fallback_for"] is None
+
+
+def test_slow_refusals_leave_no_room_for_the_last_try_and_the_fallback_is_not_delayed_for_it() -> None:
+    """`attempts` is a maximum inside the budget: a try is only started when it (timeout included)
+    ends within give_up_after_seconds, so the fallback keeps its room in the 5 s SLA. Refusals that
+    take 400 ms to come back (a loaded machine, net mode) fit two tries, not three."""
+    rig = Rig(outcome=lambda ch, now: "connection refused" if ch == "slack" else None, refused_after_ms=400)
+    rig.emit("trading.halted", reason="drawdown", requires_manual_resume=True)
+    rig.run(5_000)
+    [failed] = rig.of("alert.failed")
+    assert (failed.fields["attempts"], failed.ts_ms - T0) == (2, 1_000), "tries at 0 and 600 ms; a third at 1.4 s " \
+        "could time out at 2.9 s, past the 2.5 s budget"
+    [via] = rig.of("alert.sent", channel="webhook")
+    assert via.fields["fallback_for"] == "slack" and via.fields["delivery_ms"] == 1_000
 
 
 def test_a_timeout_counts_against_the_budget_so_the_fallback_still_meets_5_s() -> None:
