@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from harness.scenario import (
     resolve_all,
 )
 from harness.sim.constants import API_KEY, HARNESS_ORDER_PREFIX, SYMBOL
+from harness.sim.runner import fast_tmp
 from harness.sim.world import SimWorld
 
 
@@ -142,7 +142,7 @@ def run_schedule(schedule: Schedule, policy: Any, workdir: Path | None = None) -
         params = resolve_all(scenario, lambda path: policy_value(policy, path))  # type: ignore[arg-type,return-value]
     except ScenarioError as exc:
         return Trace([], bar_ms, 0, harness_errors=[f"params did not resolve: {exc}"])
-    with tempfile.TemporaryDirectory(prefix="gameday-drill-", dir=_fast_tmp()) as tmp:
+    with tempfile.TemporaryDirectory(prefix="gameday-drill-", dir=fast_tmp()) as tmp:
         work = Path(workdir) if workdir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         try:
@@ -162,9 +162,3 @@ def run_schedule(schedule: Schedule, policy: Any, workdir: Path | None = None) -
         elif injected is None:
             trace.harness_errors.append(f"step {step_id} ({fault}) was never injected")
     return trace
-
-
-def _fast_tmp() -> str | None:
-    """A RAM-backed temp dir when there is one: the bot fsyncs its audit log per record."""
-    shm = Path("/dev/shm")  # nosec B108 - only the parent of a private TemporaryDirectory (unique, 0700)
-    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None

@@ -22,6 +22,7 @@ state. `run_sim` is registered as `harness.collect.RUNNERS["sim"]` when this mod
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,17 @@ def simulate(scenario: Scenario, params: dict[str, dict[str, Any]], policy: Any,
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
         return asyncio.run(SimWorld(scenario, params, policy, workdir).run())
-    with tempfile.TemporaryDirectory(prefix=f"gameday-{scenario.id}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"gameday-{scenario.id}-", dir=fast_tmp()) as tmp:
         return asyncio.run(SimWorld(scenario, params, policy, Path(tmp)).run())
+
+
+def fast_tmp() -> str | None:
+    """A RAM-backed parent for a run's scratch directory when the host has one: the bot fsyncs its
+    audit log per record and SQLite syncs every commit, which on a busy disk cost a 300-bar
+    scenario more than its simulation. The bot cannot tell (a crash in the sim loses no page
+    cache either way), and the disk_full fault acts on the bot's Disk, not on the filesystem."""
+    shm = Path("/dev/shm")  # nosec B108 - only the parent of a private TemporaryDirectory (unique, 0700)
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
 collect.RUNNERS["sim"] = run_sim

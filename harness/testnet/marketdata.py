@@ -20,8 +20,9 @@ class MarketData:
     def _round_price(spec: SymbolSpec, price: float) -> float:
         return round(round(price / spec.tick_size) * spec.tick_size, spec.price_precision)
 
-    def _round_candle(self, spec: SymbolSpec, c: Candle) -> Candle:
-        r = self._round_price
+    @staticmethod
+    def _round_candle(spec: SymbolSpec, c: Candle) -> Candle:
+        r = MarketData._round_price
         return Candle(c.open_time, r(spec, c.open), r(spec, c.high), r(spec, c.low), r(spec, c.close), c.volume)
 
     def book(self, symbol: str) -> tuple[float, float]:
