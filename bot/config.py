@@ -133,6 +133,12 @@ def load_policy(
                                         _show(body), "a mapping of policy keys"))
             else:
                 _overlay(tree, body, (), provenance, profile_path.name)
+    policy = _validated(tree, problems, provenance)
+    return LoadedPolicy(policy, profile or "", tuple(files), policy_digest(policy))
+
+
+def _validated(tree: dict[str, Any], problems: list[Problem], provenance: Mapping[str, str]) -> Policy:
+    """The merged tree as a Policy; ConfigError with `problems` so far, else every validation problem."""
     if problems:
         raise ConfigError(problems)
     try:
@@ -141,10 +147,35 @@ def load_policy(
         policy = Policy.model_validate(_lists_as_tuples(tree), strict=True)
     except ValidationError as exc:
         raise ConfigError(_without_typo_echoes([_explain(e, provenance) for e in exc.errors()])) from None
-    problems = check_invariants(policy, provenance)
-    if problems:
-        raise ConfigError(problems)
-    return LoadedPolicy(policy, profile or "", tuple(files), policy_digest(policy))
+    invariants = check_invariants(policy, provenance)
+    if invariants:
+        raise ConfigError(invariants)
+    return policy
+
+
+def overlay_policy(policy: Policy, settings: Mapping[str, Any], source: str) -> Policy:
+    """`policy` with `settings` (dotted key -> value, e.g. `position_sizing.max_total_exposure_pct`)
+    laid over it, validated as a profile's overlay is (strict types, ranges, the invariants); raise
+    ConfigError naming each bad key, `source` being where the settings came from."""
+    tree: dict[str, Any] = policy.model_dump(mode="json")
+    provenance: dict[str, str] = {}
+    problems: list[Problem] = []
+    for dotted, value in settings.items():
+        parts = dotted.split(".")
+        node = tree
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}  # an unknown key: strict validation names it (did you mean)
+            if not isinstance(child, dict):
+                problems.append(Problem(source, ".".join(parts[:i + 1]), "not a table of keys",
+                                        _show(child), f"a key without the sub-key {'.'.join(parts[i + 1:])!r}"))
+                break
+            node = child
+        else:
+            node[parts[-1]] = value
+            provenance[dotted] = source
+    return _validated(tree, problems, provenance)
 
 
 def policy_digest(policy: Policy) -> str:

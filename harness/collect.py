@@ -49,6 +49,7 @@ from harness.expect import ExpectationResult, Judgement, RunRecord, judge
 from harness.pytest_evidence import ms_text, session_evidence
 from harness.scenario import (
     PolicyLookup,
+    Problem,
     Scenario,
     ScenarioError,
     known_profiles,
@@ -57,6 +58,7 @@ from harness.scenario import (
     resolve_all,
     scenario_signs,
 )
+from harness.scenario.overlay import apply_overlay
 
 
 @dataclass
@@ -80,6 +82,31 @@ def default_policy_provider(profile: str, config_dir: Path) -> PolicyBundle:
         return policy_value(loaded.policy, path)  # type: ignore[return-value]
 
     return PolicyBundle(lookup, loaded.digest, loaded)
+
+
+def overlaid(bundle: PolicyBundle, scenario: Scenario) -> PolicyBundle:
+    """The profile's policy with the scenario's `policy:` overlay (harness.scenario.overlay) laid
+    over it: what the bot runs on, `{policy: ...}` params resolve against and the evidence's digest
+    names. Raises ScenarioError naming the setting's line when the result is not a valid policy."""
+    if not scenario.policy:
+        return bundle
+    from bot.config import LoadedPolicy, policy_digest
+    from bot.core.policy import Policy, policy_value
+
+    loaded = bundle.policy
+    base = getattr(loaded, "policy", loaded)
+    if not isinstance(base, Policy):
+        raise ScenarioError([Problem(scenario.source or str(scenario.path), scenario.policy[0].line, "policy",
+                                     "the policy provider gave no policy object to lay the overlay over",
+                                     allowed="a PolicyBundle with the loaded policy (harness.collect)")])
+    policy = apply_overlay(base, scenario.policy, scenario.source or str(scenario.path), scenario.line)
+    digest = policy_digest(policy)
+
+    def lookup(path: str) -> float:
+        return policy_value(policy, path)  # type: ignore[return-value]
+
+    again = dataclasses.replace(loaded, policy=policy, digest=digest) if isinstance(loaded, LoadedPolicy) else policy
+    return PolicyBundle(lookup, digest, again)
 
 
 # Replaceable hooks: the caller (the runner package, tests) may assign these.
@@ -196,6 +223,7 @@ class ScenarioFile(pytest.File):
         seen[scenario.id] = display
         bundle = _policy(config, scenario, cfg_dir, display)
         try:
+            bundle = overlaid(bundle, scenario)
             params = resolve_all(scenario, bundle.lookup)
         except ScenarioError as exc:
             raise self.CollectError(str(exc)) from None

@@ -45,6 +45,7 @@ from bot.io.audit_anchor import MANIFEST_FIELD as AUDIT_ANCHORS
 from bot.io.audit_anchor import chain_head, head_fields
 from harness.expect import Judgement, RunRecord
 from harness.scenario import Scenario
+from harness.scenario.overlay import overlay_text
 
 SCHEMA = "gameday.evidence/v1"
 MANIFEST_SCHEMA = "gameday.manifest/v1"
@@ -67,7 +68,8 @@ _LATEST_TMP_RE = re.compile(r"^\.latest\.\d+\.tmp$")  # point_latest's own, left
 SET_NAME_RE = re.compile(r"^\d{8}T\d{6}Z-(?:[0-9a-f]{12}|unknown)(?:-\d+)?$")
 
 # The keys every evidence record has, in order (DESIGN.md schema + tree state, events_count and
-# message). verdict: pass | fail | error | skipped (message then says why it was skipped).
+# message). verdict: pass | fail | error | skipped (message then says why it was skipped). A scenario
+# with a `policy:` overlay adds `policy_overlay` (dotted key -> value) after them.
 EVIDENCE_KEYS: tuple[str, ...] = (
     "schema", "scenario", "covers", "mode", "profile", "seed", "time_scale", "git_commit",
     "git_dirty", "git_diff_digest", "config_digest", "started_at", "duration_s", "steps",
@@ -160,7 +162,7 @@ def build_evidence(
     tree = tree if tree is not None else tree_state()
     steps = [t.to_dict() for t in record.steps] if record is not None else []
     time_scale = record.time_scale if record is not None else scenario.effective_time_scale
-    return {
+    evidence = {
         "schema": SCHEMA,
         "scenario": scenario.id,
         "covers": list(scenario.covers),
@@ -180,6 +182,9 @@ def build_evidence(
         "events_count": len(record.events) if record is not None else 0,
         "message": judgement.message,
     }
+    if scenario.policy:  # laid over the profile's policy for this run (config_digest names the result)
+        evidence["policy_overlay"] = overlay_text(scenario.policy)
+    return evidence
 
 
 def append_evidence(directory: str | Path, record: Mapping[str, Any]) -> Path:

@@ -3,7 +3,9 @@
 - kill_switch: engage `mode` with `reason`; `credentials` valid (the token of a principal of
   `role`, default risk_manager) | invalid (a wrong token) | missing (none at all). The actor is
   the principal the token authenticates, as in the control API.
-- clear_kill_switch, manual_resume: as the Risk Manager, with valid credentials.
+- clear_kill_switch: `credentials` and `role` as for kill_switch (default: the Risk Manager's valid
+  token); a clear refused for its credentials counts as an unauthorized attempt.
+- manual_resume: as the Risk Manager, with valid credentials.
 
 sim: the running Trader's own operator methods, authenticated by the bot's access config. net: the
 bot's control API (Bearer token); with the bot down, the kill switch goes through the standalone
@@ -18,7 +20,7 @@ from harness.faults.contract import DrillFacts, FaultError, Injected, kind
 from harness.faults.contract import ParamSpec as P
 from harness.net.bot_process import ControlClient
 from harness.net.inject import now_ms
-from harness.sim.constants import OPERATOR, OPERATOR_TOKEN, operator_access, operator_token
+from harness.sim.constants import OPERATOR, operator_access, operator_token
 
 if TYPE_CHECKING:
     from harness.net.runner import NetRun
@@ -44,8 +46,12 @@ async def kill_switch(world: SimWorld, step: ActiveStep) -> None:
 
 async def clear_kill_switch(world: SimWorld, step: ActiveStep) -> None:
     trader = world.require_trader("clear_kill_switch")
-    if not await trader.clear_killswitch(OPERATOR, OPERATOR_TOKEN):
-        world.notes.append(f"{step.id}: the bot refused to clear the kill switch")
+    p = step.params
+    credential = _credential(p)
+    principal = operator_access().authenticate(credential)
+    actor = principal.name if principal is not None else "anonymous"
+    if not await trader.clear_killswitch(actor, credential):
+        world.notes.append(f"{step.id}: the bot refused to clear the kill switch ({p['credentials']} credentials)")
 
 
 async def manual_resume(world: SimWorld, step: ActiveStep) -> None:
@@ -55,8 +61,7 @@ async def manual_resume(world: SimWorld, step: ActiveStep) -> None:
 
 
 def kill_switch_net(run: NetRun, p: dict[str, Any]) -> Injected:
-    token = {"valid": run.tokens[p.get("role", "risk_manager")], "invalid": "not-the-token",
-             "missing": None}[p["credentials"]]
+    token = _net_credential(run, p)
     body = {"mode": p["mode"], "reason": p["reason"]}
     sent = now_ms()  # the call returns after the bot acted: the SLA clock starts when it is sent
     if run.bot.alive():
@@ -67,13 +72,21 @@ def kill_switch_net(run: NetRun, p: dict[str, Any]) -> Injected:
     return Injected(sent, notes=[run.killswitch_cli(["--mode", p["mode"], "--reason", p["reason"]], token)])
 
 
+def _net_credential(run: NetRun, p: dict[str, Any]) -> str | None:
+    return {"valid": run.tokens[p.get("role", "risk_manager")], "invalid": "not-the-token",
+            "missing": None}[p["credentials"]]
+
+
 def clear_kill_switch_net(run: NetRun, p: dict[str, Any]) -> Injected:
+    token = _net_credential(run, p)
     if run.bot.alive():
-        response = run.control.post("/killswitch/clear", {}, run.token)
-        if response.status_code != 200:
+        response = run.control.post("/killswitch/clear", {}, token)
+        # refused credentials are the bot's answer the scenario judges; anything else is no clear at all
+        expected = (200,) if p["credentials"] == "valid" else (200, 401, 403)
+        if response.status_code not in expected:
             raise FaultError(f"control API clear answered {ControlClient.outcome(response)}")
-        return Injected(now_ms())
-    return Injected(now_ms(), notes=[run.killswitch_cli(["--clear"], run.token)])
+        return Injected(now_ms(), notes=[f"kill switch clear via control API: {ControlClient.outcome(response)}"])
+    return Injected(now_ms(), notes=[run.killswitch_cli(["--clear"], token)])
 
 
 def manual_resume_net(run: NetRun, p: dict[str, Any]) -> Injected:
@@ -86,19 +99,20 @@ def manual_resume_net(run: NetRun, p: dict[str, Any]) -> Injected:
 
 
 KILL = "C2.kill_switch"
+CREDENTIALS = P("enum", required=False, default="valid", choices=("valid", "invalid", "missing"))
+# whose valid credentials: a principal of this role (config/access.yaml)
+ROLE = P("enum", required=False, default="risk_manager",
+         choices=("system_admin", "risk_manager", "trading_ops", "quant_analyst", "auditor"))
 KINDS = (
     kind("kill_switch", "operator", "an operator engages the kill switch (`credentials: valid` are those of a "
          "principal with `role`, default `risk_manager`; a role without the `killswitch` permission is rejected)",
          sim=kill_switch, net=kill_switch_net,
          mode=P("enum", choices=("immediate", "graceful", "pause")),
          reason=P("str", required=False, default="gameday drill"),
-         credentials=P("enum", required=False, default="valid", choices=("valid", "invalid", "missing")),
-         # whose valid credentials: a principal of this role (config/access.yaml)
-         role=P("enum", required=False, default="risk_manager",
-                choices=("system_admin", "risk_manager", "trading_ops", "quant_analyst", "auditor")),
-         drill=DrillFacts(KILL)),
-    kind("clear_kill_switch", "operator", "an operator clears the kill switch", sim=clear_kill_switch,
-         net=clear_kill_switch_net, drill=DrillFacts(KILL)),
+         credentials=CREDENTIALS, role=ROLE, drill=DrillFacts(KILL)),
+    kind("clear_kill_switch", "operator", "an operator clears the kill switch (`credentials` and `role` as for "
+         "`kill_switch`: a clear refused for its credentials is an unauthorized attempt)", sim=clear_kill_switch,
+         net=clear_kill_switch_net, credentials=CREDENTIALS, role=ROLE, drill=DrillFacts(KILL)),
     kind("manual_resume", "operator", "an operator resumes trading", sim=manual_resume, net=manual_resume_net,
          drill=DrillFacts("C2")),
 )

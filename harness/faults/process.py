@@ -14,6 +14,10 @@
   text), stale (back at a copy taken just before the stop: an older snapshot, as a lost WAL or a
   restored backup leaves), flush (every row deleted / FLUSHALL - on a Redis from
   GAMEDAY_REDIS_URL only the bot's keys: what a Redis restarted empty looks like) - and starts again.
+- marker_written: the bot stops (its marker, if engaged, is written), then the kill-switch marker
+  file is found holding `content` - a write torn off, a file written by hand or by another tool -
+  and the bot starts again. The marker stands for a pulled switch: one that is not a complete
+  snapshot of an engaged kill switch must engage the strictest mode (fail closed).
 - check_fails (sim): a red-flag check run outside the bot's trading loop (breaker self-test,
   emergency-stop drill, monitoring probe, backup job, log scan for the key) reports a failure.
 - disk_full: for `duration`, every write to the bot's disk fails with ENOSPC - `target` audit (the
@@ -60,6 +64,16 @@ async def audit_torn(world: SimWorld, step: ActiveStep) -> None:
     with open(world.workdir / "audit.jsonl", "ab") as fh:
         fh.write(TORN_RECORD)
     world.notes.append(f"{step.id}: the bot died mid-append; {len(TORN_RECORD)} bytes of a record torn off")
+    if await world.start_bot():
+        world.publish_book()
+
+
+async def marker_written(world: SimWorld, step: ActiveStep) -> None:
+    await world.stop_bot()
+    content = step.params["content"].encode("utf-8")
+    (world.workdir / "EMERGENCY_STOP").write_bytes(content)
+    world.notes.append(f"{step.id}: the kill-switch marker was found holding {len(content)} bytes while the bot "
+                       "was down")
     if await world.start_bot():
         world.publish_book()
 
@@ -161,6 +175,15 @@ def audit_torn_net(run: NetRun, p: dict[str, Any]) -> Injected:
                                       f"(pid {run.bot.pid})"])
 
 
+def marker_written_net(run: NetRun, p: dict[str, Any]) -> Injected:
+    if run.bot.stop() is None:
+        raise FaultError("marker_written: the bot was not running")
+    run.marker_path.write_bytes(p["content"].encode("utf-8"))
+    restarted = run.restart_bot()
+    return Injected(restarted, notes=[f"kill-switch marker {run.marker_path} overwritten while the bot was down, "
+                                      f"restarted (pid {run.bot.pid})"])
+
+
 def state_lost_net(run: NetRun, p: dict[str, Any]) -> Injected:
     how = p["how"]
     client = redis_client(run)
@@ -254,6 +277,12 @@ KINDS = (
                doc="the store deleted / emptied / overwritten with bytes that are not a database / "
                    "back at an older snapshot (a lost WAL) / flushed (a Redis restarted empty)"),
          drill=DrillFacts("PETS.circuit_breakers.persisted", blinds_bars=1)),
+    kind("marker_written", "process", "the bot stops, its kill-switch marker file is found holding `content` "
+         "(a torn write, a hand-written or foreign file), the bot starts again", sim=marker_written,
+         net=marker_written_net,
+         content=P("str", doc="the file's text, written as UTF-8 in place of the marker (created if absent)"),
+         drill=DrillFacts("C2.kill_switch", samples={"content": ('{"version": 1, "engaged": tr', '{"engaged": true}')},
+                          blinds_bars=1)),
     kind("check_fails", "process", "a red-flag check reports a failure to the bot (flag: "
          + ", ".join(CHECKED_FLAGS) + ")", sim=check_fails, net=None,
          flag=P("enum", choices=CHECKED_FLAGS), detail=P("str", required=False, default="gameday drill"),

@@ -23,6 +23,7 @@ from harness.scenario.model import (
     Scenario,
     Step,
 )
+from harness.scenario.overlay import PolicySetting, read_overlay
 from harness.scenario.params import _ParamReader
 from harness.scenario.reader import ACCOUNT_KEYS, MARKET_KEYS, POSITION_KEYS, STEP_KEYS, TOP_KEYS, _allowed, _near
 
@@ -121,6 +122,7 @@ class _Loader(_ParamReader, _ExpectationReader):
                                      allow_zero=False)
         market = self.market(top)
         account = self.account(top)
+        policy = self.policy(top, mode)
         steps = self.steps(top, mode, market)
         expect = self.expectations(top, steps, market, mode)
         final = self.final(top)
@@ -131,7 +133,17 @@ class _Loader(_ParamReader, _ExpectationReader):
             id=str(sid), title=title, covers=tuple(covers), tags=tuple(tags), mode=mode,
             profile=str(profile), seed=seed, time_scale=time_scale, duration=duration, market=market,
             account=account, steps=tuple(steps), expect=tuple(expect), final=final,
-            path=self.path, source=self.file, line=top.line)
+            path=self.path, source=self.file, line=top.line, policy=policy)
+
+    def policy(self, top: LMap, mode: str) -> tuple[PolicySetting, ...]:
+        if "policy" not in top:
+            return ()
+        line = top.value_lines["policy"]
+        if mode == "net":
+            self.err(top.key_lines["policy"], "policy", "a policy overlay applies in sim mode only: a net bot is a "
+                     "process reading its config directory", allowed="mode: sim, or a profile in config/profiles/")
+            return ()
+        return read_overlay(top["policy"], line, self.file, self.problems)
 
     def covers(self, top: LMap) -> list[str]:
         items = self.string_list(top, "covers", "")

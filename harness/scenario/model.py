@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.faults import FAULTS, FaultKind
+from harness.scenario.overlay import PolicySetting
 from harness.scenario.values import Duration
 
 KNOWN_TAGS = ("gate", "drill", "slow", "net")
@@ -193,6 +194,7 @@ class Scenario:
     path: Path
     source: str = ""  # how the file is named in messages (path as given, or relative)
     line: int = 1
+    policy: tuple[PolicySetting, ...] = ()  # laid over the profile's policy for this run (sim only)
 
     @property
     def bar_ms(self) -> int:

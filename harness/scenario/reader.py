@@ -27,7 +27,7 @@ def _near(word: str, options: Iterable[str]) -> list[str]:
 TOP_KEYS: Mapping[str, bool] = {
     "scenario": True, "title": False, "covers": False, "tags": False, "mode": False,
     "profile": True, "seed": False, "time_scale": False, "duration": False, "market": False,
-    "account": False, "steps": False, "expect": False, "final": False,
+    "account": False, "policy": False, "steps": False, "expect": False, "final": False,
 }
 MARKET_KEYS = {"generator": False, "start_price": False, "bars": False, "vol_bps": False,
                "file": False, "bar": False}
