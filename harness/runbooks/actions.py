@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from bot.io.exchange import ExchangeError
 from bot.io.key_age import key_age
 from harness.runbooks.model import AUTOMATED, Runbook
 
@@ -164,6 +165,8 @@ async def run_automated(s: Surface, inc: Incident) -> list[StepResult]:
             detail, ok = await ACTIONS[step.action](s, inc), True
         except StepFailed as exc:
             detail, ok = str(exc), False
+        except ExchangeError as exc:  # the venue refused the step (a revoked key, an outage): it failed, go on
+            detail, ok = f"the exchange refused: {exc}", False
         elapsed = s.now_ms() - inc.started_ms
         if ok:
             s.emit("runbook.step_done", runbook=inc.runbook.id, step=step.id, elapsed_ms=elapsed, actor=AUTOMATED)

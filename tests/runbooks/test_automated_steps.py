@@ -13,6 +13,7 @@ import pytest
 
 from bot.config import load_policy
 from bot.core.clock import VirtualClock
+from bot.io.exchange import AuthError
 from harness.runbooks.actions import Incident, run_automated
 from harness.runbooks.model import load_runbooks
 from harness.testnet.engine import Engine
@@ -100,3 +101,23 @@ def test_the_exchange_refuses_to_rotate_a_key_with_exposure() -> None:
     wallet = xe.accounts["old"].wallet
     new = xe.rotate_key("old", "new", "new-secret-0000", permissions={"enable_withdrawals": False})
     assert new.wallet == wallet and xe.accounts["old"].revoked and xe.accounts["old"].wallet == 0.0
+
+
+class RevokedKeyVenue(RefusingBot):
+    """The leaked key is revoked and the rotation was refused (the position could not be closed):
+    reading the key's restrictions is an authentication error from the venue."""
+
+    async def key_permissions(self, key_id: str) -> dict[str, Any]:
+        raise AuthError("HTTP 401 code -2015: Invalid API-key, IP, or permissions for action.")
+
+
+def test_an_exchange_error_in_a_step_fails_that_step_and_the_incident_goes_on(tmp_path: Path) -> None:
+    book = load_runbooks()["credential_leak"]
+    steps = [s for s in book.steps if s.id in ("verify_restrictions", "api_history")]
+    steps.reverse()  # the failing step first: the one after it must still run
+    book = type(book)(book.id, book.title, book.severity, book.response_ms, book.phases, tuple(steps), book.file)
+    incident = Incident(book, START, "leak", "k1")
+    results = asyncio.run(run_automated(RevokedKeyVenue(tmp_path), incident))
+    assert [(r.step, r.ok) for r in results] == [("verify_restrictions", False), ("api_history", True)]
+    assert "-2015" in results[0].detail
+    assert any("FAILED: the exchange refused: HTTP 401" in n for n in incident.notes)
