@@ -76,7 +76,7 @@ def load_sim_gate_catalog() -> list[GateCase]:
         ids[scenario.id] = path
         if scenario.profile not in bundles:
             bundles[scenario.profile] = collect.policy_provider(scenario.profile, None)
-        bundle = bundles[scenario.profile]
+        bundle = collect.overlaid(bundles[scenario.profile], scenario)  # its `policy:` overlay, as collected
         cases.append(GateCase(scenario, resolve_all(scenario, bundle.lookup), bundle))
     return cases
 

@@ -424,6 +424,8 @@ def test_fault_catalog_is_one_table_matching_design():
         "alert_sink_outage": "sn", "alert_sink_latency": "sn",
         # issue 15: a red-flag check (self-test, drill, probe, backup, log scan) fails
         "check_fails": "s",
+        # issue 9: the kill-switch marker found holding given bytes across a restart
+        "marker_written": "sn",
     }
     assert set(FAULTS) == set(expected_modes)
     for kind, modes in expected_modes.items():
