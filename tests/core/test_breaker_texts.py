@@ -38,6 +38,13 @@ def test_the_rounding_tolerance_is_relative_to_the_threshold() -> None:
     assert not at_or_above(3.0 - 1e-6, 3.0)
 
 
+@pytest.mark.parametrize("threshold", [3.0, 1_000.0, 0.5])
+def test_a_value_exactly_at_the_tolerance_edge_trips(threshold: float) -> None:
+    # the tolerance is inclusive: the edge itself counts as "at the threshold"
+    edge = threshold - 1e-9 * max(1.0, threshold)
+    assert at_or_above(edge, threshold)
+
+
 @pytest.mark.parametrize("sample", [FeedLag(0, 0.0), FeedLag(0, 0.5), InferenceTiming(0, 0.0), InferenceTiming(0, 0.5),
                                     OrderLatency(0, "fill", 0.0), OrderLatency(0, "placement", 0.5)])
 def test_a_zero_or_sub_millisecond_measurement_is_valid(sample: object) -> None:

@@ -446,3 +446,51 @@ def test_a_closed_trade_reports_its_pnl_to_the_cent() -> None:
     r.engine.on_fill(Fill("gd-test-ex-1", "sell", qty, r.price + 10.0, 0.0, r.clock.now_ms()))
     (closed,) = r.named("position.closed")
     assert closed.fields["pnl"] == pytest.approx(qty * 10.0, abs=1e-6) and closed.fields["pnl"] < 1.0
+
+
+def test_warm_up_counts_the_sane_bars_it_used() -> None:
+    r = rig("futures", bars=0)
+    bars = [Bar(T0 - (5 - i) * BAR, 60_000.0, 60_060.0, 59_940.0, 60_000.0) for i in range(5)]
+    bars.insert(2, Bar(T0 - 10 * BAR, 60_000.0, 59_000.0, 61_000.0, 60_000.0))  # high below low: skipped
+    assert r.engine.warm_up(bars) == 5
+
+
+def test_the_second_trade_reports_only_its_own_pnl() -> None:
+    r = rig("futures")
+    for gain in (10.0, -0.5):  # the second trade loses less than a dollar: it must still read as a loss
+        order = _open(r)
+        qty = order.intent.qty
+        r.engine.on_fill(Fill(f"gd-test-ex-{gain}", "sell", qty, r.price + gain, 0.0, r.clock.now_ms()))
+    first, second = r.named("position.closed")
+    assert second.fields["pnl"] == pytest.approx(order.intent.qty * -0.5, abs=1e-6) and second.fields["pnl"] < 0
+
+
+def test_an_exit_filled_in_two_parts_books_both_from_the_entry_price() -> None:
+    r = rig("futures")
+    order = _open(r)
+    qty, entry = order.intent.qty, r.engine.entry_price
+    half = qty / 2
+    r.engine.on_fill(Fill("gd-test-ex-1", "sell", half, entry + 20.0, 0.0, r.clock.now_ms()))
+    assert r.engine.entry_price == entry, "a partial close does not move the entry of what is left"
+    r.engine.on_fill(Fill("gd-test-ex-1", "sell", qty - half, entry + 10.0, 0.0, r.clock.now_ms()))
+    (closed,) = r.named("position.closed")
+    assert closed.fields["pnl"] == pytest.approx(half * 20.0 + (qty - half) * 10.0, abs=1e-6)
+
+
+def test_a_cancel_all_forgets_the_resting_entries_it_cancelled() -> None:
+    r = rig("pets")
+    order = entry_order(r)
+    assert order.type == "limit"
+    _, intents = r.engine.engage_killswitch("immediate", "drill", "ops", TOKEN)
+    assert any(isinstance(i, CancelAll) for i in intents)
+    r.engine.clear_killswitch("ops", TOKEN)
+    _, intents = r.engine.engage_killswitch("pause", "drill", "ops", TOKEN)
+    assert cancels(intents) == [], "the entry was cancelled with everything else: nothing is left to cancel"
+
+
+def test_a_position_in_a_coin_priced_below_one_is_adopted_not_refused() -> None:
+    r = rig("futures")
+    r.engine.adopt_position(200.0, 0.5)
+    assert r.engine.board.status().state == "active" and r.engine.exit_state is not None
+    (opened,) = r.named("position.opened", reason="reconciled")
+    assert 0 < opened.fields["stop"] < 0.5

@@ -240,3 +240,12 @@ def test_saved_plan_with_the_stop_at_entry_is_refused(side: Side) -> None:
     data["stop"] = data["entry"]
     with pytest.raises(ValueError, match="wrong side of entry"):
         ExitState.from_dict(data, exits)
+
+
+@pytest.mark.parametrize("side", ["long", "", "BUY"])
+def test_saved_plan_with_a_side_other_than_buy_or_sell_is_refused(side: str) -> None:
+    # a misread side would turn a long's stop into a short's: refuse the plan, plan afresh
+    exits = POLICIES["futures"].exits
+    data = _state(exits).to_dict() | {"side": side}
+    with pytest.raises(ValueError, match="is not buy or sell"):
+        ExitState.from_dict(data, exits)

@@ -278,3 +278,18 @@ def test_equal_caps_name_the_position_cap() -> None:
     policy = _with_sizing(futures, max_total_exposure_pct=futures.position_sizing.max_position_pct)
     d = size_position(policy, equity=10_000.0, price=100.0, atr=0.1, win_prob=0.9, payoff=3.0)
     assert d.binding_constraint == "max_position_pct"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_refused_size_still_reports_the_market_zone(profile: str) -> None:
+    # refused for another input (no equity): the zone is still the market's, from ATR / price
+    policy = POLICIES[profile]
+    d = size_position(policy, equity=0.0, price=100.0, atr=0.75, win_prob=0.6, payoff=2.0)
+    assert d.binding_constraint == "invalid_input" and d.zone == zone_for(0.75, policy.position_sizing.zones)
+    assert d.zone != zone_for(75.0 * 100.0, policy.position_sizing.zones)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_size_without_an_atr_reports_the_most_extreme_zone(profile: str) -> None:
+    d = size_position(POLICIES[profile], equity=10_000.0, price=100.0, atr=None, win_prob=0.6, payoff=2.0)
+    assert d.blocked and d.zone == "Z5"
