@@ -23,21 +23,23 @@ from harness.net.inject import now_ms
 from harness.sim.constants import OPERATOR, operator_access, operator_token
 
 if TYPE_CHECKING:
+    from bot.io.access import Principal
     from harness.net.runner import NetRun
     from harness.sim.steps import ActiveStep
     from harness.sim.world import SimWorld
 
 
-def _credential(p: dict[str, Any]) -> str | None:
-    return {"valid": operator_token(p.get("role", "risk_manager")), "invalid": "not-the-operator-token",
-            "missing": None}[p["credentials"]]
+def _credential(p: dict[str, Any]) -> tuple[str | None, Principal | None]:
+    """The step's token and the principal it authenticates (None: invalid or missing)."""
+    token = {"valid": operator_token(p.get("role", "risk_manager")), "invalid": "not-the-operator-token",
+             "missing": None}[p["credentials"]]
+    return token, operator_access().authenticate(token)
 
 
 async def kill_switch(world: SimWorld, step: ActiveStep) -> None:
     trader = world.require_trader("kill_switch")
     p = step.params
-    credential = _credential(p)
-    principal = operator_access().authenticate(credential)
+    credential, principal = _credential(p)
     actor = principal.name if principal is not None else "anonymous"
     accepted = await trader.engage_killswitch(p["mode"], p["reason"], actor, credential)
     who = f"{p['credentials']} credentials" + (f" of role {principal.role}" if principal is not None else "")
@@ -47,8 +49,7 @@ async def kill_switch(world: SimWorld, step: ActiveStep) -> None:
 async def clear_kill_switch(world: SimWorld, step: ActiveStep) -> None:
     trader = world.require_trader("clear_kill_switch")
     p = step.params
-    credential = _credential(p)
-    principal = operator_access().authenticate(credential)
+    credential, principal = _credential(p)
     actor = principal.name if principal is not None else "anonymous"
     if not await trader.clear_killswitch(actor, credential):
         world.notes.append(f"{step.id}: the bot refused to clear the kill switch ({p['credentials']} credentials)")
