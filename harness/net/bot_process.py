@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +33,8 @@ from bot.core.events import Event
 
 POLL_S = 0.005
 STOP_TIMEOUT_S = 5.0
+# what bot/live.py prints once its control server is bound (it binds port 0 and reports the port)
+CONTROL_ANNOUNCED = re.compile(rb"bot: control API on (http://127\.0\.0\.1:\d+)")
 
 
 class BotProcessError(Exception):
@@ -186,12 +189,14 @@ class BotProcess:
     proc: subprocess.Popen[bytes] | None = None
     pids: list[int] = field(default_factory=list)
     exit_codes: list[int | None] = field(default_factory=list)
+    log_start: int = 0  # where the current process's output begins in the (appended) log
 
     def start(self) -> subprocess.Popen[bytes]:
         if self.alive():
             raise BotProcessError("the bot is already running")
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed right after
         try:
+            self.log_start = log.seek(0, os.SEEK_END)
             self.proc = subprocess.Popen(  # noqa: S603 - argv is ours
                 [sys.executable, "-m", "bot", *self.argv], cwd=self.cwd, env=dict(self.env),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -243,6 +248,17 @@ class BotProcess:
             proc.wait(timeout)
         self.exit_codes.append(proc.returncode)
         return proc.returncode
+
+    def announced_control_url(self) -> str | None:
+        """The control URL the current process announced last (an exec restart announces a new one);
+        None until it has bound its port."""
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(self.log_start)
+                found = CONTROL_ANNOUNCED.findall(fh.read())
+        except OSError:
+            return None
+        return found[-1].decode() if found else None
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -61,7 +61,7 @@ from harness.net.inject import FILLER, EquityPeak, now_ms, run_cli
 from harness.net.stack import NetStack, StackError
 from harness.progress import ScenarioWatch
 from harness.scenario import Scenario, resolve_all
-from harness.services import free_loopback_port, require_services
+from harness.services import require_services
 from harness.toxiproxy.client import ToxiproxyError
 
 SCALE_ENV = "GAMEDAY_NET_TIME_SCALE"
@@ -148,7 +148,6 @@ class NetRun:
                               tick_ms=self.tick_ms,
                               testnet_kwargs={"start_prices": {self.symbol: scenario.market.start_price},
                                               "vol_bps": scenario.market.vol_bps})
-        self.control_port = 0
         self.control: ControlClient = ControlClient("http://127.0.0.1:0", self.token)
         self.events_path = run_dir / "events.jsonl"
         self.follower = EventFollower(self.events_path)
@@ -213,8 +212,7 @@ class NetRun:
                                               role)
         self.token = self.tokens["risk_manager"]
         self.reconcile_ms = RECONCILE_MS_SCALED if self.scale < 1 else RECONCILE_MS_REALTIME
-        self.control_port = free_loopback_port()
-        self.control = ControlClient(f"http://127.0.0.1:{self.control_port}", self.token)
+        self.control = ControlClient("http://127.0.0.1:0", self.token)  # the port is the bot's: restart_bot
         timeframe = TIMEFRAMES.get(self.scenario.bar_ms)
         if timeframe is None:
             raise StackError(f"market.bar {self.scenario.market.bar} is not a Binance timeframe "
@@ -225,7 +223,7 @@ class NetRun:
                 "--events", str(self.events_path), "--state", self.stack.bot_redis_url,
                 "--audit", str(self.audit_path), "--marker", str(self.marker_path),
                 *self._access_args(), "--time-scale", repr(self.scale),
-                "--control-port", str(self.control_port), "--store-check-ms", "250", "--startup-attempts", "1",
+                "--control-port", "0", "--store-check-ms", "250", "--startup-attempts", "1",
                 "--reconcile-ms", str(self.reconcile_ms), "--alert-heartbeat-seconds", repr(HEARTBEAT_S)]
         if not self.scenario.account.strategy:
             argv.append("--no-entries")
@@ -284,8 +282,13 @@ class NetRun:
             if not self.bot.alive():
                 raise BotProcessError(f"the bot exited at start (code {self.bot.wait_exit(1)}); log:\n"
                                       f"{self.bot.log_tail()}")
-            if self.control.health():
-                return started
+            # The bot binds its own port (a port picked here and bound there later was taken by
+            # another process under parallel runs) and says which: follow what this process announced.
+            url = self.bot.announced_control_url()
+            if url is not None:
+                self.control.base_url = url
+                if self.control.health():
+                    return started
             time.sleep(0.02)
         raise BotProcessError(f"the bot's control API did not answer within {READY_TIMEOUT_S} s; log:\n"
                               f"{self.bot.log_tail()}")

@@ -81,6 +81,23 @@ def test_crashing_a_bot_that_is_not_running_is_an_error(tmp_path: Path) -> None:
         proc.kill(signal.SIGKILL)
 
 
+def test_the_control_url_is_the_one_the_current_process_announced(tmp_path: Path) -> None:
+    """The bot binds its control port itself; the harness follows what the running process printed,
+    not an older process's line in the same appended log, nor a port it guessed."""
+    log = tmp_path / "bot.log"
+    log.write_bytes(b"bot: control API on http://127.0.0.1:41001\nbot: stopped\n")
+    proc = BotProcess(["--version"], dict(os.environ), tmp_path, log)
+    proc.start()
+    proc.wait_exit(10)
+    assert proc.announced_control_url() is None  # this process announced nothing yet
+    with open(log, "ab") as fh:
+        fh.write(b"bot: control API on http://127.0.0.1:41002\n")
+    assert proc.announced_control_url() == "http://127.0.0.1:41002"
+    with open(log, "ab") as fh:  # an exec restart (same process) binds again and says so
+        fh.write(b"bot: control API on http://127.0.0.1:41003\n")
+    assert proc.announced_control_url() == "http://127.0.0.1:41003"
+
+
 def test_time_scale_override_and_tick(monkeypatch: pytest.MonkeyPatch) -> None:
     scenario = load_scenario(NET_DIR / "ws-lag-pauses.yaml")
     assert time_scale_for(scenario, {}) == scenario.time_scale
