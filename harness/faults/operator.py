@@ -6,6 +6,11 @@
 - clear_kill_switch: `credentials` and `role` as for kill_switch (default: the Risk Manager's valid
   token); a clear refused for its credentials counts as an unauthorized attempt.
 - manual_resume: as the Risk Manager, with valid credentials.
+- ramp_advance: the Risk Manager asks to move to the next capital ramp stage, with `validation`
+  passed | failed | other_config (a passed result for another policy) | missing (no path given):
+  the step writes that validation result (gameday.validation/v1) and hands the bot its path. The
+  bot's own checks (min_days, min_trades, red flags, the validation) decide; `ramp.advanced` or
+  `ramp.refused` says what they decided.
 
 sim: the running Trader's own operator methods, authenticated by the bot's access config. net: the
 bot's control API (Bearer token); with the bot down, the kill switch goes through the standalone
@@ -14,8 +19,12 @@ CLI (`python -m bot killswitch`), which works without the bot process; a resume 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.config import policy_digest
+from bot.io.production import VALIDATION_SCHEMA
 from harness.faults.contract import DrillFacts, FaultError, Injected, kind
 from harness.faults.contract import ParamSpec as P
 from harness.net.bot_process import ControlClient
@@ -61,6 +70,25 @@ async def manual_resume(world: SimWorld, step: ActiveStep) -> None:
         world.notes.append(f"{step.id}: the bot refused the manual resume (see the audit log)")
 
 
+def _validation_result(folder: Path, step_id: str, kind: str, digest: str) -> str | None:
+    """Write the validation result a ramp_advance step hands the bot; its path (None: `missing`)."""
+    if kind == "missing":
+        return None
+    verdict, reason = ("fail", "gameday: win rate 0.41 < min_win_rate 0.60") if kind == "failed" else ("pass", "")
+    doc = {"schema": VALIDATION_SCHEMA, "profile": "gameday-step", "verdict": verdict, "reason": reason,
+           "config_digest": digest if kind != "other_config" else "sha256:" + "0" * 64}
+    path = folder / f"validation-{step_id}.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return str(path)
+
+
+async def ramp_advance(world: SimWorld, step: ActiveStep) -> None:
+    trader = world.require_trader("ramp_advance")
+    path = _validation_result(world.workdir, step.id, step.params["validation"], policy_digest(trader.policy))
+    outcome = await trader.advance_ramp(OPERATOR, path)
+    world.notes.append(f"{step.id}: ramp advance {'accepted' if outcome.accepted else 'refused'}: {outcome.reason}")
+
+
 def kill_switch_net(run: NetRun, p: dict[str, Any]) -> Injected:
     token = _net_credential(run, p)
     body = {"mode": p["mode"], "reason": p["reason"]}
@@ -99,6 +127,19 @@ def manual_resume_net(run: NetRun, p: dict[str, Any]) -> Injected:
     return Injected(now_ms(), notes=[f"resume: {ControlClient.outcome(response)}"])
 
 
+def ramp_advance_net(run: NetRun, p: dict[str, Any]) -> Injected:
+    if not run.bot.alive():
+        raise FaultError("ramp_advance needs the running bot's control API; the bot is down")
+    if run.policy is None:
+        raise FaultError("ramp_advance needs the policy the bot runs (its digest names the validated config)")
+    path = _validation_result(run.run_dir, "net", p["validation"], policy_digest(run.policy))
+    response = run.control.post("/ramp/advance", {"validation": path} if path is not None else {},
+                                run.tokens["risk_manager"])
+    if response.status_code not in (200, 409):  # 409: the bot refused the advance, the scenario's to judge
+        raise FaultError(f"control API POST /ramp/advance answered {ControlClient.outcome(response)}")
+    return Injected(now_ms(), notes=[f"ramp advance via control API: {ControlClient.outcome(response)}"])
+
+
 KILL = "C2.kill_switch"
 CREDENTIALS = P("enum", required=False, default="valid", choices=("valid", "invalid", "missing"))
 # whose valid credentials: a principal of this role (config/access.yaml)
@@ -116,4 +157,10 @@ KINDS = (
          net=clear_kill_switch_net, credentials=CREDENTIALS, role=ROLE, drill=DrillFacts(KILL)),
     kind("manual_resume", "operator", "an operator resumes trading", sim=manual_resume, net=manual_resume_net,
          drill=DrillFacts("C2")),
+    kind("ramp_advance", "operator", "the Risk Manager asks to move to the next capital ramp stage, handing the "
+         "bot a `validation` result: passed, failed, other_config (passed, for another policy) or missing",
+         sim=ramp_advance, net=ramp_advance_net,
+         validation=P("enum", required=False, default="passed",
+                      choices=("passed", "failed", "other_config", "missing")),
+         drill=DrillFacts("PETS.start_protocol")),
 )

@@ -162,7 +162,7 @@ class _ExpectationReader(_Reader):
         """A plain value (equality) or a mapping of operators (MATCH_OPS), typed by `spec`."""
         if isinstance(v, LList):
             self.err(line, key, "a list is not a field value; for any-of write {in: [...]}", v,
-                     "a value, or {ne|lt|le|gt|ge: value}, or {in: [values]}")
+                     "a value, or {ne|lt|le|gt|ge: value}, or {in: [values]}, or {contains: text}")
             return None
         if not isinstance(v, LMap):
             return (Condition("eq", v),) if self.field_value(v, line, key, spec) else None
@@ -196,6 +196,15 @@ class _ExpectationReader(_Reader):
                 if not all(self.field_value(x, xl, okey, spec) for x, xl in zip(arg, arg.item_lines, strict=True)):
                     return None
                 out.append(Condition("in", tuple(arg)))
+            elif op == "contains":
+                if spec is not None and spec.kind != "str":
+                    self.err(v.key_lines[op], okey, f"contains looks into text; this field is {spec.describe()}",
+                             op, "ne, in, or a plain value")
+                    return None
+                if not isinstance(arg, str) or not arg:
+                    self.err(oline, okey, "expected a non-empty text", arg)
+                    return None
+                out.append(Condition(op, arg))
             else:  # ne
                 if not self.field_value(arg, oline, okey, spec):
                     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -28,8 +29,10 @@ _SCENARIO_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _STEP_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 # `match:` operators besides plain equality (a plain value): ordering comparisons apply to
-# int / number fields; `in` takes a non-empty list of values of the field's type (any-of).
-MATCH_OPS: Mapping[str, str] = {"ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "="}
+# int / number fields; `in` takes a non-empty list of values of the field's type (any-of);
+# `contains` a non-empty piece of a text field (a reason that carries a run's path or time).
+MATCH_OPS: Mapping[str, str] = {"ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "=",
+                                "contains": "~"}
 ORDERING_OPS = frozenset({"lt", "le", "gt", "ge"})
 _OP_SPELLINGS = {"lte": "le", "gte": "ge", "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "!=": "ne",
                  "neq": "ne", "not": "ne", "one_of": "in", "any": "in"}
@@ -53,12 +56,16 @@ class Condition:
                          "ge": got >= self.value}[self.op])
         if self.op == "in":
             return any(same_value(got, v) for v in self.value)
+        if self.op == "contains":
+            return isinstance(got, str) and self.value in got
         equal = same_value(got, self.value)
         return not equal if self.op == "ne" else equal
 
     def text(self, name: str) -> str:
         if self.op == "in":
             return f"{name}=" + "|".join(_value_text(v) for v in self.value)
+        if self.op == "contains":
+            return f"{name}~{json.dumps(self.value)}"
         return f"{name}{MATCH_OPS.get(self.op, '=')}{_value_text(self.value)}"
 
 

@@ -219,6 +219,16 @@ def test_equality_is_typed_and_in_is_any_of(write_scenario):
     assert not event_matches(placed, "order.filled", conditions(write_scenario, "{side: buy}"))
 
 
+def test_contains_finds_a_piece_of_a_text_field(write_scenario):
+    refused = Event("order.refused", 0, {"side": "buy", "qty": 0.01, "rule": "backoff",
+                                         "reason": "entry denied: latency backoff until ts 5 (3 ms left)"})
+    match = conditions(write_scenario, '{reason: {contains: "latency backoff"}}', "order.refused")
+    assert event_matches(refused, "order.refused", match)
+    assert not event_matches(refused, "order.refused",
+                             conditions(write_scenario, '{reason: {contains: "Latency backoff"}}', "order.refused"))
+    assert match["reason"][0].text("reason") == 'reason~"latency backoff"'
+
+
 def test_an_optional_field_that_is_absent_is_undecidable(write_scenario):
     """Not a match for `event` (it cannot count as seen), and an ERROR for `never` (it cannot hold)."""
     without = Event("order.placed", 0, {k: v for k, v in PLACED.items() if k != "qty_pct"})

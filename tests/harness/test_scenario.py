@@ -274,7 +274,14 @@ MATCH_HEAD = ("scenario: x\ncovers: [C2.drawdown]\nprofile: futures\nsteps:\n  -
                  id="bare-list"),
     pytest.param("  - never: order.placed\n    match: {qty_pct: {lte: 15}}\n",
                  "s.yaml:8: expect[0].match.qty_pct.lte: unknown operator, did you mean 'le'? (got 'lte'; "
-                 "allowed: ne, lt, le, gt, ge, in)", id="operator-typo"),
+                 "allowed: ne, lt, le, gt, ge, in, contains)", id="operator-typo"),
+    pytest.param("  - never: order.placed\n    match: {qty: {contains: \"1\"}}\n",
+                 "s.yaml:8: expect[0].match.qty.contains: contains looks into text; this field is a number",
+                 id="contains-on-number"),
+    pytest.param("  - never: order.refused\n    match: {reason: {contains: \"\"}}\n",
+                 "s.yaml:8: expect[0].match.reason.contains: expected a non-empty text", id="contains-empty"),
+    pytest.param("  - never: order.refused\n    match: {reason: {contains: 3}}\n",
+                 "s.yaml:8: expect[0].match.reason.contains: expected a non-empty text (got 3)", id="contains-number"),
     pytest.param("  - never: order.placed\n    match: {qty: {eq: 1}}\n",
                  "s.yaml:8: expect[0].match.qty.eq: equality is the plain value: write the value itself",
                  id="eq-is-the-plain-value"),
@@ -426,6 +433,8 @@ def test_fault_catalog_is_one_table_matching_design():
         "check_fails": "s",
         # issue 9: the kill-switch marker found holding given bytes across a restart
         "marker_written": "sn",
+        # the Production Start Protocol: the Risk Manager's request to move to the next ramp stage
+        "ramp_advance": "sn",
     }
     assert set(FAULTS) == set(expected_modes)
     for kind, modes in expected_modes.items():
