@@ -62,10 +62,6 @@ class BoardStatus:
     rejected_inputs: int
     last_rejection: str | None = None
 
-    @property
-    def entries_blocked(self) -> bool:
-        return self.state in ("paused", "halted")
-
     def to_dict(self) -> dict[str, Any]:
         return {"state": self.state, "size_factor": self.size_factor,
                 "flatten_requested": self.flatten_requested,
