@@ -7,7 +7,7 @@ Each service comes from the first source that works (DESIGN.md, "Services"):
 2. ``local-binary``: ``redis-server`` / ``toxiproxy-server`` found on PATH, started on a free loopback port
    and stopped by the handle;
 3. ``docker``: through testcontainers, tried only when a Docker engine answers ``GET /_ping`` within 2 s
-   (testcontainers is imported only after that);
+   (:func:`harness.docker_engine.docker_ping`; testcontainers is imported only after that);
 4. ``embedded``: for Toxiproxy only, the project's own server (:class:`EmbeddedToxiproxyThread`).
 
 Every step that does not work leaves a reason; :func:`describe_chain` prints them for ``gameday services``.
@@ -31,13 +31,14 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
+from harness.docker_engine import docker_ping
+
 if TYPE_CHECKING:
     import redis
 
 REDIS_ENV = "GAMEDAY_REDIS_URL"
 TOXIPROXY_ENV = "GAMEDAY_TOXIPROXY_URL"
 REQUIRE_ENV = "GAMEDAY_REQUIRE_SERVICES"
-DOCKER_PING_TIMEOUT_S = 2.0
 STARTUP_TIMEOUT_S = 10.0
 REDIS_IMAGE = "redis:7-alpine"
 TOXIPROXY_IMAGE = "ghcr.io/shopify/toxiproxy:2.12.0"
@@ -59,7 +60,6 @@ __all__ = [
     "ServiceHandle",
     "ServiceUnavailable",
     "describe_chain",
-    "docker_ping",
     "free_loopback_port",
     "make_redis_client",
     "provide",
@@ -237,72 +237,6 @@ def _start_process(argv: list[str], check: Callable[[], None], what: str) -> tup
 
 
 # --------------------------------------------------------------------------------------------- docker
-
-
-def _docker_endpoint(env: Mapping[str, str]) -> tuple[str, Any]:
-    """('unix', path) or ('tcp', (host, port)) for the engine the Docker CLI would talk to."""
-    docker_host = env.get("DOCKER_HOST", "").strip()
-    if not docker_host:
-        return "unix", "/var/run/docker.sock"
-    if docker_host.startswith("unix://"):
-        return "unix", docker_host[len("unix://") :]
-    if docker_host.startswith("tcp://"):
-        if env.get("DOCKER_TLS_VERIFY"):
-            raise ServiceUnavailable(
-                f"DOCKER_HOST={docker_host} uses TLS (DOCKER_TLS_VERIFY); TLS engines are not probed"
-            )
-        parts = urlsplit(docker_host)
-        return "tcp", (parts.hostname or "127.0.0.1", parts.port or 2375)
-    raise ServiceUnavailable(f"DOCKER_HOST={docker_host!r}: only unix:// and tcp:// engines are supported")
-
-
-def docker_ping(env: Mapping[str, str] | None = None, timeout: float = DOCKER_PING_TIMEOUT_S) -> tuple[bool, str]:
-    """Does a Docker engine answer ``GET /_ping`` within ``timeout`` seconds in total? -> (ok, reason).
-
-    A raw socket, no Docker SDK: the whole probe (connect, send, read) shares one deadline.
-    """
-    env = os.environ if env is None else env
-    try:
-        kind, address = _docker_endpoint(env)
-    except ServiceUnavailable as exc:
-        return False, str(exc)
-    where = f"unix://{address}" if kind == "unix" else f"tcp://{address[0]}:{address[1]}"
-    if kind == "unix" and not os.path.exists(address):
-        return False, f"no Docker engine: {address} does not exist"
-    deadline = time.monotonic() + timeout
-    started = time.monotonic()
-
-    def remaining() -> float:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        return left
-
-    sock = socket.socket(socket.AF_UNIX if kind == "unix" else socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(remaining())
-        sock.connect(address)
-        sock.settimeout(remaining())
-        sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\nUser-Agent: gameday\r\n\r\n")
-        answer = b""
-        while b"\r\n" not in answer and len(answer) < 4096:
-            sock.settimeout(remaining())
-            data = sock.recv(4096)
-            if not data:
-                break
-            answer += data
-    except TimeoutError:
-        return False, f"Docker engine at {where} did not answer /_ping within {timeout:g} s"
-    except OSError as exc:
-        return False, f"no Docker engine at {where}: {exc.strerror or exc}"
-    finally:
-        sock.close()
-    status_line = answer.split(b"\r\n", 1)[0].decode("latin-1", "replace")
-    parts = status_line.split()
-    if len(parts) >= 2 and parts[0].startswith("HTTP/") and parts[1] == "200":
-        elapsed_ms = (time.monotonic() - started) * 1000
-        return True, f"Docker engine at {where} answered /_ping in {elapsed_ms:.0f} ms"
-    return False, f"Docker engine at {where} answered /_ping with {status_line or 'nothing'!r}"
 
 
 def _require_testcontainers(env: Mapping[str, str]) -> str:

@@ -18,20 +18,19 @@ host has nothing to read (no sshd, no ufw, nothing configured), the answer is `n
                   in no tracked file (pets "Database password strong").
 - host.backups    the newest file under the backup path is recent, not empty, and encrypted
                   (pets "Database backups configured").
-Secrets are read through bot.io.secrets and never reach the evidence.
+Password strength is judged by harness.security.passwords. Secrets are read through bot.io.secrets
+and never reach the evidence.
 """
 
 from __future__ import annotations
 
 import glob
-import math
 import os
 import re
 import shutil
 import socket
 import ssl
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +48,7 @@ from harness.security.config import (
     TlsConfig,
 )
 from harness.security.model import CheckResult, Finding, judge, not_verified
+from harness.security.passwords import password_problems
 from harness.security.proc import run
 
 TOOL = "gameday"
@@ -408,55 +408,6 @@ def check_redis(cfg: RedisCheckConfig, loader: SecretLoader, rules: PasswordRule
 
 
 # ------------------------------------------------------------------------------ database password
-
-
-def entropy_bits(password: str) -> float:
-    """length x log2(the alphabet of the character classes used); lower-case hex counts as 16."""
-    if not password:
-        return 0.0
-    if re.fullmatch(r"[0-9a-f]+", password) or re.fullmatch(r"[0-9A-F]+", password):
-        pool = 16
-    else:
-        pool = (26 * bool(re.search(r"[a-z]", password)) + 26 * bool(re.search(r"[A-Z]", password))
-                + 10 * bool(re.search(r"[0-9]", password)) + 33 * bool(re.search(r"[^A-Za-z0-9]", password)))
-    return len(password) * math.log2(max(pool, 2))
-
-
-def shannon_bits_per_char(password: str) -> float:
-    counts = Counter(password)
-    n = len(password)
-    return -sum(c / n * math.log2(c / n) for c in counts.values()) if n else 0.0
-
-
-def longest_repeat(password: str, cap: int = 256) -> int:
-    """Length of the longest substring that occurs twice (overlapping allowed)."""
-    text = password[:cap]
-    best = 0
-    for i in range(len(text)):
-        for j in range(i + 1, len(text)):
-            k = 0
-            while j + k < len(text) and text[i + k] == text[j + k]:
-                k += 1
-            best = max(best, k)
-    return best
-
-
-def password_problems(password: str, rules: PasswordRules) -> list[str]:
-    """What makes a password weak (empty when none); never the password itself."""
-    out: list[str] = []
-    if len(password) < rules.min_length:
-        out.append(f"{len(password)} characters (need >= {rules.min_length})")
-    bits = entropy_bits(password)
-    if bits < rules.min_entropy_bits:
-        out.append(f"about {bits:.0f} bits of entropy (need >= {rules.min_entropy_bits:g})")
-    shannon = shannon_bits_per_char(password)
-    if shannon < rules.min_shannon_bits_per_char:
-        out.append(f"{shannon:.2f} bits per character (need >= {rules.min_shannon_bits_per_char:g}: too few distinct "
-                   "characters)")
-    repeat = longest_repeat(password)
-    if repeat > rules.max_repeated_substring:
-        out.append(f"repeats a {repeat}-character run (at most {rules.max_repeated_substring})")
-    return out
 
 
 def _tracked_files_containing(root: Path, needle: str) -> list[str]:

@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.docker_engine import docker_ping
 from harness.security.config import TrivyConfig
 from harness.security.model import CheckResult, Finding, judge, not_verified
 from harness.security.proc import Ran, run
-from harness.services import docker_ping
 
 TOOL = "trivy"
 OFFLINE = ["--skip-db-update", "--skip-check-update"]

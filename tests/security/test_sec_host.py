@@ -31,6 +31,7 @@ from harness.security.config import (
     TlsHost,
 )
 from harness.security.model import FAIL, NOT_VERIFIED, PASS
+from harness.security.passwords import password_problems
 from harness.services import free_loopback_port, require_services
 
 SSHD = FIXTURES / "host" / "sshd"
@@ -314,7 +315,7 @@ def test_redis_unreachable_or_unconfigured_is_not_verified() -> None:
     ("0123456789" * 4, "repeats a"),
 ])
 def test_password_rules(password: str, problem: str | None) -> None:
-    found = host.password_problems(password, PasswordRules())
+    found = password_problems(password, PasswordRules())
     assert (not found) if problem is None else any(problem in p for p in found), found
 
 

@@ -16,13 +16,13 @@ import pytest
 import redis
 
 from harness import services
+from harness.docker_engine import docker_ping
 from harness.pytest_services import obtain_service, unavailable_outcome
 from harness.services import (
     HOW_TO,
     ProvisionResult,
     ServiceHandle,
     describe_chain,
-    docker_ping,
     make_redis_client,
     provide_redis,
     provide_toxiproxy,

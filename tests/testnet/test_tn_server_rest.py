@@ -10,8 +10,9 @@ import ccxt
 import pytest
 from tn_support import BTC, KEY, SECRET, admin, open_testnet, open_testnet_client
 
+from harness.testnet.admin import _is_loopback
 from harness.testnet.ccxt_client import make_ccxt_client
-from harness.testnet.server import _is_loopback, _split_signature
+from harness.testnet.server import _split_signature
 
 
 async def test_every_spec_call_through_async_ccxt() -> None:
