@@ -189,17 +189,32 @@ class SmtpReceiver:
         # Plain-text AUTH is what a loopback test server needs; aiosmtpd warns about it per session.
         logging.getLogger("mail.log").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS", category=UserWarning)
-        self.port = free_loopback_port()
-        self._controller = Controller(_SmtpHandler(log), hostname=LOOPBACK, port=self.port, authenticator=authenticate,
-                                      auth_require_tls=False, auth_required=True, ready_timeout=10.0)
+        self._make = lambda port: Controller(_SmtpHandler(log), hostname=LOOPBACK, port=port,
+                                             authenticator=authenticate, auth_require_tls=False, auth_required=True,
+                                             ready_timeout=10.0)
+        self.port = 0
+        self._controller: Any = None
 
     def start(self) -> int:
-        self._controller.start()
-        return self.port
+        # aiosmtpd binds the port it is given (it cannot report one the OS picked): a free port
+        # can be taken between the probe and the bind under parallel runs, so try a few
+        last: OSError | None = None
+        for _ in range(3):
+            self.port = free_loopback_port()
+            self._controller = self._make(self.port)
+            try:
+                self._controller.start()
+                return self.port
+            except OSError as exc:
+                last = exc
+                self.stop()
+        assert last is not None
+        raise last
 
     def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self._controller.stop()
+        if self._controller is not None:
+            with contextlib.suppress(Exception):
+                self._controller.stop()
 
 
 @dataclass

@@ -99,6 +99,30 @@ def test_email_goes_through_a_real_smtp_server_with_login(receivers: AlertReceiv
         _send(wrong)
 
 
+def test_the_smtp_receiver_starts_on_another_port_when_its_probed_port_was_taken(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under parallel runs another process can bind the port between the probe and aiosmtpd's bind."""
+    import socket
+
+    import harness.net.receivers as receivers_module
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ports = iter([taken.getsockname()[1]])
+    real = receivers_module.free_loopback_port
+    monkeypatch.setattr(receivers_module, "free_loopback_port", lambda: next(ports, None) or real())
+    try:
+        with AlertReceivers() as rx:
+            assert rx.smtp is not None and rx.smtp.port != taken.getsockname()[1]
+            sink = EmailSink("127.0.0.1", rx.smtp.port, "bot@gameday.invalid", ["oncall@gameday.invalid"], 3.0,
+                             starttls=False, username=rx.smtp_user, password=rx.smtp_password)
+            _send(sink)
+            assert _last(rx, "email", 0).alert_id == "run1-7"
+    finally:
+        taken.close()
+
+
 def test_sms_is_a_twilio_call_per_recipient_with_basic_auth(receivers: AlertReceivers) -> None:
     env = receivers.bot_env()
     since = len(receivers.receipts())
