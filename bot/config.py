@@ -14,6 +14,8 @@ import json
 import math
 import os
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -410,12 +412,24 @@ def _expected(info: Any) -> str:
         return "see config/ for the defaults"
     if _is_model(info):
         return "a table with keys " + ", ".join(_allowed_keys(info))
-    rng = _range_text(info)
-    if rng:
-        return rng
-    annotation = info.annotation
+    return _range_text(info) or _type_text(info.annotation)
+
+
+def _type_text(annotation: Any) -> str:
+    """`float | None` with its constraints as a reader says it: "a number > 0, or null"."""
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-    return names.get(annotation, str(annotation).replace("typing.", ""))
+    if annotation in names:
+        return names[annotation]
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *metadata = args
+        constraints = [m for meta in metadata for m in getattr(meta, "metadata", [meta])]
+        return _range_text(types.SimpleNamespace(metadata=constraints)) or _type_text(base)
+    if type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return _type_text(rest[0]) + ", or null"
+    return str(annotation).replace("typing.", "")
 
 
 def _unknown_key(file: str, key: str, value: object, allowed: list[str]) -> Problem:

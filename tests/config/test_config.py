@@ -89,9 +89,12 @@ def run_with(tmp_path: Path, policy: str = BASE_POLICY, breakers: str = BASE_BRE
         ("breakers", "size_multiplier = 0.25", "size_multiplier = 0.75",
          "circuit_breakers.toml: circuit_breakers.consecutive_losses.size_reduction[1].size_multiplier: "
          "reduction not progressive (got 0.75; expected <= 0.5"),
+        ("policy", "{name: paper, max_capital_usd: null, paper: true", "{name: paper, paper: true",
+         "risk_policy.yaml: capital_ramp.stages[0].max_capital_usd: missing key (got nothing; "
+         "expected a number > 0, or null)"),
     ],
     ids=["typo", "type", "fraction-range", "zero", "stop-min-max", "zero-count", "warning-order",
-         "emergency-order", "zero-losses", "negative-limit", "bad-action", "non-progressive"],
+         "emergency-order", "zero-losses", "negative-limit", "bad-action", "non-progressive", "optional-missing"],
 )
 def test_each_mistake_gets_one_line_naming_file_key_value_and_range(
         tmp_path: Path, file: str, old: str, new: str, expected: str) -> None:
