@@ -82,6 +82,19 @@ def no_volatility_exit(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(engine_mod, "check_exit", without)
 
 
+def pnl_not_reset_on_close(mp: pytest.MonkeyPatch) -> None:
+    """A closed trade leaves a stale 1.00 in the per-trade P&L: the next trade reports it on top of its own."""
+    account = engine_mod.Engine._account
+
+    def stale(self: Any, fill: Any) -> None:
+        was_open = self.exit_state is not None
+        account(self, fill)
+        if was_open and self.exit_state is None:
+            self._trade_pnl = 1.0
+
+    mp.setattr(engine_mod.Engine, "_account", stale)
+
+
 CATCHES = {
     "loss-streak-halts-futures.yaml": losses_never_trip,
     "loss-streak-stops-pets.yaml": losses_never_trip,
@@ -90,6 +103,7 @@ CATCHES = {
     "win-resets-streak-futures.yaml": win_does_not_reset_streak,
     "win-resets-streak-pets.yaml": win_does_not_reset_streak,
     RAMP: no_volatility_exit,
+    "each-trade-reports-its-own-pnl-pets.yaml": pnl_not_reset_on_close,
 }
 
 
