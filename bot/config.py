@@ -14,7 +14,6 @@ import json
 import math
 import os
 import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -352,9 +351,10 @@ def _field_info(loc: tuple[int | str, ...]) -> Any:
     return info
 
 
-def _range_text(info: Any) -> str | None:
+def _range_text(metadata: Any) -> str | None:
+    """The bounds among a field's constraints (annotated_types Gt / Ge / Lt / Le) as a reader says them."""
     lower = upper = None
-    for meta in getattr(info, "metadata", []):
+    for meta in metadata:
         if isinstance(meta, annotated_types.Gt):
             lower = f"({meta.gt}"
         elif isinstance(meta, annotated_types.Ge):
@@ -387,7 +387,7 @@ def _explain(err: Any, provenance: Mapping[str, str]) -> Problem:
         what = "missing section" if _is_model(info) else "missing key"
         return Problem(file, key, what, "nothing", _expected(info))
     if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
-        return Problem(file, key, "out of range", got, _range_text(info) or err["msg"])
+        return Problem(file, key, "out of range", got, _range_text(getattr(info, "metadata", ())) or err["msg"])
     if kind == "literal_error":
         return Problem(file, key, "not an allowed value", got, err["ctx"]["expected"])
     if kind.endswith(("_type", "_parsing")):
@@ -412,7 +412,7 @@ def _expected(info: Any) -> str:
         return "see config/ for the defaults"
     if _is_model(info):
         return "a table with keys " + ", ".join(_allowed_keys(info))
-    return _range_text(info) or _type_text(info.annotation)
+    return _range_text(info.metadata) or _type_text(info.annotation)
 
 
 def _type_text(annotation: Any) -> str:
@@ -424,7 +424,7 @@ def _type_text(annotation: Any) -> str:
     if typing.get_origin(annotation) is typing.Annotated:
         base, *metadata = args
         constraints = [m for meta in metadata for m in getattr(meta, "metadata", [meta])]
-        return _range_text(types.SimpleNamespace(metadata=constraints)) or _type_text(base)
+        return _range_text(constraints) or _type_text(base)
     if type(None) in args:
         rest = [a for a in args if a is not type(None)]
         if len(rest) == 1:
