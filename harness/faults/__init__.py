@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from harness.faults import alerts, credentials, exchange, latency, market, operator, process, trades
+from harness.faults import alerts, credentials, exchange, latency, market, model, operator, process, trades
 from harness.faults.contract import FaultError, FaultKind
 
-FAMILIES = (market, trades, latency, exchange, credentials, process, operator, alerts)
+FAMILIES = (market, trades, latency, model, exchange, credentials, process, operator, alerts)
 
 
 def _registry() -> dict[str, FaultKind]:

@@ -125,7 +125,7 @@ class DrillFacts:
     reserve_bars: int = 1  # bars to leave before the next step (a trading kind: plus 6 per trade)
 
 
-Family = Literal["market", "latency", "exchange", "credentials", "process", "operator", "alerts"]
+Family = Literal["market", "latency", "model", "exchange", "credentials", "process", "operator", "alerts"]
 MODES = ("sim", "net")
 
 

@@ -7,6 +7,7 @@ Faults act through this object (harness/faults/*: `async def sim(world, step)`);
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -99,6 +100,7 @@ class SimWorld:
         self.bar_index = 0
         self.bar_overrides: dict[int, Callable[[float], tuple[float, float, float, float]]] = {}
         self.inference: list[tuple[int, int, float]] = []  # (start, end, ms)
+        self.model_output: list[tuple[int, int, dict[str, Any]]] = []  # (start, end, signal fields)
         vol = policy.circuit_breakers.volatility.atr
         self.atr = IncrementalATR(vol.atr_periods)
         self.atr_baseline = RollingMean(vol.baseline_periods)
@@ -355,7 +357,11 @@ class SimWorld:
             slow = max((ms for s, e, ms in self.inference if s <= now < e), default=0.0)
             if slow > 0:
                 self.clock.advance_to(now + round(slow))
-            return update(bar)
+            signal = update(bar)
+            for start, end, fields in self.model_output:
+                if start <= now < end:
+                    signal = dataclasses.replace(signal, **fields)
+            return signal
 
         strategy.update = timed_update  # type: ignore[method-assign]
 

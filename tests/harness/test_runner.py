@@ -196,6 +196,23 @@ def test_inference_latency_makes_the_model_call_take_virtual_time(tmp_path: Path
     assert tripped[0].ts_ms == at_bar(10) + 1200
 
 
+def test_model_output_replaces_the_fields_it_names_for_its_window_only(tmp_path: Path) -> None:
+    _, record = run(tmp_path, scenario_text("""
+        - {id: bug, at: 10 bars, fault: model_output, params: {side: buy, win_prob: 1.3, duration: 2 bars}}
+        """, seed=7))
+    refused = [e for e in record.events if e.name == "order.refused" and e.fields["rule"] == "invalid"]
+    assert [e.ts_ms for e in refused] == [at_bar(10), at_bar(11)]
+    assert all(e.fields["reason"] == "win probability must be in [0, 1] (got 1.3)" for e in refused)
+
+
+def test_model_output_that_changes_nothing_is_an_error(tmp_path: Path) -> None:
+    _, record = run(tmp_path, scenario_text("""
+        - {id: bug, at: 10 bars, fault: model_output, params: {duration: 2 bars}}
+        """))
+    timing = record.step("bug")
+    assert timing is not None and timing.error is not None and "changes nothing" in timing.error
+
+
 def test_order_latency_delays_replies_and_fills(tmp_path: Path) -> None:
     _, record = run(tmp_path, scenario_text("""
         - {id: slow, at: 10 bars, fault: order_latency, params: {placement_ms: 2500, fill_ms: 6000}}

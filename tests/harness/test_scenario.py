@@ -418,7 +418,7 @@ def test_a_missing_file_is_not_a_scenario(tmp_path):
 def test_fault_catalog_is_one_table_matching_design():
     expected_modes = {
         "drawdown": "sn", "loss_streak": "sn", "spread_spike": "sn", "atr_spike": "sn",
-        "price_gap": "sn", "ws_lag": "sn", "ws_disconnect": "n", "inference_latency": "s",
+        "price_gap": "sn", "ws_lag": "sn", "ws_disconnect": "n", "inference_latency": "s", "model_output": "s",
         "order_latency": "sn", "exchange_outage": "sn", "http_errors": "sn", "order_reject": "sn",
         "unknown_outcome": "sn", "clock_skew": "sn", "stale_book": "sn", "credential_leak": "sn",
         "key_revoked": "sn", "key_permissions": "sn", "bot_crash": "n", "restart": "sn",
