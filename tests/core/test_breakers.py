@@ -12,6 +12,9 @@ from breaker_support import DAY, MINUTE, POLICIES, PROFILES, T0, Rig, bar, book,
 from bot.core.breakers.base import (
     BarClosed,
     BookUpdate,
+    Breaker,
+    BreakerInput,
+    BreakerVerdict,
     EquityUpdate,
     FeedLag,
     InferenceTiming,
@@ -23,6 +26,7 @@ from bot.core.breakers.board import BreakerBoard
 from bot.core.breakers.drawdown import IntradayDrawdown
 from bot.core.breakers.volatility import PriceMoveBreaker
 from bot.core.market import Bar, BookTick
+from bot.core.policy import Policy
 
 BELOW = 0.01  # "just below" in the measured unit (%, bps, x, ms)
 TIER_LEVEL = {"warning_pct": "warning", "threshold_pct": "critical", "emergency_pct": "emergency"}
@@ -167,6 +171,60 @@ def test_drawdown_cooldown_refuses_resume_at_59_minutes_accepts_at_60(profile: s
     assert r.board.status().state == "active"
     assert r.named("trading.resumed", by="operator")
     assert r.named("breaker.reset", breaker="drawdown", by="operator")
+
+
+def test_a_manual_reset_inside_the_cooldown_is_refused_and_keeps_the_trip() -> None:
+    policy = POLICIES["futures"]
+    dd = policy.circuit_breakers.drawdown
+    r = rig(policy)
+    r.equity(T0, 10_000.0)
+    r.equity(T0 + 1000, 10_000.0 * (1 - dd.threshold_pct / 100))
+    (check,) = [b for b in r.board.breakers if b.key == "drawdown.intraday"]
+    early = T0 + 1000 + int(dd.cooldown_minutes * MINUTE) - MINUTE
+    ok, why = check.manual_reset(early)
+    assert (ok, why.startswith("drawdown.intraday: cooldown has 1m00s left")) == (False, True)
+    assert check.latched and check.verdict.level == "critical"
+
+
+def _with_drawdown(policy: Policy, **changes: object) -> Policy:
+    cb = policy.circuit_breakers
+    return policy.model_copy(update={"circuit_breakers": cb.model_copy(
+        update={"drawdown": cb.drawdown.model_copy(update=changes)})})
+
+
+def test_drawdown_halt_lifts_by_itself_after_cooldown_when_no_manual_resume() -> None:
+    policy = _with_drawdown(POLICIES["futures"], require_manual_resume=False)
+    dd = policy.circuit_breakers.drawdown
+    r = rig(policy)
+    r.equity(T0, 10_000.0)
+    r.equity(T0 + 1000, 10_000.0 * (1 - dd.threshold_pct / 100))
+    assert r.board.status().state == "halted" and not r.board.status().requires_manual_resume
+    r.equity(T0 + 2000, 10_000.0)  # recovered, but the trip holds until its cooldown has passed
+    until = T0 + 1000 + int(dd.cooldown_minutes * MINUTE)
+    r.board.observe(TimerTick(r.at(until - 1)))
+    assert r.board.status().state == "halted"
+    r.board.observe(TimerTick(r.at(until)))
+    assert r.board.status().state == "active"
+    assert r.named("breaker.reset", breaker="drawdown", check="intraday", by="cooldown")
+    assert r.named("trading.resumed", by="cooldown")
+
+
+def test_without_a_warning_tier_an_acknowledged_drawdown_is_reported_against_the_threshold() -> None:
+    """warning_pct may be left out; the tier an operator acknowledged is then reported as a warning
+    at threshold_pct (there is no warning threshold to name), and trading goes on."""
+    policy = _with_drawdown(POLICIES["futures"], warning_pct=None)
+    dd = policy.circuit_breakers.drawdown
+    r = rig(policy)
+    r.equity(T0, 10_000.0)
+    r.equity(T0 + 1000, 10_000.0 * (1 - dd.threshold_pct / 100))
+    later = r.at(T0 + 1000 + int(dd.cooldown_minutes * MINUTE))
+    assert r.board.manual_resume("ops", later).accepted
+    r.events.clear()
+    r.equity(later + 1, 10_000.0 * (1 - dd.threshold_pct / 100))
+    assert r.board.status().state == "active"
+    (warning,) = r.named("breaker.warning", breaker="drawdown", check="intraday")
+    assert warning.fields["threshold"] == dd.threshold_pct
+    assert r.named("trading.halted") == []
 
 
 def test_drawdown_after_operator_resume_rearms_and_escalates() -> None:
@@ -502,6 +560,64 @@ def test_non_finite_result_of_breaker_arithmetic_halts(monkeypatch: pytest.Monke
     assert "risk arithmetic failed in volatility" in r.board.status().reasons[0]
 
 
+class _NanValue(Breaker):
+    """A breaker whose measure came out NaN while its threshold is sane."""
+
+    name, check = "volatility", "atr"
+    inputs: tuple[type, ...] = (EquityUpdate,)
+
+    def __init__(self) -> None:
+        super().__init__(2.0)
+
+    def observe(self, x: BreakerInput) -> BreakerVerdict | None:
+        self.verdict = BreakerVerdict(self.name, self.check, "warning", math.nan, 2.0)
+        return self.verdict
+
+
+def test_a_verdict_with_a_non_finite_value_halts_fail_closed() -> None:
+    r = rig(POLICIES["futures"])
+    r.board = BreakerBoard(r.policy, r.bus, r.clock, breakers=[_NanValue()])
+    status = r.board.observe(EquityUpdate(r.at(T0), 10_000.0))
+    assert status.state == "halted" and status.requires_manual_resume
+    assert status.reasons[0].startswith("risk arithmetic failed in volatility: ArithmeticError: non-finite")
+    assert r.named("breaker.warning") == []  # the NaN is never reported as a measure
+
+
+class _OverflowingBackoff(Breaker):
+    """An order-latency backoff whose delay overflowed to infinity: the board cannot turn
+    'entries allowed at' into a time. That is the board's own arithmetic failing, not the breaker's."""
+
+    name, check = "latency", "order_placement"
+    inputs: tuple[type, ...] = (OrderLatency,)
+
+    def __init__(self) -> None:
+        super().__init__(500.0)
+        self._since = 0
+        self._delay_ms = 0.0
+
+    @property
+    def entries_allowed_at_ms(self) -> int:
+        return int(self._since + self._delay_ms)
+
+    def observe(self, x: BreakerInput) -> BreakerVerdict | None:
+        assert isinstance(x, OrderLatency)
+        self._since, self._delay_ms = x.ts_ms, math.inf
+        self.verdict = BreakerVerdict(self.name, self.check, "critical", x.ms, 500.0, action="backoff")
+        return self.verdict
+
+
+def test_the_boards_own_arithmetic_failing_halts_for_an_operator_without_a_flatten() -> None:
+    r = rig(POLICIES["futures"])
+    r.board = BreakerBoard(r.policy, r.bus, r.clock, breakers=[_OverflowingBackoff()])
+    status = r.board.observe(OrderLatency(r.at(T0), "placement", 900.0))
+    assert status.state == "halted" and status.requires_manual_resume
+    assert not status.flatten_requested  # it stops new risk; closing positions is not its call
+    assert status.reasons == ("risk arithmetic failed in board: OverflowError: cannot convert float infinity "
+                              "to integer",)
+    (halted,) = r.named("trading.halted")
+    assert halted.fields["requires_manual_resume"] is True
+
+
 # --- board combination, events, snapshot ------------------------------------------------------
 
 
@@ -580,6 +696,20 @@ def test_restore_rejects_a_foreign_snapshot() -> None:
     with pytest.raises(ValueError, match="version"):
         futures_board.restore({"version": 99})
 
+
+def test_a_snapshot_without_a_rejection_count_restores_none() -> None:
+    r = rig(POLICIES["futures"])
+    for bad in (EquityUpdate(T0, math.nan), FeedLag(T0, -1.0)):
+        r.board.observe(bad)
+    snap = json.loads(json.dumps(r.board.snapshot()))
+    assert snap["rejected_inputs"] == 2
+    kept = rig(POLICIES["futures"])
+    kept.board.restore(snap)
+    assert kept.board.status().rejected_inputs == 2
+    del snap["rejected_inputs"]  # a snapshot written before the count was kept
+    older = rig(POLICIES["futures"])
+    older.board.restore(snap)
+    assert older.board.status().rejected_inputs == 0
 
 
 @pytest.mark.parametrize("profile", PROFILES)

@@ -57,12 +57,12 @@ class Rig:
 
 
 def rig(profile: str = "futures", *, bars: int = 20, range_bps: float = 20.0, clock: VirtualClock | None = None,
-        equity: float = 10_000.0, policy: Policy | None = None) -> Rig:
+        equity: float = 10_000.0, policy: Policy | None = None, price: float = 60_000.0) -> Rig:
     clock = clock or VirtualClock(T0)
     bus = EventBus()
     engine = Engine(policy or POLICIES[profile], clock, bus, symbol="BTCUSDT", equity=equity,
                     verify=lambda c: c == TOKEN, bar_ms=BAR)
-    r = Rig(engine, clock)
+    r = Rig(engine, clock, price=price)
     bus.subscribe(r.events.append)
     half = r.price * range_bps / 20_000
     engine.warm_up([Bar(T0 - (bars - i) * BAR, r.price, r.price + half, r.price - half, r.price)
@@ -494,3 +494,39 @@ def test_a_position_in_a_coin_priced_below_one_is_adopted_not_refused() -> None:
     assert r.engine.board.status().state == "active" and r.engine.exit_state is not None
     (opened,) = r.named("position.opened", reason="reconciled")
     assert 0 < opened.fields["stop"] < 0.5
+
+
+def test_an_entry_in_a_coin_priced_below_one_is_accounted_not_refused_as_unusable() -> None:
+    r = rig("futures", price=0.5)
+    order = entry_order(r)
+    r.fill(order, price=0.5)
+    assert r.engine.position_qty == pytest.approx(order.intent.qty) and r.engine.entry_price == 0.5
+    assert r.engine.board.status().state == "active" and r.named("trading.halted") == []
+    (opened,) = r.named("position.opened", reason="entry")
+    assert opened.fields["entry"] == 0.5
+
+
+def test_a_short_takes_profit_when_the_ask_reaches_exactly_the_take_profit() -> None:
+    r = rig("futures")
+    r.fill(entry_order(r, Signal("sell", 0.01, 0.5, 2.0, 0.05)))
+    state = r.engine.exit_state
+    assert state is not None and state.side == "sell"
+    tp = state.take_profit
+    intents = r.engine.on_book(BookTick(r.clock.now_ms(), tp - 1.0, tp))
+    placed = [i for i in intents if isinstance(i, PlaceOrder)]
+    assert [(p.intent.purpose, p.intent.side, p.intent.reduce_only) for p in placed] == [
+        ("take_profit", "buy", True)]
+
+
+def test_only_an_untracked_entry_of_this_bot_is_an_orphan() -> None:
+    """At its first reconcile the runtime cancels orphaned entries it finds resting: it must not cancel its own
+    working entry, a reduce-only order (an exit protects a position), or another system's order."""
+    r = rig("futures")
+    tracked = entry_order(r).intent.client_id
+    assert [r.engine.orphaned_entry(client_id, reduce_only) for client_id, reduce_only in [
+        (tracked, False),  # this engine's entry, in flight
+        ("gd-earlier-en-7", True),  # an earlier run's reduce-only order
+        ("desk-manual-en-7", False),  # another system's id that happens to look alike
+        ("gd-earlier-st-8", False),  # an earlier run's stop: not an entry
+        ("gd-earlier-en-7", False),  # an earlier run's entry nobody manages now
+    ]] == [False, False, False, False, True]

@@ -112,6 +112,22 @@ def test_unknown_mode_rejected() -> None:
     assert not ks.status().engaged and [e.name for e in events] == ["killswitch.rejected"]
 
 
+def test_an_unknown_mode_from_an_authenticated_operator_is_not_an_unauthorized_attempt() -> None:
+    """Only a credential refusal counts toward the unauthorized-access red flag: a typo must not stop the bot."""
+    ks, _, _ = make()
+    res = ks.engage("nuke", "x", "alice", TOKEN)
+    assert not res.accepted and "unknown mode 'nuke'" in res.reason
+    assert res.unauthorized is False
+
+
+@pytest.mark.parametrize("credential", [TOKEN, "wrong-token"])
+def test_a_refused_request_on_a_disengaged_switch_does_not_report_trading_halted(credential: str) -> None:
+    ks, _, _ = make()
+    res = ks.engage("nuke" if credential == TOKEN else "immediate", "x", "a", credential)
+    assert not res.accepted
+    assert (res.halt, res.mode, res.flatten, res.cancel_all) == (False, None, False, False)
+
+
 def test_escalates_never_downgrades_silently() -> None:
     ks, clock, events = make()
     assert ks.engage("pause", "p", "a", TOKEN).accepted
@@ -153,6 +169,19 @@ def test_snapshot_restore_keeps_mode_and_deadline() -> None:
     assert fresh.on_timer(res.deadline_ms) is True
     with pytest.raises(ValueError, match="mode"):
         fresh.restore({**snap, "mode": "bogus"})
+
+
+@pytest.mark.parametrize(("snapshot", "match"), [
+    ({"version": 2, "engaged": True, "mode": "pause", "reason": "x", "actor": "a", "engaged_at_ms": T0,
+      "deadline_ms": None, "flatten_requested": False}, "version 2"),
+    ({"version": 1, "engaged": True, "mode": None, "reason": "x", "actor": "a", "engaged_at_ms": T0,
+      "deadline_ms": None, "flatten_requested": False}, "engaged without a mode"),
+])
+def test_restore_refuses_a_snapshot_it_cannot_stand_for(snapshot: dict[str, object], match: str) -> None:
+    """A snapshot of another version, or an engagement without a mode, is refused, not half taken in."""
+    ks, _, _ = make()
+    with pytest.raises(ValueError, match=match):
+        ks.restore(snapshot)
 
 
 def test_no_auth_policy_accepts_without_credential() -> None:
@@ -224,6 +253,17 @@ def test_hand_written_and_partial_markers_engage_immediate_naming_the_problem(co
     status = _restores(snapshot)
     assert (status.engaged, status.mode, status.flatten_requested, status.actor) == (True, "immediate", True, "marker")
     assert status.reason is not None and problem in status.reason and "strictest mode" in status.reason
+
+
+def test_a_marker_that_is_not_json_quotes_at_most_80_characters_of_the_parse_error() -> None:
+    content = b"a" * 100_000 + b"\xc3a"  # the decoder's message names the position: 82 characters
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        error = str(exc)
+    assert len(error) > 81
+    reason = marker_snapshot(content, None, "m", T0)["reason"]
+    assert f"(UnicodeDecodeError: {error[:80]})" in reason
 
 
 def test_a_complete_marker_is_taken_as_written() -> None:

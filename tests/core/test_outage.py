@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.config import load_policy
-from bot.core.breakers.base import ExchangeStatus
+from bot.core.breakers.base import ExchangeStatus, StoreStatus
 from bot.core.breakers.board import BreakerBoard
 from bot.core.clock import VirtualClock
 from bot.core.events import Event, EventBus
@@ -70,3 +70,32 @@ def test_outage_survives_a_restart(board) -> None:  # type: ignore[no-untyped-de
     fresh = BreakerBoard(b.policy, EventBus(), clock)
     fresh.restore(b.snapshot())
     assert fresh.status().state == "halted" and fresh.status().requires_manual_resume
+
+
+def test_a_repeated_down_report_does_not_restart_the_outage_clock(board) -> None:  # type: ignore[no-untyped-def]
+    """The feed and REST both report the outage, again and again: it is as old as its first report."""
+    b, clock, events = board
+    b.observe(ExchangeStatus(clock.now_ms(), True))
+    clock.advance(2 * 60_000)
+    b.observe(ExchangeStatus(clock.now_ms(), True, "ws"))
+    clock.advance(major_ms(b) - 2 * 60_000)
+    b.on_timer(clock.now_ms())
+    assert b.status().state == "halted" and b.status().flatten_requested
+    assert [e.name for e in events if e.name.startswith("trading.")] == ["trading.paused", "trading.halted"]
+
+
+def test_an_up_report_while_the_exchange_is_up_changes_nothing(board) -> None:  # type: ignore[no-untyped-def]
+    b, clock, events = board
+    b.observe(ExchangeStatus(clock.now_ms(), False))
+    clock.advance(major_ms(b))
+    b.on_timer(clock.now_ms())
+    assert b.status().state == "active" and events == []
+
+
+def test_a_state_store_outage_is_reported_as_down_1_against_0(board) -> None:  # type: ignore[no-untyped-def]
+    """The trip event and the pause reason an operator reads carry the store's state as 1 (down)."""
+    b, clock, events = board
+    b.observe(StoreStatus(clock.now_ms(), True))
+    (tripped,) = [e for e in events if e.name == "breaker.tripped"]
+    assert (tripped.fields["value"], tripped.fields["threshold"]) == (1.0, 0.0)
+    assert b.status().reasons == ("state_store.connectivity critical: 1 >= 0 (pause_new_entries)",)

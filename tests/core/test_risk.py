@@ -101,6 +101,37 @@ def test_position_cap_at_cap_allowed_above_denied(policy: Policy) -> None:
     assert not d2.allowed
 
 
+def test_a_reducing_order_exactly_at_the_tolerance_above_the_position_is_allowed(policy: Policy) -> None:
+    """The gate's rounding tolerance (relative 1e-9) is inclusive, as every cap is: a close that float
+    rounding put a hair above the position is still a close, not a reversal."""
+    pos = 2.0
+    c = ctx(policy, board=HALTED, position_qty=pos, position_notional=pos * MARK)
+    assert RiskGate(policy).check(exit_(qty=pos * (1 + 1e-9)), c).allowed
+    assert not RiskGate(policy).check(exit_(qty=pos * (1 + 2e-9)), c).allowed
+
+
+def test_total_exposure_exactly_at_the_tolerance_above_the_cap_is_allowed(policy: Policy) -> None:
+    limit = policy.position_sizing.max_total_exposure_pct * EQUITY * (1 + 1e-9)
+    notional = 1.0  # 0.01 at the mark
+    open_exposure = limit - notional
+    assert open_exposure + notional == limit  # the boundary itself, not a float next to it
+    gate = RiskGate(policy)
+    assert gate.check(entry(policy, qty=0.01), ctx(policy, open_exposure=open_exposure)).allowed
+    d = gate.check(entry(policy, qty=0.01), ctx(policy, open_exposure=open_exposure + 1e-3))
+    assert not d.allowed and d.rule == "exposure"
+
+
+def test_a_stage_cap_equal_to_equity_does_not_bind_the_denial_names_the_policy_cap(policy: Policy) -> None:
+    """The stage binds only when its cap is below equity; at equity the position cap of equity applies."""
+    cap = policy.position_sizing.max_position_pct * EQUITY
+    c = ctx(policy, capital_cap=EQUITY)
+    gate = RiskGate(policy)
+    assert gate.check(entry(policy, qty=cap / MARK), c).allowed
+    d = gate.check(entry(policy, qty=(cap + 1) / MARK), c)
+    assert not d.allowed and d.rule == "cap"
+    assert f"of equity {EQUITY:.2f}" in d.reason and "capital ramp" not in d.reason
+
+
 def test_total_exposure_cap(policy: Policy) -> None:
     cap = policy.position_sizing.max_total_exposure_pct * EQUITY
     small = 1.0

@@ -293,3 +293,28 @@ def test_a_refused_size_still_reports_the_market_zone(profile: str) -> None:
 def test_a_size_without_an_atr_reports_the_most_extreme_zone(profile: str) -> None:
     d = size_position(POLICIES[profile], equity=10_000.0, price=100.0, atr=None, win_prob=0.6, payoff=2.0)
     assert d.blocked and d.zone == "Z5"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_size_reports_the_zone_of_its_atr_at_and_just_under_each_boundary(profile: str) -> None:
+    """The zone comes from ATR as a percentage of price: 0.5 % of price is Z3, 0.4975 % still Z2."""
+    zones = POLICIES[profile].position_sizing.zones
+    names = ("Z1", "Z2", "Z3", "Z4", "Z5")
+    price = 100.0
+    for i, boundary in enumerate(zones.boundaries_atr_pct):
+        at = size_position(POLICIES[profile], equity=10_000.0, price=price, atr=boundary, win_prob=0.6, payoff=2.0)
+        under = size_position(POLICIES[profile], equity=10_000.0, price=price, atr=boundary * 0.995,
+                              win_prob=0.6, payoff=2.0)
+        assert (at.zone, under.zone) == (names[i + 1], names[i]), boundary
+
+
+@pytest.mark.parametrize(("equity", "price", "factor"), [
+    (1e300, 1e-10, 1.0),  # the quantity overflows to infinity
+    (10_000.0, 1e6, 5e-324),  # a vanishing size factor: the quantity underflows to 0
+])
+def test_a_quantity_that_cannot_be_represented_is_refused_as_invalid_input(equity: float, price: float,
+                                                                         factor: float) -> None:
+    d = size_position(POLICIES["futures"], equity=equity, price=price, atr=price * 0.01, win_prob=0.6, payoff=2.0,
+                      size_factor=factor)
+    assert (d.qty, d.notional, d.binding_constraint) == (0.0, 0.0, "invalid_input")
+    assert d.reason.startswith("quantity not representable")
