@@ -618,6 +618,92 @@ def test_the_boards_own_arithmetic_failing_halts_for_an_operator_without_a_flatt
     assert halted.fields["requires_manual_resume"] is True
 
 
+class _OverflowOnce(_OverflowingBackoff):
+    """The overflow of _OverflowingBackoff on the first report only; the next one is sane again."""
+
+    def observe(self, x: BreakerInput) -> BreakerVerdict | None:
+        assert isinstance(x, OrderLatency)
+        if self._delay_ms == 0.0:
+            return super().observe(x)
+        self._since, self._delay_ms = x.ts_ms, 0.0
+        self.verdict = BreakerVerdict(self.name, self.check, "ok", x.ms, 500.0)
+        return self.verdict
+
+
+def test_the_boards_own_arithmetic_failing_holds_until_an_operator_resumes() -> None:
+    r = rig(POLICIES["futures"])
+    r.board = BreakerBoard(r.policy, r.bus, r.clock, breakers=[_OverflowOnce()])
+    r.board.observe(OrderLatency(r.at(T0), "placement", 900.0))
+    status = r.board.observe(OrderLatency(r.at(T0 + 1000), "placement", 100.0))  # sane again
+    assert status.state == "halted" and status.requires_manual_resume  # it does not lift by itself
+    assert r.named("trading.resumed") == []
+    result = r.board.manual_resume("ops", r.at(T0 + 2000))
+    assert result.accepted and result.status.state == "active"
+    assert [e.fields["by"] for e in r.named("trading.resumed")] == ["operator"]
+
+
+class _NanAtDeadline(Breaker):
+    """A check whose auto-lift at its deadline comes out NaN (the timer path of the board)."""
+
+    name, check = "volatility", "atr"
+    inputs: tuple[type, ...] = (EquityUpdate,)
+
+    def __init__(self, deadline_ms: int) -> None:
+        super().__init__(2.0)
+        self._deadline = deadline_ms
+
+    @property
+    def deadline_ms(self) -> int | None:
+        return self._deadline
+
+    def observe(self, x: BreakerInput) -> BreakerVerdict | None:
+        if isinstance(x, TimerTick):
+            self.verdict = BreakerVerdict(self.name, self.check, "warning", math.nan, 2.0)
+            return self.verdict
+        return None
+
+
+def test_a_non_finite_verdict_at_a_deadline_halts_fail_closed() -> None:
+    r = rig(POLICIES["futures"])
+    r.board = BreakerBoard(r.policy, r.bus, r.clock, breakers=[_NanAtDeadline(r.at(T0) + 1000)])
+    status = r.board.observe(EquityUpdate(r.at(T0 + 2000), 10_000.0))
+    assert status.state == "halted" and status.requires_manual_resume
+    assert status.reasons[0].startswith("risk arithmetic failed in volatility: ArithmeticError: non-finite")
+    assert r.named("breaker.warning") == []
+
+
+class _NanOnReset(Breaker):
+    """A latched check whose manual reset leaves a NaN measure behind."""
+
+    name, check = "volatility", "atr"
+    inputs: tuple[type, ...] = (EquityUpdate,)
+
+    def __init__(self) -> None:
+        super().__init__(2.0)
+
+    @property
+    def latched(self) -> bool:
+        return self.verdict.action is not None
+
+    def observe(self, x: BreakerInput) -> BreakerVerdict | None:
+        self.verdict = BreakerVerdict(self.name, self.check, "critical", 3.0, 2.0, action="halt_trading",
+                                      requires_manual_resume=True)
+        return self.verdict
+
+    def _reset(self, now_ms: int) -> None:
+        self.verdict = BreakerVerdict(self.name, self.check, "warning", math.nan, 2.0)
+
+
+def test_a_manual_reset_that_leaves_a_non_finite_verdict_stays_halted() -> None:
+    r = rig(POLICIES["futures"])
+    r.board = BreakerBoard(r.policy, r.bus, r.clock, breakers=[_NanOnReset()])
+    r.board.observe(EquityUpdate(r.at(T0), 10_000.0))
+    result = r.board.manual_resume("ops", r.at(T0 + 1000))
+    assert result.status.state == "halted" and result.status.requires_manual_resume
+    assert any(reason.startswith("risk arithmetic failed in volatility") for reason in result.status.reasons)
+    assert r.named("trading.resumed") == [] and r.named("breaker.warning") == []
+
+
 # --- board combination, events, snapshot ------------------------------------------------------
 
 

@@ -123,7 +123,7 @@ class BreakerBoard:
         self.held: Callable[[], bool] | None = None
         self.breakers: list[Breaker] = build_breakers(policy) if breakers is None else breakers
         self._verdicts: list[BreakerVerdict] = [b.verdict for b in self.breakers]
-        self._faults: dict[str, str] = {}  # breaker key (or "engine") -> fail-closed reason
+        self._faults: dict[str, str] = {}  # breaker key (or "engine", "board") -> fail-closed reason
         self._routes: dict[type, tuple[tuple[int, Breaker], ...]] = {
             t: tuple((i, b) for i, b in enumerate(self.breakers) if t in b.inputs) for t in _INPUT_TYPES
         }
@@ -149,9 +149,7 @@ class BreakerBoard:
                 v = b.observe(x)
                 if v is None:
                     continue
-                if not (math.isfinite(v.value) and math.isfinite(v.threshold)
-                        and math.isfinite(v.size_factor) and 0.0 <= v.size_factor <= 1.0):
-                    raise ArithmeticError(f"non-finite or out-of-range verdict {v.describe()}")
+                _check_verdict(v)
             except Exception as exc:  # fail closed
                 changed = self._fault(i, b, exc) or changed
                 continue
@@ -196,16 +194,21 @@ class BreakerBoard:
         if blockers:
             return ResumeResult(False, "resume refused: " + "; ".join(blockers), self._status)
         ts = self._clock.now_ms()
-        for i, b in latched:
-            b.manual_reset(now_ms)
-            self._apply(i, b.verdict, "operator", actor=actor)
         by_key = {b.key: b for b in self.breakers}
-        for key in list(self._faults):
+        for key in list(self._faults):  # what failed before: the operator clears it
             del self._faults[key]
             faulted = by_key.get(key)
             if faulted is not None:
                 self._bus.emit("breaker.reset", ts, breaker=faulted.name, check=faulted.check, by="operator",
                                actor=actor)
+        for i, b in latched:
+            try:
+                b.manual_reset(now_ms)
+                _check_verdict(b.verdict)
+            except Exception as exc:  # what fails now stays failed: the reset is not applied
+                self._fault(i, b, exc)
+                continue
+            self._apply(i, b.verdict, "operator", actor=actor)
         self._settle(by="operator", actor=actor)
         still = "" if self._status.state in ("active", "reduced") else (
             f"; still {self._status.state}: " + "; ".join(self._status.reasons))
@@ -256,6 +259,8 @@ class BreakerBoard:
                 continue
             try:
                 v = b.observe(tick)
+                if v is not None:
+                    _check_verdict(v)
             except Exception as exc:
                 changed = self._fault(i, b, exc) or changed
                 continue
@@ -305,9 +310,10 @@ class BreakerBoard:
         old = self._status
         try:
             self._recompute()
-        except Exception as exc:  # the board's own arithmetic: fail closed
+        except Exception as exc:  # the board's own arithmetic: fail closed, until an operator resumes
             reason = f"risk arithmetic failed in board: {type(exc).__name__}: {exc}"
-            self._status = BoardStatus("halted", 0.0, False, True, (reason,), 0, self._rejected,
+            self._faults.setdefault("board", reason)
+            self._status = BoardStatus("halted", 0.0, False, True, (self._faults["board"],), 0, self._rejected,
                                        self._last_rejection)
         new = self._status
         ts = self._clock.now_ms()
@@ -359,6 +365,12 @@ class BreakerBoard:
         self._status = BoardStatus(_STATES[rank], factor, flatten, manual, tuple(reasons), allowed_at,
                                    self._rejected, self._last_rejection)
         self._next_deadline = self._min_deadline()
+
+
+def _check_verdict(v: BreakerVerdict) -> None:
+    if not (math.isfinite(v.value) and math.isfinite(v.threshold)
+            and math.isfinite(v.size_factor) and 0.0 <= v.size_factor <= 1.0):
+        raise ArithmeticError(f"non-finite or out-of-range verdict {v.describe()}")
 
 
 def _replace_rejections(s: BoardStatus, count: int, last: str | None) -> BoardStatus:
