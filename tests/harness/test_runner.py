@@ -374,6 +374,20 @@ def test_a_step_that_starts_the_bot_during_the_downtime_is_an_error(tmp_path: Pa
     assert timing is not None and timing.error is not None and "overlapping restarts" in timing.error
 
 
+def test_the_net_downtime_scenario_means_the_same_in_sim(tmp_path: Path) -> None:
+    """scenarios/net/restart-down-stop-crossed.yaml run with mode sim: the same file passes."""
+    import dataclasses
+
+    net_file = Path(__file__).resolve().parents[2] / "scenarios" / "net" / "restart-down-stop-crossed.yaml"
+    scenario = dataclasses.replace(load_scenario(net_file), mode="sim")
+    loaded = load_policy(scenario.profile)
+    params = resolve_all(scenario, lambda p: policy_value(loaded.policy, p))
+    (tmp_path / "work").mkdir()
+    record = asyncio.run(SimWorld(scenario, params, loaded.policy, tmp_path / "work").run())
+    verdict = judge(scenario, record)
+    assert verdict.passed, verdict.message
+
+
 @pytest.mark.parametrize("credentials,engaged", [("valid", True), ("invalid", False), ("missing", False)])
 def test_kill_switch_credentials(tmp_path: Path, credentials: str, engaged: bool) -> None:
     _, record = run(tmp_path, scenario_text(f"""
