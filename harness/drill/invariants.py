@@ -229,7 +229,7 @@ def _transport_windows(trace: Trace) -> list[tuple[int, float]]:
             out.append((injected, math.inf))
             continue
         extra = 0
-        for name in ("duration", "lag"):
+        for name in ("duration", "lag", "down_for"):
             extra += int(params.get(name) or 0)
         if params.get("retry_after"):
             extra += int(params["retry_after"]) * int(params.get("count") or 1)

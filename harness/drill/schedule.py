@@ -125,11 +125,21 @@ def _plain_param(kind: str, name: str, bar_ms: int) -> st.SearchStrategy[Any]:
     raise ValueError(f"no generator for {kind}.{name} ({ps.type})")  # a new ParamSpec type: extend here
 
 
+def _downtime_bars(params: Mapping[str, Any]) -> int:
+    """Whole bars a step keeps the bot down (a restart's `down_for`); 0 for any other step."""
+    down = params.get("down_for")
+    if not isinstance(down, Duration):
+        return 0
+    bar_ms = Market().bar_ms
+    return math.ceil(down.to_ms(bar_ms) / bar_ms)
+
+
 def _reserve_bars(kind: str, params: Mapping[str, Any], policy: Any) -> int:
-    """Bars to leave after a step before the next one (an unfolding fault needs room to unfold)."""
+    """Bars to leave after a step before the next one (an unfolding fault needs room to unfold; a
+    restart with down_for keeps the bot down that long: a step then would find no bot)."""
     facts = FAULTS[kind].drill
     if not facts.trades:
-        return facts.reserve_bars
+        return facts.reserve_bars + _downtime_bars(params)
     count = params.get("count", 1)
     if isinstance(count, PolicyRef):
         base = _numeric_policy(policy, count.path) or 1.0
@@ -165,8 +175,8 @@ def schedules(draw: Any, profiles: Sequence[str], bars: int, policies: Mapping[s
                   for name, ps in FAULTS[kind].params.items()
                   if ps.required or draw(st.booleans()) is False}
         reserve = _reserve_bars(kind, params, policy)
-        if kind in UNFOLDING and t + reserve >= bars - 2:
-            break
+        if (kind in UNFOLDING or _downtime_bars(params)) and t + reserve >= bars - 2:
+            break  # it would not be established (the bot back) before the end
         steps.append(DrillStep(t, kind, tuple(sorted(params.items()))))
         if FAULTS[kind].drill.terminal:
             break

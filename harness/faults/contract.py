@@ -15,7 +15,9 @@ they compute something (a price goal, a header value), they call one shared func
   params; `establish(ts)` for a fault that unfolds, `fail(why)` for one that turns out not to be
   injectable later, `on_cleanup(fn)` for undo work that always runs).
 - net: `def net(run, params) -> Injected`, `run` the `harness.net.runner.NetRun` (the real stack
-  and the bot process), `params` the resolved params (time-like ones already scaled).
+  and the bot process), `params` the resolved params (time-like ones already scaled). A fault that
+  completes later (a restart after `down_for`) returns `Injected(finish=..., finish_after_ms=...)`
+  instead of blocking: the runner finishes it on time while the other steps go on.
 - Either raises `FaultError` when the fault cannot be injected: the scenario is an ERROR, never a
   pass. Every fault changes what the bot sees - prices, spreads, fills, errors, feed timing,
   credentials, its processes and disks - and never touches a breaker.
@@ -51,6 +53,11 @@ class Injected:
     revert: Revert | None = None
     revert_after_ms: int | None = None  # the fault's duration (scaled); None: undone at the end only
     notes: list[str] = field(default_factory=list)
+    # A fault that completes later without holding up the timeline (a restart after a downtime):
+    # the runner calls `finish` `finish_after_ms` (scaled) after the injection, other steps going
+    # on meanwhile; the ms it returns is when the fault was established. It may raise FaultError.
+    finish: Callable[[], int] | None = None
+    finish_after_ms: int = 0
 
 
 SimImpl = Callable[["SimWorld", "ActiveStep"], Awaitable[None]]

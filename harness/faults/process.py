@@ -3,7 +3,13 @@
 - bot_crash (net): the signal to the bot's process group; then the harness starts the bot again.
 - restart: the bot process ends and a new one starts from the same state store, emergency marker,
   audit log and exchange account, as after a deploy or a crash that lost nothing on disk
-  (net: SIGTERM, wait for the exit, start again).
+  (net: SIGTERM, wait for the exit, start again). With `down_for` (default 0: at once) the bot
+  stays down that long while the market goes on: bars close on the exchange, nobody manages the
+  position it holds there, other steps still happen (a price gap, an outage); then it starts again
+  and reconciles. The step is established when the new process starts (`within` counts from
+  there; `never` from the stop). sim: the next process starts `down_for` later in virtual time;
+  net: the bot is stopped and the runner starts it `down_for` (scaled) later, without holding up
+  the rest of the timeline (`Injected.finish`).
 - redis_outage (net): the Redis proxy disabled for `duration`.
 - audit_torn: the bot dies in the middle of appending a large audit record - the first part of
   the record reaches the file, its end never does (a torn last line) - then starts again
@@ -39,6 +45,7 @@ from bot.core.redflags import CHECKED_FLAGS
 from harness.faults.contract import DURATION, DrillFacts, FaultError, Injected, kind
 from harness.faults.contract import ParamSpec as P
 from harness.net.inject import FILLER, disable, now_ms, redis_client
+from harness.sim.constants import P_STEP, START_MS
 
 if TYPE_CHECKING:
     from harness.net.runner import NetRun
@@ -54,9 +61,26 @@ NOT_A_DATABASE = b"this is not a SQLite database: gameday state_lost not_a_datab
 
 
 async def restart(world: SimWorld, step: ActiveStep) -> None:
+    down_for = int(step.params["down_for"])
     await world.stop_bot()
-    if await world.start_bot():
-        world.publish_book()
+    if down_for <= 0:
+        if await world.start_bot():
+            world.publish_book()
+        return
+    step.pending = f"the bot was still down ({step.id} holds it down for {down_for} ms)"
+    world.notes.append(f"{step.id}: the bot is down for {down_for} ms (until {world.now + down_for - START_MS} ms); "
+                       "the market goes on without it")
+
+    async def back() -> None:
+        if world.trader is not None:
+            step.fail(f"another step started the bot while {step.id} held it down for {down_for} ms: "
+                      "overlapping restarts are not one fault")
+            return
+        step.establish(world.now)
+        if await world.start_bot():
+            world.publish_book()
+
+    world.at(world.now + down_for, back, P_STEP)
 
 
 async def audit_torn(world: SimWorld, step: ActiveStep) -> None:
@@ -158,8 +182,20 @@ def bot_crash_net(run: NetRun, p: dict[str, Any]) -> Injected:
 
 
 def restart_net(run: NetRun, p: dict[str, Any]) -> Injected:
+    down_for = int(p["down_for"])
     run.bot.stop()
-    return Injected(run.restart_bot())
+    if down_for <= 0:
+        return Injected(run.restart_bot())
+    stopped = now_ms()
+
+    def back() -> int:
+        if run.bot.alive():
+            raise FaultError(f"another step started the bot while the restart held it down for {down_for} ms: "
+                             "overlapping restarts are not one fault")
+        return run.restart_bot()
+
+    return Injected(finish=back, finish_after_ms=down_for,
+                    notes=[f"bot stopped at {stopped} ms; it starts again {down_for} ms (scaled) later"])
 
 
 def redis_outage_net(run: NetRun, p: dict[str, Any]) -> Injected:
@@ -264,7 +300,10 @@ KINDS = (
          signal=P("signal", required=False, default="SIGKILL", choices=("SIGKILL", "SIGTERM", "SIGINT")),
          not_in={"sim": "the sim bot lives in the harness's own process: a signal would end the harness "
                         "(use restart or audit_torn)"}),
-    kind("restart", "process", "the bot restarts and reconciles", sim=restart, net=restart_net, drill=RESTARTS),
+    kind("restart", "process", "the bot restarts and reconciles (with `down_for`, after staying down that long "
+         "while the market goes on)", sim=restart, net=restart_net, drill=RESTARTS,
+         down_for=P("duration", required=False, default=0, ge=0,
+                    doc="how long the bot stays down before it starts again (0: at once)")),
     kind("redis_outage", "process", "the Redis state store goes away", sim=None, net=redis_outage_net,
          duration=DURATION, not_in={"sim": "the sim bot's state store is SQLite in its work directory, not Redis "
                                            "(use disk_full target state)"}),

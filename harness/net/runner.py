@@ -10,8 +10,10 @@
    harness follows live, a short reconcile period (`--reconcile-ms`, so exposure the harness
    opens on its account is adopted at once); waits until the control API answers;
 3. injects each step at `at x time_scale` after the bot is ready (faults: each kind's `net` in `harness.faults`),
-   undoes each fault after its (scaled) duration, and runs until `duration x time_scale`, or the
-   latest step end / `within` deadline plus one scaled second;
+   undoes each fault after its (scaled) duration, completes a fault that finishes later (a
+   restart's `down_for`: `Injected.finish`) on time while the other steps go on, and runs until
+   `duration x time_scale`, or the latest step end / `within` deadline (counted from when a step is
+   established: a restart after its downtime) plus one scaled second;
 4. reads the end state from the control API's /status, then stops everything - the bot's
    process group, the proxies, Redis, Toxiproxy, the testnet - pass, fail or error.
 
@@ -105,18 +107,29 @@ def end_offset_for(sc: Scenario, scale: float, params: dict[str, dict[str, Any]]
         return round(sc.duration.to_ms(sc.bar_ms) * scale)
     ends = [0]
     for step in sc.steps:
-        at = round(step.at.to_ms(sc.bar_ms) * scale)
-        duration = (params or {}).get(step.id, {}).get("duration")
-        if duration is None and "duration" in step.params and hasattr(step.params["duration"], "to_ms"):
-            duration = round(step.params["duration"].to_ms(sc.bar_ms) * scale)
-        ends.append(at + int(duration or 0))
+        ends.append(_established_offset(sc, step, scale, params) + _step_param_ms(sc, step, "duration", scale, params))
     for exp in sc.expect:
         if exp.within is None:
             continue
-        start = round(sc.step(exp.after).at.to_ms(sc.bar_ms) * scale) if exp.after else 0
+        start = _established_offset(sc, sc.step(exp.after), scale, params) if exp.after else 0
         _, allowance_ms = measured().resolve(exp.allowance, sc.step(exp.after).fault if exp.after else None)
         ends.append(start + round(exp.within.to_ms(sc.bar_ms) * scale) + allowance_ms)
     return max(ends) + round(1000 * scale)
+
+
+def _step_param_ms(sc: Scenario, step: Any, name: str, scale: float,
+                   params: dict[str, dict[str, Any]] | None) -> int:
+    """A time param of a step in scaled ms (0 when it has none): resolved, else read from the file."""
+    value = (params or {}).get(step.id, {}).get(name)
+    if value is None and name in step.params and hasattr(step.params[name], "to_ms"):
+        value = round(step.params[name].to_ms(sc.bar_ms) * scale)
+    return int(value or 0)
+
+
+def _established_offset(sc: Scenario, step: Any, scale: float, params: dict[str, dict[str, Any]] | None) -> int:
+    """When a step is expected to be established, in scaled ms after the bot is ready: its `at`,
+    plus the downtime of a restart with `down_for` (it is established when the bot starts again)."""
+    return round(step.at.to_ms(sc.bar_ms) * scale) + _step_param_ms(sc, step, "down_for", scale, params)
 
 
 class NetRun:
@@ -327,6 +340,7 @@ class NetRun:
         end = t0 + offset
         timings: dict[str, StepTiming] = {}
         reverts: list[tuple[int, str, Any]] = []
+        finishes: list[tuple[int, str, Any]] = []  # (due, step id, Injected.finish)
         steps = sorted(sc.steps, key=lambda s: (s.at.to_ms(sc.bar_ms), s.index))
         queue = [(t0 + self.scaled(s.at.to_ms(sc.bar_ms)), s) for s in steps]
         watch = ScenarioWatch.of(sc, self.scale, (end - t0) / 1000)  # live on a terminal (harness/progress.py)
@@ -335,11 +349,17 @@ class NetRun:
             for due, step_id, revert in [r for r in reverts if r[0] <= now]:
                 reverts.remove((due, step_id, revert))
                 self._undo(step_id, revert)
+            for due, step_id, finish in [f for f in finishes if f[0] <= now]:
+                finishes.remove((due, step_id, finish))
+                timings[step_id] = self._finish(timings[step_id], finish)
             while queue and queue[0][0] <= now:
                 _, step = queue.pop(0)
                 timing, injected = self._inject(step.id, step.fault, params.get(step.id, {}))
                 timings[step.id] = timing
                 watch.step(step.id)
+                if injected is not None and injected.finish is not None and timing.error is None:
+                    assert timing.injected_ms is not None
+                    finishes.append((timing.injected_ms + int(injected.finish_after_ms), step.id, injected.finish))
                 if injected is not None and injected.revert is not None:
                     if injected.revert_after_ms is not None:
                         reverts.append((timing.injected_ms + int(injected.revert_after_ms),  # type: ignore[operator]
@@ -348,10 +368,13 @@ class NetRun:
                         self._at_end.append((step.id, injected.revert))
             if now >= end and not queue:
                 break
-            next_due = min([end] + [q[0] for q in queue[:1]] + [r[0] for r in reverts])
+            next_due = min([end] + [q[0] for q in queue[:1]] + [r[0] for r in reverts] + [f[0] for f in finishes])
             watch.tick(queue[0][1].id if queue else "end", ((queue[0][0] if queue else end) - now) / 1000)
             time.sleep(max(0.0, min(LOOP_S, (next_due - now_ms()) / 1000)))
         watch.close()
+        for _, step_id, _finish in finishes:  # the run ended before the fault completed: not established
+            timings[step_id] = dataclasses.replace(
+                timings[step_id], error="not established by the end of the run: the bot was still down")
         # The record closes before anything is undone: the bot's reaction to cleanup (a spread
         # going back to normal at teardown) is not part of the scenario.
         end_state = self._end_state()
@@ -388,6 +411,14 @@ class NetRun:
             return StepTiming(step_id, fault, p, injected_ms, error=f"{type(exc).__name__}: {exc}"), None
         self.notes.extend(f"{step_id}: {n}" for n in result.notes)
         return StepTiming(step_id, fault, p, injected_ms, result.established_ms), result
+
+    def _finish(self, timing: StepTiming, finish: Any) -> StepTiming:
+        """Complete a fault that finishes later (Injected.finish): established when it returns."""
+        try:
+            established = int(finish())
+        except (FaultError, StackError, ToxiproxyError, BotProcessError, OSError) as exc:
+            return dataclasses.replace(timing, error=f"{type(exc).__name__}: {exc}")
+        return dataclasses.replace(timing, established_ms=established)
 
     def _undo(self, step_id: str, revert: Any) -> None:
         try:

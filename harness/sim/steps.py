@@ -45,6 +45,7 @@ class ActiveStep:
         error = self.error
         if error is None and self.pending is not None:
             error = f"not established by the end of the run: {self.pending}"
-        established = self.established_ms if self.unfolds else None
+        # An instantaneous fault is established at its injection (None), unless it said otherwise:
+        # a restart with down_for is established when the bot starts again.
         return StepTiming(self.step.id, self.step.fault, dict(self.params), self.injected_ms,
-                          established, error, self.first_event)
+                          self.established_ms, error, self.first_event)

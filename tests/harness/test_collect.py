@@ -47,6 +47,9 @@ STEP = "steps:\n  - id: dd\n    at: 10 bars\n    fault: restart\n"
     pytest.param(HEAD + "steps:\n  - id: dd\n    at: 1 bar\n    fault: restart\n    when: now\n",
                  "bad.yaml:9: steps[0].when: unknown key (got 'when'; allowed: id, at, fault, params)",
                  id="unknown-key"),
+    pytest.param(HEAD + STEP + "    params: {down_for: -2 bars}\n",
+                 "bad.yaml:9: steps[0].params.down_for: a duration cannot be negative (got '-2 bars'; allowed: "
+                 '"N bars"', id="restart-down-for-negative"),
     pytest.param(HEAD + STEP.replace("restart", "redis_outage\n    params: {duration: 5s}"),
                  "bad.yaml:8: steps[0].fault: fault 'redis_outage' is not available in mode sim", id="mode"),
     pytest.param(HEAD.replace("[C2.drawdown]", "[C2.drawdown, C9.nothing]"),

@@ -294,3 +294,17 @@ def test_every_sim_kind_has_a_generator(policies: dict[str, Any]) -> None:
     for kind in SIM_KINDS:
         for name in FAULTS[kind].params:
             find(_param(kind, name, policies["futures"], BAR), lambda _: True)
+
+
+def test_a_drilled_restart_with_down_for_leaves_its_downtime_free_of_other_steps() -> None:
+    """The next step of a schedule comes after the bot is back: a step during the downtime would
+    find no bot (a harness error, not a finding)."""
+    from harness.drill.schedule import _reserve_bars
+    from harness.scenario import Duration
+
+    policy = load_policy("futures").policy
+    assert _reserve_bars("restart", {}, policy) == FAULTS["restart"].drill.reserve_bars
+    assert _reserve_bars("restart", {"down_for": Duration(3.0, "bar")}, policy) == \
+        FAULTS["restart"].drill.reserve_bars + 3
+    assert _reserve_bars("restart", {"down_for": Duration(7.0, "m")}, policy) == \
+        FAULTS["restart"].drill.reserve_bars + 2  # 7 min: the bot is back during the second 5 min bar

@@ -340,6 +340,71 @@ def test_restart_builds_a_new_process_that_restores_state(tmp_path: Path) -> Non
     assert record.end_state["killswitch"] == "engaged"
 
 
+def test_restart_down_for_keeps_the_bot_down_while_the_market_goes_on(tmp_path: Path, seen: Seen) -> None:
+    """restart down_for: no bot between the stop and the start, the exchange's bars close all the
+    same (the position stays there, unmanaged), the step is established when the bot is back."""
+    world, record = run(tmp_path, scenario_text("""
+        - {id: crash, at: 10 bars, fault: restart, params: {down_for: 5 bars}}
+        """, account="{equity: 10000, strategy: off, position: {side: long, qty_pct: 10}}"))
+    bar_times = [b.ts_ms for _, _, b in seen.bars]
+    assert at_bar(9) in bar_times and at_bar(15) in bar_times
+    assert not [t for t in bar_times if at_bar(10) <= t < at_bar(15)]  # bars 10-14: the bot was down
+    assert not [t for t, _, _ in seen.books if at_bar(10) <= t < at_bar(15)]
+    assert world.bar_index == 40  # the exchange's market did not wait for it
+    restored = [e.ts_ms for e in record.events if e.name == "state.restored"]
+    assert restored == [at_bar(15)]
+    adopted = [e for e in record.events if e.name == "position.opened" and e.fields["plan"] == "restored"]
+    assert [e.ts_ms for e in adopted] == [at_bar(15)]
+    timing = record.step("crash")
+    assert timing is not None and timing.error is None and timing.params["down_for"] == 5 * BAR
+    assert (timing.injected_ms, timing.established_ms) == (at_bar(10), at_bar(15))
+    assert any("down for 1500000 ms" in n for n in record.notes), record.notes
+
+
+def test_restart_without_down_for_is_the_instant_restart(tmp_path: Path) -> None:
+    _, record = run(tmp_path, scenario_text("- {id: restart, at: 10 bars, fault: restart}"))
+    timing = record.step("restart")
+    assert timing is not None and timing.params == {"down_for": 0}
+    assert timing.established_ms is None  # established at its injection, as before down_for existed
+    assert [e.ts_ms for e in record.events if e.name == "state.restored"] == [at_bar(10)]
+
+
+def test_a_run_that_ends_while_the_bot_is_down_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(textwrap.dedent(scenario_text("""
+        - {id: crash, at: 35 bars, fault: restart, params: {down_for: 10 bars}}
+        """)).lstrip("\n"))
+    scenario = load_scenario(path, checklist_ids=None)
+    _, record = run(tmp_path, path.read_text())
+    timing = record.step("crash")
+    assert timing is not None and timing.error is not None
+    assert "not established by the end of the run" in timing.error and "still down" in timing.error
+    assert judge(scenario, record).verdict == "error"
+
+
+def test_a_step_that_starts_the_bot_during_the_downtime_is_an_error(tmp_path: Path) -> None:
+    _, record = run(tmp_path, scenario_text("""
+        - {id: crash, at: 10 bars, fault: restart, params: {down_for: 5 bars}}
+        - {id: again, at: 12 bars, fault: restart}
+        """))
+    timing = record.step("crash")
+    assert timing is not None and timing.error is not None and "overlapping restarts" in timing.error
+
+
+def test_the_net_downtime_scenario_means_the_same_in_sim(tmp_path: Path) -> None:
+    """scenarios/net/restart-down-stop-crossed.yaml run with mode sim: the same file passes."""
+    import dataclasses
+
+    net_file = Path(__file__).resolve().parents[2] / "scenarios" / "net" / "restart-down-stop-crossed.yaml"
+    scenario = dataclasses.replace(load_scenario(net_file), mode="sim")
+    loaded = load_policy(scenario.profile)
+    params = resolve_all(scenario, lambda p: policy_value(loaded.policy, p))
+    (tmp_path / "work").mkdir()
+    record = asyncio.run(SimWorld(scenario, params, loaded.policy, tmp_path / "work").run())
+    verdict = judge(scenario, record)
+    assert verdict.passed, verdict.message
+
+
 @pytest.mark.parametrize("credentials,engaged", [("valid", True), ("invalid", False), ("missing", False)])
 def test_kill_switch_credentials(tmp_path: Path, credentials: str, engaged: bool) -> None:
     _, record = run(tmp_path, scenario_text(f"""

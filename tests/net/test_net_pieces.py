@@ -118,6 +118,33 @@ def test_gate_net_scenarios_fit_in_ten_seconds(path: Path) -> None:
         assert "slow" in scenario.tags
 
 
+def test_a_restart_with_down_for_ends_the_run_that_much_later_and_is_established_when_it_finishes() -> None:
+    """restart down_for: `within` counts from the new start, so the run's end moves by the downtime;
+    the runner completes the fault (Injected.finish) and takes its time as the establishment."""
+    import dataclasses
+
+    from harness.expect import StepTiming
+    from harness.faults.contract import FaultError
+    from harness.net.runner import NetRun
+
+    scenario = load_scenario(NET_DIR / "restart-down-stop-crossed.yaml")
+    crash = scenario.step("crash")
+    instant = dataclasses.replace(scenario, steps=tuple(
+        dataclasses.replace(s, params={}) if s.id == "crash" else s for s in scenario.steps))
+    assert end_offset_for(scenario, 1.0) - end_offset_for(instant, 1.0) == crash.params["down_for"].to_ms(300_000)
+    assert end_offset_for(scenario, 0.5, {"crash": {"down_for": 250}}) - \
+        end_offset_for(instant, 0.5, {"crash": {"down_for": 0}}) == 250
+
+    timing = StepTiming("crash", "restart", {"down_for": 1000}, 5_000)
+    assert NetRun._finish(None, timing, lambda: 6_020).established_ms == 6_020  # type: ignore[arg-type]
+
+    def refused() -> int:
+        raise FaultError("the bot would not start")
+
+    failed = NetRun._finish(None, timing, refused)  # type: ignore[arg-type]
+    assert failed.established_ms is None and failed.error == "FaultError: the bot would not start"
+
+
 def test_stack_wires_the_bot_through_proxies_on_loopback(gameday_redis: object, gameday_toxiproxy: object) -> None:
     with NetStack(keys=(("K", "S"),)) as stack:
         for address in stack.listen.values():
